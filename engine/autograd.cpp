@@ -1,0 +1,334 @@
+#include "engine/autograd.hpp"
+
+#include <atomic>
+
+#include "ops/elementwise.hpp"
+
+namespace tg {
+
+namespace {
+thread_local bool grad_mode = true;
+std::atomic<int64_t> live_nodes{0};
+}  // namespace
+
+bool grad_enabled() { return grad_mode; }
+void set_grad_enabled(bool enabled) { grad_mode = enabled; }
+
+Node::Node() { live_nodes.fetch_add(1, std::memory_order_relaxed); }
+Node::~Node() { live_nodes.fetch_sub(1, std::memory_order_relaxed); }
+int64_t live_tape_entries() { return live_nodes.load(); }
+
+namespace detail {
+
+Tensor attach(const char* op, Tensor out, const tensor_list& inputs, const tensor_list& save,
+              BackwardRule rule)
+{
+    // The output gets its own handle even when an op hands back an input or an alias.
+    if (out.impl().grad_fn || out.impl().requires_grad) out = out.detach();
+
+    auto node = std::make_shared<Node>();
+    node->op = op;
+    node->rule = std::move(rule);
+    node->shape = out.shape();
+    node->dtype = out.dtype();
+    node->inputs.resize(inputs.size());
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        const Tensor& t = inputs[i];
+        if (!t.defined() || !t.requires_grad()) continue;
+        if (t.grad_fn())
+            node->inputs[i].node = t.grad_fn();
+        else
+            node->inputs[i].leaf = t.impl_ptr();
+    }
+    node->saved.reserve(save.size());
+    for (const Tensor& s : save) {
+        SavedTensor st;
+        st.version = s.version();
+        if (s.same(out)) {
+            // Holding the output itself would be a cycle (output -> entry -> output).
+            st.data = out.detach();
+            st.output_of = node;
+            st.is_output = true;
+        } else {
+            st.data = s;
+        }
+        node->saved.push_back(std::move(st));
+    }
+    out.impl().requires_grad = true;
+    out.impl().grad_fn = std::move(node);
+    return out;
+}
+
+}  // namespace detail
+
+namespace {
+
+std::atomic<uint64_t> sweep_counter{0};
+
+// Gives a leaf its gradient, or adds to the one it has.
+void accumulate_into_leaf(TensorImpl& leaf, Tensor g, bool create_graph)
+{
+    if (!leaf.grad) {
+        if (!create_graph) {
+            // The gradient may be shared (passed through an add, or the caller's
+            // own upstream tensor): own a private copy unless nobody else holds it.
+            bool exclusive = g.impl_ptr().use_count() == 1 && g.impl().storage.use_count() == 1 &&
+                             !g.grad_fn();
+            g = exclusive ? g : g.detach().clone();
+        }
+        leaf.grad = g.impl_ptr();
+        return;
+    }
+    Tensor current(leaf.grad);
+    if (create_graph || current.grad_fn())
+        leaf.grad = add(current, g).impl_ptr();
+    else
+        current.add_(g.detach());
+}
+
+Tensor sum_grads(const Tensor& a, Tensor b) { return a.defined() ? add(a, b) : b; }
+
+class Sweep {
+public:
+    Sweep(bool keep_graph, bool create_graph) : keep_graph_(keep_graph), create_graph_(create_graph)
+    {
+        epoch_ = ++sweep_counter;
+    }
+
+    ~Sweep()
+    {
+        // Leaves the scratch clean even when a rule threw.
+        for (Node* n : nodes_) {
+            n->pending = 0;
+            n->grad_sum = Tensor();
+        }
+    }
+
+    // Finds every entry reachable from the roots and counts the edges into each.
+    void discover(const tensor_list& roots)
+    {
+        std::vector<Node*> stack;
+        for (const Tensor& r : roots)
+            if (r.grad_fn()) visit(r.grad_fn().get(), stack);
+        while (!stack.empty()) {
+            Node* n = stack.back();
+            stack.pop_back();
+            for (Edge& e : n->inputs) {
+                if (!e.node) continue;
+                visit(e.node.get(), stack);
+                e.node->pending++;
+            }
+        }
+        // The counts above include edges between roots; a root reached from
+        // another root waits for it.
+    }
+
+    void seed(const Tensor& root, const Tensor& g)
+    {
+        if (root.grad_fn()) {
+            Node* n = root.grad_fn().get();
+            n->grad_sum = sum_grads(n->grad_sum, g);
+        } else {
+            deliver_to_leaf(root.impl_ptr(), g);
+        }
+    }
+
+    // Runs the rules in an order where every entry has all its gradient before it runs.
+    void run(const tensor_list& roots)
+    {
+        std::vector<Node*> ready;
+        for (const Tensor& r : roots) {
+            Node* n = r.grad_fn().get();
+            if (n && n->pending == 0) {
+                n->pending = -1;  // queued
+                ready.push_back(n);
+            }
+        }
+        while (!ready.empty()) {
+            Node* n = ready.back();
+            ready.pop_back();
+            tensor_list grads = call_rule(*n);
+            for (size_t i = 0; i < n->inputs.size(); ++i) {
+                Edge& e = n->inputs[i];
+                Tensor g = i < grads.size() ? std::move(grads[i]) : Tensor();
+                if (e.node) {
+                    Node* next = e.node.get();
+                    if (g.defined()) next->grad_sum = sum_grads(next->grad_sum, std::move(g));
+                    if (--next->pending == 0) {
+                        next->pending = -1;
+                        ready.push_back(next);
+                    }
+                } else if (e.leaf && g.defined()) {
+                    deliver_to_leaf(e.leaf, std::move(g));
+                }
+            }
+            if (!keep_graph_) {
+                n->saved.clear();
+                n->rule = nullptr;
+                n->released = true;
+            }
+        }
+    }
+
+    // tg::grad mode: gradients are captured for these tensors and no grad() is touched.
+    void capture(const tensor_list& inputs)
+    {
+        capture_ = true;
+        for (size_t i = 0; i < inputs.size(); ++i) {
+            if (inputs[i].grad_fn())
+                capture_nodes_.emplace_back(inputs[i].grad_fn().get(), i);
+            else
+                capture_leaves_.emplace_back(inputs[i].impl_ptr().get(), i);
+        }
+        results_.resize(inputs.size());
+    }
+    tensor_list& results() { return results_; }
+
+private:
+    void visit(Node* n, std::vector<Node*>& stack)
+    {
+        if (n->epoch_seen == epoch_) return;
+        n->epoch_seen = epoch_;
+        n->pending = 0;
+        n->grad_sum = Tensor();
+        nodes_.push_back(n);
+        stack.push_back(n);
+    }
+
+    void deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g)
+    {
+        if (capture_) {
+            for (auto& [impl, i] : capture_leaves_)
+                if (impl == leaf.get()) results_[i] = sum_grads(results_[i], g);
+            return;
+        }
+        accumulate_into_leaf(*leaf, std::move(g), create_graph_);
+    }
+
+    tensor_list call_rule(Node& n)
+    {
+        Tensor g = n.grad_sum;
+        n.grad_sum = Tensor();
+        if (capture_)
+            for (auto& [node, i] : capture_nodes_)
+                if (node == &n && g.defined()) results_[i] = sum_grads(results_[i], g);
+        if (!g.defined()) return {};  // nothing flowed here (an unused branch)
+        TG_CHECK(!n.released, "backward through the tape entry of op '", n.op,
+                 "' (output shape ", n.shape, ") whose saved tensors were already freed by an ",
+                 "earlier backward; pass retain_graph=true to the first backward to go through ",
+                 "the graph twice");
+        tensor_list saved;
+        saved.reserve(n.saved.size());
+        for (size_t i = 0; i < n.saved.size(); ++i) {
+            const SavedTensor& s = n.saved[i];
+            TG_CHECK(s.data.version() == s.version, "backward of op '", n.op, "': saved tensor ",
+                     i, s.is_output ? " (its output)" : "", " of shape ", s.data.shape(),
+                     " was modified in place after the forward (version ", s.data.version(),
+                     ", saved at version ", s.version,
+                     "); an optimizer step or another in-place op ran between forward and backward");
+            if (s.is_output && create_graph_) {
+                // Give the output back its place on the tape so the rule's own
+                // use of it is differentiated too.
+                Tensor t = s.data.detach();
+                t.impl().grad_fn = s.output_of.lock();
+                t.impl().requires_grad = t.impl().grad_fn != nullptr;
+                saved.push_back(t);
+            } else {
+                saved.push_back(s.data);
+            }
+        }
+        BackwardArgs args(n, g, saved);
+        tensor_list grads = n.rule(args);
+        TG_CHECK(grads.size() <= n.inputs.size(), "backward of op '", n.op, "' returned ",
+                 grads.size(), " gradients for ", n.inputs.size(), " inputs");
+        for (size_t i = 0; i < grads.size(); ++i) {
+            const Tensor& gi = grads[i];
+            const Edge& e = n.inputs[i];
+            if (!gi.defined() || !e.connected()) continue;
+            const shape_type& want = e.node ? e.node->shape : e.leaf->shape;
+            Dtype want_dtype = e.node ? e.node->dtype : e.leaf->dtype;
+            TG_CHECK(gi.shape() == want && gi.dtype() == want_dtype, "backward of op '", n.op,
+                     "' returned a gradient of shape ", gi.shape(), " (", dtype_name(gi.dtype()),
+                     ") for input ", i, " of shape ", want, " (", dtype_name(want_dtype), ")");
+        }
+        return grads;
+    }
+
+    bool keep_graph_, create_graph_;
+    uint64_t epoch_;
+    std::vector<Node*> nodes_;
+    bool capture_ = false;
+    std::vector<std::pair<Node*, size_t>> capture_nodes_;
+    std::vector<std::pair<TensorImpl*, size_t>> capture_leaves_;
+    tensor_list results_;
+};
+
+// Checks the roots and supplies the default upstream gradient (1 for a scalar).
+tensor_list root_gradients(const tensor_list& roots, const tensor_list& given, const char* who)
+{
+    TG_CHECK(given.empty() || given.size() == roots.size(), who, ": ", given.size(),
+             " upstream gradients for ", roots.size(), " outputs");
+    tensor_list grads(roots.size());
+    for (size_t i = 0; i < roots.size(); ++i) {
+        const Tensor& r = roots[i];
+        TG_CHECK(r.defined(), who, ": output ", i, " is undefined");
+        TG_CHECK(r.requires_grad(), who, ": output ", i, " of shape ", r.shape(),
+                 " does not require grad (no input it was computed from requires grad, or it ",
+                 "was computed under a NoGradGuard)");
+        Tensor g = i < given.size() ? given[i] : Tensor();
+        if (!g.defined()) {
+            TG_CHECK(r.numel() == 1, who, ": output ", i, " of shape ", r.shape(),
+                     r.grad_fn() ? std::string(" (from op '") + r.grad_fn()->op + "')" : "",
+                     " is not a scalar; pass the upstream gradient explicitly");
+            g = ones_like(r);
+        }
+        TG_CHECK(g.shape() == r.shape(), who, ": upstream gradient of shape ", g.shape(),
+                 " for output ", i, " of shape ", r.shape());
+        TG_CHECK(g.dtype() == r.dtype(), who, ": upstream gradient of dtype ",
+                 dtype_name(g.dtype()), " for output ", i, " of dtype ", dtype_name(r.dtype()));
+        grads[i] = g;
+    }
+    return grads;
+}
+
+}  // namespace
+
+void backward(const Tensor& root, const Tensor& gradient, bool retain_graph, bool create_graph)
+{
+    tensor_list roots{root};
+    tensor_list grads = root_gradients(roots, {gradient}, "backward");
+    std::optional<EnableGradGuard> on;
+    std::optional<NoGradGuard> off;
+    if (create_graph) on.emplace(); else off.emplace();
+    Sweep sweep(retain_graph || create_graph, create_graph);
+    sweep.discover(roots);
+    sweep.seed(root, grads[0]);
+    sweep.run(roots);
+}
+
+tensor_list grad(const tensor_list& outputs, const tensor_list& inputs,
+                 const tensor_list& grad_outputs, GradOptions options)
+{
+    TG_CHECK(!outputs.empty(), "grad: no outputs");
+    tensor_list grads = root_gradients(outputs, grad_outputs, "grad");
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        TG_CHECK(inputs[i].defined(), "grad: input ", i, " is undefined");
+        TG_CHECK(inputs[i].requires_grad(), "grad: input ", i, " of shape ", inputs[i].shape(),
+                 " does not require grad");
+    }
+    bool keep = options.retain_graph.value_or(options.create_graph);
+    std::optional<EnableGradGuard> on;
+    std::optional<NoGradGuard> off;
+    if (options.create_graph) on.emplace(); else off.emplace();
+    Sweep sweep(keep, options.create_graph);
+    sweep.capture(inputs);
+    sweep.discover(outputs);
+    for (size_t i = 0; i < outputs.size(); ++i) sweep.seed(outputs[i], grads[i]);
+    sweep.run(outputs);
+    tensor_list results = std::move(sweep.results());
+    for (size_t i = 0; i < inputs.size(); ++i)
+        if (!results[i].defined()) results[i] = zeros_like(inputs[i]);
+    return results;
+}
+
+}  // namespace tg

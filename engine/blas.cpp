@@ -1,0 +1,109 @@
+#include "engine/blas.hpp"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <climits>
+#include <vector>
+
+#include "engine/error.hpp"
+#include "engine/parallel.hpp"
+
+extern "C" void openblas_set_num_threads(int);
+
+namespace tg::detail {
+
+void blas_init() { openblas_set_num_threads(1); }
+
+namespace {
+
+void call_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+               int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+void call_blas(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+               int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc)
+{
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+                int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+}
+
+// Below this many multiply-adds a GEMM is not worth splitting.
+constexpr double split_threshold = 1 << 18;
+
+template <class T>
+void gemm_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
+               int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc)
+{
+    TG_CHECK(m < INT_MAX && n < INT_MAX && k < INT_MAX && lda < INT_MAX && ldb < INT_MAX &&
+                 ldc < INT_MAX,
+             "matmul: dimensions ", m, "x", k, " by ", k, "x", n, " exceed BLAS's 32-bit sizes");
+    if (m == 0 || n == 0) return;
+    if (k == 0) {
+        for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+        return;
+    }
+    int threads = num_threads();
+    double work = double(m) * double(n) * double(k);
+    if (threads == 1 || in_parallel_region() || work < split_threshold) {
+        call_blas(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    // Split the larger side of C across the threads, in blocks that keep
+    // OpenBLAS's micro-kernels full.
+    const int64_t block = 16;
+    if (std::max(m, n) >= block * threads) {
+        if (n >= m) {
+            int64_t blocks = (n + block - 1) / block;
+            parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+                int64_t j0 = b0 * block, j1 = std::min(n, b1 * block);
+                const T* bp = tb ? b + j0 * ldb : b + j0;
+                call_blas(ta, tb, m, j1 - j0, k, alpha, a, lda, bp, ldb, beta, c + j0, ldc);
+            });
+        } else {
+            int64_t blocks = (m + block - 1) / block;
+            parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+                int64_t i0 = b0 * block, i1 = std::min(m, b1 * block);
+                const T* ap = ta ? a + i0 : a + i0 * lda;
+                call_blas(ta, tb, i1 - i0, n, k, alpha, ap, lda, b, ldb, beta, c + i0 * ldc, ldc);
+            });
+        }
+        return;
+    }
+    // A small C with a long inner dimension (a weight gradient): split k and
+    // add the partial products.
+    std::vector<std::vector<T>> partial(size_t(threads), std::vector<T>(size_t(m * n), T(0)));
+    parallel_for(threads, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+            int64_t p0 = k * t / threads, p1 = k * (t + 1) / threads;
+            if (p1 == p0) continue;
+            const T* ap = ta ? a + p0 * lda : a + p0;
+            const T* bp = tb ? b + p0 : b + p0 * ldb;
+            call_blas(ta, tb, m, n, p1 - p0, alpha, ap, lda, bp, ldb, T(0), partial[size_t(t)].data(), n);
+        }
+    });
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            T s = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+            for (int t = 0; t < threads; ++t) s += partial[size_t(t)][size_t(i * n + j)];
+            c[i * ldc + j] = s;
+        }
+}
+
+}  // namespace
+
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+          int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc)
+{
+    gemm_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+          int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc)
+{
+    gemm_impl(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+
+}  // namespace tg::detail

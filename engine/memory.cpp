@@ -1,0 +1,122 @@
+#include "engine/memory.hpp"
+
+#include <atomic>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "engine/error.hpp"
+
+namespace tg {
+namespace {
+
+// Below this size glibc's malloc is fast and recycles memory itself.
+constexpr size_t cache_threshold = 64 * 1024;
+constexpr size_t max_cached_bytes = size_t(1) << 30;
+
+std::atomic<int64_t> live_bytes{0};
+std::atomic<int64_t> peak_bytes{0};
+std::atomic<int64_t> allocations{0};
+
+// Rounds large requests up to 1/8 steps of their power of two, so buffers of
+// nearly the same size (a last partial batch, say) can share cache entries.
+size_t bucket_size(size_t bytes)
+{
+    size_t p = 1;
+    while (p < bytes) p <<= 1;
+    size_t step = p / 8 > 4096 ? p / 8 : 4096;
+    return (bytes + step - 1) / step * step;
+}
+
+struct BufferCache {
+    std::mutex mutex;
+    std::multimap<size_t, void*> free_buffers;
+    size_t cached = 0;
+
+    ~BufferCache() { clear(); }
+
+    void clear()
+    {
+        std::lock_guard lock(mutex);
+        for (auto& [size, p] : free_buffers) std::free(p);
+        free_buffers.clear();
+        cached = 0;
+    }
+};
+
+BufferCache& cache()
+{
+    static BufferCache* c = new BufferCache();  // never destroyed: tensors may outlive main
+    return *c;
+}
+
+void note_alloc(size_t bytes)
+{
+    int64_t now = live_bytes.fetch_add(int64_t(bytes), std::memory_order_relaxed) + int64_t(bytes);
+    int64_t peak = peak_bytes.load(std::memory_order_relaxed);
+    while (now > peak && !peak_bytes.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {}
+    allocations.fetch_add(1, std::memory_order_relaxed);
+}
+
+}  // namespace
+
+namespace detail {
+
+void* allocate(size_t bytes)
+{
+    if (bytes == 0) bytes = 1;
+    if (bytes >= cache_threshold) {
+        size_t size = bucket_size(bytes);
+        BufferCache& c = cache();
+        {
+            std::lock_guard lock(c.mutex);
+            auto it = c.free_buffers.find(size);
+            if (it != c.free_buffers.end()) {
+                void* p = it->second;
+                c.free_buffers.erase(it);
+                c.cached -= size;
+                note_alloc(bytes);
+                return p;
+            }
+        }
+        void* p = std::aligned_alloc(64, size);
+        TG_CHECK(p, "out of memory allocating ", bytes, " bytes");
+        note_alloc(bytes);
+        return p;
+    }
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    TG_CHECK(p, "out of memory allocating ", bytes, " bytes");
+    note_alloc(bytes);
+    return p;
+}
+
+void deallocate(void* p, size_t bytes) noexcept
+{
+    if (!p) return;
+    if (bytes == 0) bytes = 1;
+    live_bytes.fetch_sub(int64_t(bytes), std::memory_order_relaxed);
+    if (bytes >= cache_threshold) {
+        size_t size = bucket_size(bytes);
+        BufferCache& c = cache();
+        std::lock_guard lock(c.mutex);
+        if (c.cached + size <= max_cached_bytes) {
+            c.free_buffers.emplace(size, p);
+            c.cached += size;
+            return;
+        }
+    }
+    std::free(p);
+}
+
+}  // namespace detail
+
+MemoryStats memory_stats()
+{
+    BufferCache& c = cache();
+    std::lock_guard lock(c.mutex);
+    return {live_bytes.load(), peak_bytes.load(), int64_t(c.cached), allocations.load()};
+}
+
+void release_cached_memory() { cache().clear(); }
+
+}  // namespace tg

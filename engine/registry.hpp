@@ -1,0 +1,74 @@
+// The op registry: every differentiable op is registered next to its
+// definition with sample inputs, and the registry sweep gradchecks every op ×
+// sample × dtype, first and second order. A user's own op registers the same
+// way and is checked by the same sweep (see samples/custom_op).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.hpp"
+
+namespace tg {
+
+class Generator;
+
+// Where sample values are drawn from, chosen to keep an op away from the
+// points where it is not differentiable or not defined.
+enum class Domain {
+    real,            // standard normal
+    positive,        // in [0.5, 2]: log, sqrt, a pow base
+    away_from_zero,  // |x| in [0.2, 1.5], either sign: relu, abs
+    unit_interval,   // in (0.05, 0.95): probabilities
+    index,           // int64 in [0, high): class targets; never differentiated
+};
+
+struct InputSpec {
+    std::string name;
+    shape_type shape;
+    Domain domain = Domain::real;
+    int64_t high = 0;  // upper bound of an index input
+    bool differentiable() const { return domain != Domain::index; }
+};
+
+InputSpec real(const std::string& name, const shape_type& shape);
+InputSpec positive(const std::string& name, const shape_type& shape);
+InputSpec away_from_zero(const std::string& name, const shape_type& shape);
+InputSpec unit_interval(const std::string& name, const shape_type& shape);
+InputSpec index(const std::string& name, const shape_type& shape, int64_t high);
+
+using OpFn = std::function<Tensor(const tensor_list&)>;
+
+struct OpSample {
+    std::string label;               // what the sample exercises: "broadcast [3,1] x [4]"
+    std::vector<InputSpec> inputs;
+    OpFn fn;                         // calls the op with this sample's options
+    bool second_order = true;        // false only for ops whose backward is not differentiable
+};
+
+struct OpInfo {
+    std::string name;
+    std::vector<OpSample> samples;
+};
+
+// All ops registered so far (library and user), in registration order.
+const std::vector<OpInfo>& registered_ops();
+const OpInfo* find_op(const std::string& name);
+
+// Draws a sample's inputs in `dtype` (index inputs are int64) from `seed`;
+// differentiable inputs require grad.
+tensor_list make_inputs(const OpSample& sample, Dtype dtype, uint64_t seed);
+
+// Registers an op at static-initialisation time; use through TG_REGISTER_OP.
+struct OpRegistration {
+    OpRegistration(std::string name, std::vector<OpSample> samples);
+};
+
+}  // namespace tg
+
+#define TG_CONCAT_INNER(a, b) a##b
+#define TG_CONCAT(a, b) TG_CONCAT_INNER(a, b)
+// TG_REGISTER_OP("name", { OpSample{...}, ... }) at namespace scope, next to the op.
+#define TG_REGISTER_OP(name, ...) \
+    static const ::tg::OpRegistration TG_CONCAT(tg_op_registration_, __COUNTER__)(name, __VA_ARGS__)

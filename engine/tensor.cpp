@@ -1,0 +1,372 @@
+#include "engine/tensor.hpp"
+
+#include <cmath>
+#include <cstring>
+#include <iomanip>
+#include <ostream>
+#include <sstream>
+
+#include "engine/autograd.hpp"
+#include "engine/memory.hpp"
+#include "engine/parallel.hpp"
+#include "ops/elementwise.hpp"
+
+namespace tg {
+
+Storage::~Storage()
+{
+    if (!owner) detail::deallocate(data, nbytes);
+}
+
+int64_t numel_of(const shape_type& shape)
+{
+    int64_t n = 1;
+    for (int64_t d : shape) {
+        TG_CHECK(d >= 0, "negative dimension in shape ", shape);
+        n *= d;
+    }
+    return n;
+}
+
+int64_t normalize_axis(int64_t axis, int64_t rank, const char* op)
+{
+    int64_t r = rank == 0 ? 1 : rank;
+    TG_CHECK(axis >= -r && axis < r, op, ": axis ", axis, " is out of range for a tensor of rank ",
+             rank);
+    return axis < 0 ? axis + r : axis;
+}
+
+Tensor Tensor::empty(const shape_type& shape, Dtype dtype)
+{
+    auto impl = std::make_shared<TensorImpl>();
+    impl->numel = numel_of(shape);
+    impl->shape = shape;
+    impl->dtype = dtype;
+    impl->storage = std::make_shared<Storage>();
+    impl->storage->nbytes = size_t(impl->numel) * dtype_size(dtype);
+    impl->storage->data = detail::allocate(impl->storage->nbytes);
+    return Tensor(std::move(impl));
+}
+
+int64_t Tensor::size(int64_t axis) const
+{
+    TG_CHECK(dim() > 0, "size(", axis, ") of a 0-d tensor");
+    return shape()[size_t(normalize_axis(axis, dim(), "size"))];
+}
+
+Tensor& Tensor::requires_grad_(bool value)
+{
+    TG_CHECK(is_leaf() || value, "requires_grad_(false) on a tensor produced by op '",
+             impl().grad_fn ? impl().grad_fn->op : "?", "': use detach() instead");
+    TG_CHECK(!value || is_floating(dtype()), "requires_grad_: only float32 and float64 tensors ",
+             "can require grad, got ", dtype_name(dtype()), " of shape ", shape());
+    impl().requires_grad = value;
+    return *this;
+}
+
+Tensor Tensor::grad() const { return impl().grad ? Tensor(impl().grad) : Tensor(); }
+
+void Tensor::set_grad(const Tensor& g)
+{
+    if (!g.defined()) {
+        impl().grad.reset();
+        return;
+    }
+    TG_CHECK(g.shape() == shape() && g.dtype() == dtype(), "set_grad: gradient of shape ",
+             g.shape(), " (", dtype_name(g.dtype()), ") for a tensor of shape ", shape(), " (",
+             dtype_name(dtype()), ")");
+    impl().grad = g.impl_ptr();
+}
+
+void Tensor::zero_grad() { impl().grad.reset(); }
+
+void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const
+{
+    tg::backward(*this, gradient, retain_graph, create_graph);
+}
+
+Tensor Tensor::detach() const
+{
+    auto impl2 = std::make_shared<TensorImpl>();
+    impl2->storage = impl().storage;
+    impl2->shape = impl().shape;
+    impl2->numel = impl().numel;
+    impl2->dtype = impl().dtype;
+    return Tensor(std::move(impl2));
+}
+
+double Tensor::item() const
+{
+    TG_CHECK(numel() == 1, "item() needs a tensor with one element, got shape ", shape());
+    return TG_DISPATCH_ALL(dtype(), "item", [&] { return double(data<scalar_t>()[0]); });
+}
+
+double Tensor::at(const shape_type& index) const
+{
+    TG_CHECK(int64_t(index.size()) == dim(), "at(", index, "): index of rank ", index.size(),
+             " for a tensor of shape ", shape());
+    int64_t flat = 0;
+    for (size_t i = 0; i < index.size(); ++i) {
+        int64_t k = index[i] < 0 ? index[i] + shape()[i] : index[i];
+        TG_CHECK(k >= 0 && k < shape()[i], "at(", index, "): index out of range for shape ",
+                 shape());
+        flat = flat * shape()[i] + k;
+    }
+    return TG_DISPATCH_ALL(dtype(), "at", [&] { return double(data<scalar_t>()[flat]); });
+}
+
+namespace {
+
+template <class To, class From>
+void convert(const From* src, To* dst, int64_t n)
+{
+    for (int64_t i = 0; i < n; ++i) dst[i] = To(src[i]);
+}
+
+// Copies a tensor into a new buffer of another dtype (no tape).
+Tensor converted(const Tensor& t, Dtype dtype)
+{
+    Tensor out = Tensor::empty(t.shape(), dtype);
+    TG_DISPATCH_ALL(t.dtype(), "to", [&] {
+        const scalar_t* src = t.data<scalar_t>();
+        TG_DISPATCH_ALL(dtype, "to", [&] {
+            using dst_t = scalar_t;
+            convert(src, out.data<dst_t>(), t.numel());
+        });
+    });
+    return out;
+}
+
+}  // namespace
+
+Tensor Tensor::to(Dtype target) const
+{
+    if (target == dtype()) return *this;
+    Tensor out = converted(*this, target);
+    Dtype source = dtype();
+    if (!is_floating(target)) return out;  // integers carry no gradient
+    return record("to", out, {*this}, {}, [source](const BackwardArgs& a) -> tensor_list {
+        return {a.grad.to(source)};
+    });
+}
+
+Tensor Tensor::clone() const
+{
+    Tensor out = Tensor::empty(shape(), dtype());
+    std::memcpy(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype()));
+    return record("clone", out, {*this}, {}, [](const BackwardArgs& a) -> tensor_list {
+        return {a.grad};
+    });
+}
+
+std::vector<double> Tensor::to_vector() const
+{
+    std::vector<double> v(static_cast<size_t>(numel()));
+    TG_DISPATCH_ALL(dtype(), "to_vector", [&] {
+        const scalar_t* p = data<scalar_t>();
+        for (int64_t i = 0; i < numel(); ++i) v[size_t(i)] = double(p[i]);
+    });
+    return v;
+}
+
+// --- in-place ------------------------------------------------------------------
+
+namespace {
+void check_inplace(const Tensor& t, const char* op)
+{
+    TG_CHECK(!(grad_enabled() && t.is_leaf() && t.requires_grad()), op,
+             ": in-place change of a leaf that requires grad (shape ", t.shape(),
+             ") while grad mode is on; do it under a tg::NoGradGuard");
+}
+}  // namespace
+
+Tensor& Tensor::fill_(double value)
+{
+    check_inplace(*this, "fill_");
+    TG_DISPATCH_ALL(dtype(), "fill_", [&] {
+        scalar_t* p = data<scalar_t>();
+        std::fill(p, p + numel(), scalar_t(value));
+    });
+    bump_version();
+    return *this;
+}
+
+Tensor& Tensor::copy_(const Tensor& src)
+{
+    check_inplace(*this, "copy_");
+    TG_CHECK(src.shape() == shape(), "copy_: source of shape ", src.shape(),
+             " into a tensor of shape ", shape());
+    if (src.dtype() == dtype())
+        std::memmove(raw_data(), src.raw_data(), size_t(numel()) * dtype_size(dtype()));
+    else {
+        Tensor c = converted(src, dtype());
+        std::memcpy(raw_data(), c.raw_data(), size_t(numel()) * dtype_size(dtype()));
+    }
+    bump_version();
+    return *this;
+}
+
+Tensor& Tensor::add_(const Tensor& other, double alpha)
+{
+    check_inplace(*this, "add_");
+    TG_CHECK(other.shape() == shape(), "add_: operand of shape ", other.shape(),
+             " for a tensor of shape ", shape());
+    TG_CHECK(other.dtype() == dtype(), "add_: operand of dtype ", dtype_name(other.dtype()),
+             " for a tensor of dtype ", dtype_name(dtype()));
+    TG_DISPATCH_FLOATING(dtype(), "add_", [&] {
+        scalar_t* p = data<scalar_t>();
+        const scalar_t* q = other.data<scalar_t>();
+        scalar_t a = scalar_t(alpha);
+        parallel_for(numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) p[i] += a * q[i];
+        });
+    });
+    bump_version();
+    return *this;
+}
+
+Tensor& Tensor::mul_(double factor)
+{
+    check_inplace(*this, "mul_");
+    TG_DISPATCH_FLOATING(dtype(), "mul_", [&] {
+        scalar_t* p = data<scalar_t>();
+        scalar_t f = scalar_t(factor);
+        parallel_for(numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+            for (int64_t i = begin; i < end; ++i) p[i] *= f;
+        });
+    });
+    bump_version();
+    return *this;
+}
+
+// --- creation --------------------------------------------------------------------
+
+Tensor full(const shape_type& shape, double value, Dtype dtype)
+{
+    Tensor t = Tensor::empty(shape, dtype);
+    TG_DISPATCH_ALL(dtype, "full", [&] {
+        scalar_t* p = t.data<scalar_t>();
+        std::fill(p, p + t.numel(), scalar_t(value));
+    });
+    return t;
+}
+Tensor zeros(const shape_type& shape, Dtype dtype) { return full(shape, 0.0, dtype); }
+Tensor ones(const shape_type& shape, Dtype dtype) { return full(shape, 1.0, dtype); }
+Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
+Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
+Tensor full_like(const Tensor& t, double value) { return full(t.shape(), value, t.dtype()); }
+Tensor scalar(double value, Dtype dtype) { return full({}, value, dtype); }
+
+Tensor arange(double start, double stop, double step, Dtype dtype)
+{
+    TG_CHECK(step != 0 && std::isfinite(start) && std::isfinite(stop) && std::isfinite(step),
+             "arange(", start, ", ", stop, ", ", step, "): step must be non-zero and all finite");
+    double count = std::ceil((stop - start) / step);
+    int64_t n = count > 0 ? int64_t(count) : 0;
+    Tensor t = Tensor::empty({n}, dtype);
+    TG_DISPATCH_ALL(dtype, "arange", [&] {
+        scalar_t* p = t.data<scalar_t>();
+        for (int64_t i = 0; i < n; ++i) p[i] = scalar_t(start + double(i) * step);
+    });
+    return t;
+}
+Tensor arange(int64_t n, Dtype dtype) { return arange(0.0, double(n), 1.0, dtype); }
+
+Tensor from_values(const std::vector<double>& values, const shape_type& shape, Dtype dtype)
+{
+    shape_type s = shape.empty() && values.size() != 1 ? shape_type{int64_t(values.size())} : shape;
+    TG_CHECK(numel_of(s) == int64_t(values.size()), "from_values: ", values.size(),
+             " values do not fill shape ", s);
+    Tensor t = Tensor::empty(s, dtype);
+    TG_DISPATCH_ALL(dtype, "from_values", [&] {
+        scalar_t* p = t.data<scalar_t>();
+        for (size_t i = 0; i < values.size(); ++i) p[i] = scalar_t(values[i]);
+    });
+    return t;
+}
+Tensor from_values(std::initializer_list<double> values, const shape_type& shape, Dtype dtype)
+{
+    return from_values(std::vector<double>(values), shape, dtype);
+}
+
+// --- printing ----------------------------------------------------------------------
+
+namespace {
+
+void print_rec(std::ostream& os, const Tensor& t, const std::vector<double>& v, size_t axis,
+               int64_t offset, int64_t stride_prod, int indent, bool summarize)
+{
+    const shape_type& s = t.shape();
+    int64_t n = s[axis];
+    int64_t inner = stride_prod / std::max<int64_t>(n, 1);
+    os << "[";
+    auto print_item = [&](int64_t i) {
+        if (axis + 1 == s.size()) {
+            double x = v[size_t(offset + i)];
+            if (t.dtype() == int64)
+                os << int64_t(x);
+            else
+                os << std::setw(10) << std::setprecision(4) << std::fixed << x;
+        } else {
+            print_rec(os, t, v, axis + 1, offset + i * inner, inner, indent + 1, summarize);
+        }
+    };
+    const char* sep = axis + 1 == s.size() ? ", " : ",\n";
+    auto separator = [&] {
+        os << sep;
+        if (axis + 1 != s.size()) os << std::string(size_t(indent + 1), ' ');
+    };
+    if (summarize && n > 6) {
+        for (int64_t i = 0; i < 3; ++i) { print_item(i); separator(); }
+        os << "...";
+        for (int64_t i = n - 3; i < n; ++i) { separator(); print_item(i); }
+    } else {
+        for (int64_t i = 0; i < n; ++i) {
+            if (i) separator();
+            print_item(i);
+        }
+    }
+    os << "]";
+}
+
+}  // namespace
+
+std::string Tensor::to_string() const
+{
+    if (!defined()) return "tensor(undefined)";
+    std::ostringstream os;
+    os << "tensor(";
+    std::vector<double> v = to_vector();
+    if (dim() == 0)
+        os << v[0];
+    else
+        print_rec(os, *this, v, 0, 0, numel(), 7, numel() > 1000);
+    os << ", shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype());
+    if (grad_fn())
+        os << ", grad_fn=" << grad_fn()->op;
+    else if (requires_grad())
+        os << ", requires_grad";
+    os << ")";
+    return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
+
+}  // namespace tg
+
+#include "engine/xtensor_interop.hpp"
+
+namespace tg::detail {
+Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<void> owner)
+{
+    auto impl = std::make_shared<TensorImpl>();
+    impl->numel = numel_of(shape);
+    impl->shape = shape;
+    impl->dtype = dtype;
+    impl->storage = std::make_shared<Storage>();
+    impl->storage->data = data;
+    impl->storage->nbytes = size_t(impl->numel) * dtype_size(dtype);
+    impl->storage->owner = std::move(owner);
+    return Tensor(std::move(impl));
+}
+}  // namespace tg::detail

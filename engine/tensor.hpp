@@ -1,0 +1,167 @@
+// The tensor: an n-dimensional, row-major, contiguous array of float32,
+// float64 or int64 that may take part in automatic differentiation.
+//
+// A Tensor is a cheap handle (a shared pointer); copies share the data. Every
+// tensor owns contiguous row-major memory: ops that only reinterpret the shape
+// (reshape, squeeze, flatten) share it, all others write a new buffer.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <iosfwd>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "engine/dtype.hpp"
+#include "engine/error.hpp"
+
+namespace tg {
+
+using shape_type = std::vector<int64_t>;
+
+class Tensor;
+using tensor_list = std::vector<Tensor>;
+struct Node;
+
+// A buffer shared by a tensor and its aliases.
+struct Storage {
+    void* data = nullptr;
+    size_t nbytes = 0;
+    std::shared_ptr<void> owner;  // set when the memory belongs to someone else (an adopted xarray)
+    uint64_t version = 0;         // bumped by every in-place change; the tape checks it
+
+    Storage() = default;
+    Storage(const Storage&) = delete;
+    Storage& operator=(const Storage&) = delete;
+    ~Storage();
+};
+
+struct TensorImpl {
+    std::shared_ptr<Storage> storage;
+    shape_type shape;
+    int64_t numel = 0;
+    Dtype dtype = Dtype::float32;
+    bool requires_grad = false;
+    std::shared_ptr<Node> grad_fn;       // the tape entry that produced this tensor (null for leaves)
+    std::shared_ptr<TensorImpl> grad;    // accumulated gradient of a leaf
+};
+
+int64_t numel_of(const shape_type& shape);
+
+class Tensor {
+public:
+    Tensor() = default;  // undefined: no data
+    explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+
+    // A new, uninitialised tensor.
+    static Tensor empty(const shape_type& shape, Dtype dtype = float32);
+
+    bool defined() const { return impl_ != nullptr; }
+    const shape_type& shape() const { return impl().shape; }
+    int64_t dim() const { return int64_t(impl().shape.size()); }
+    int64_t numel() const { return impl().numel; }
+    // Size along `axis` (negative counts from the end).
+    int64_t size(int64_t axis) const;
+    Dtype dtype() const { return impl().dtype; }
+
+    // Typed access to the elements; the type must match dtype().
+    template <class T> T* data();
+    template <class T> const T* data() const;
+    void* raw_data() const { return impl().storage->data; }
+
+    // --- autodiff ------------------------------------------------------------
+    bool requires_grad() const { return impl().requires_grad; }
+    // Marks a leaf as a variable to differentiate with respect to.
+    Tensor& requires_grad_(bool value = true);
+    bool is_leaf() const { return impl().grad_fn == nullptr; }
+    // The gradient accumulated by backward() (undefined until the first one).
+    Tensor grad() const;
+    void set_grad(const Tensor& g);
+    void zero_grad();
+    // Sweeps the tape back from this tensor. A non-scalar needs `gradient`,
+    // the upstream gradient of the same shape.
+    void backward(const Tensor& gradient = Tensor(), bool retain_graph = false,
+                  bool create_graph = false) const;
+    // Same data, cut from the tape.
+    Tensor detach() const;
+    const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
+
+    // --- values ---------------------------------------------------------------
+    double item() const;                       // the value of a one-element tensor
+    double at(const shape_type& index) const;  // one element, bounds-checked
+    Tensor to(Dtype dtype) const;              // differentiable conversion
+    Tensor clone() const;                      // differentiable copy
+    std::vector<double> to_vector() const;     // all elements, row-major
+    std::string to_string() const;
+
+    // --- in-place changes (not recorded; they bump the version counter) --------
+    Tensor& fill_(double value);
+    Tensor& zero_() { return fill_(0.0); }
+    Tensor& copy_(const Tensor& src);
+    Tensor& add_(const Tensor& other, double alpha = 1.0);  // this += alpha * other
+    Tensor& mul_(double factor);
+    uint64_t version() const { return impl().storage->version; }
+    void bump_version() const { ++impl().storage->version; }
+
+    // --- shorthands for ops (defined with the ops) --------------------------------
+    Tensor reshape(const shape_type& shape) const;
+    Tensor flatten(int64_t start_axis = 0, int64_t end_axis = -1) const;
+    Tensor permute(const std::vector<int64_t>& axes) const;
+    Tensor transpose(int64_t axis0 = -2, int64_t axis1 = -1) const;
+    Tensor squeeze(int64_t axis) const;
+    Tensor unsqueeze(int64_t axis) const;
+    Tensor sum(const std::vector<int64_t>& axes = {}, bool keepdims = false) const;
+    Tensor mean(const std::vector<int64_t>& axes = {}, bool keepdims = false) const;
+    Tensor max(const std::vector<int64_t>& axes = {}, bool keepdims = false) const;
+
+    TensorImpl& impl() const
+    {
+        TG_CHECK(impl_, "use of an undefined tensor");
+        return *impl_;
+    }
+    const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
+    bool same(const Tensor& other) const { return impl_ == other.impl_; }
+
+private:
+    std::shared_ptr<TensorImpl> impl_;
+};
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t);
+
+// --- creation -----------------------------------------------------------------
+Tensor zeros(const shape_type& shape, Dtype dtype = float32);
+Tensor ones(const shape_type& shape, Dtype dtype = float32);
+Tensor full(const shape_type& shape, double value, Dtype dtype = float32);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
+// 0-d tensor holding one value.
+Tensor scalar(double value, Dtype dtype = float32);
+// start, start+step, ... < stop.
+Tensor arange(double start, double stop, double step = 1.0, Dtype dtype = float32);
+Tensor arange(int64_t n, Dtype dtype = float32);
+// From values in row-major order; `shape` defaults to a 1-d tensor.
+Tensor from_values(const std::vector<double>& values, const shape_type& shape = {},
+                   Dtype dtype = float32);
+Tensor from_values(std::initializer_list<double> values, const shape_type& shape = {},
+                   Dtype dtype = float32);
+
+template <class T> T* Tensor::data()
+{
+    TG_CHECK(dtype_of<T>() == dtype(), "data<", dtype_name(dtype_of<T>()), ">() on a ",
+             dtype_name(dtype()), " tensor of shape ", shape());
+    return static_cast<T*>(raw_data());
+}
+template <class T> const T* Tensor::data() const
+{
+    TG_CHECK(dtype_of<T>() == dtype(), "data<", dtype_name(dtype_of<T>()), ">() on a ",
+             dtype_name(dtype()), " tensor of shape ", shape());
+    return static_cast<const T*>(raw_data());
+}
+
+// Normalises a possibly negative axis for a tensor of rank `rank`; `op` names the
+// op in the error.
+int64_t normalize_axis(int64_t axis, int64_t rank, const char* op);
+
+}  // namespace tg

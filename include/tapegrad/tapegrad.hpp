@@ -1,0 +1,23 @@
+// tapegrad: define, check and train neural networks in plain C++.
+//
+//   #include <tapegrad/tapegrad.hpp>
+//   tg::Tensor x = tg::randn({3, 4}).requires_grad_();
+//   tg::Tensor loss = tg::sum(tg::tanh(x) * x);
+//   loss.backward();                      // x.grad() now holds d loss / d x
+#pragma once
+
+#include "engine/autograd.hpp"
+#include "engine/dtype.hpp"
+#include "engine/error.hpp"
+#include "engine/gradcheck.hpp"
+#include "engine/memory.hpp"
+// #include "engine/npy.hpp"
+#include "engine/parallel.hpp"
+#include "engine/random.hpp"
+#include "engine/registry.hpp"
+#include "engine/tensor.hpp"
+#include "engine/xtensor_interop.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/matmul.hpp"
+#include "ops/reduction.hpp"
+#include "ops/shape.hpp"

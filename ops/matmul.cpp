@@ -1,0 +1,125 @@
+// matmul and its primitive bmm: forward GEMMs, backward rules, samples.
+#include "ops/matmul.hpp"
+
+#include "engine/autograd.hpp"
+#include "engine/blas.hpp"
+#include "engine/registry.hpp"
+#include "ops/kernels.hpp"
+#include "ops/reduction.hpp"
+#include "ops/shape.hpp"
+
+namespace tg {
+
+Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb)
+{
+    TG_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-d operands, got ", a.shape(), " and ", b.shape());
+    TG_CHECK(a.dtype() == b.dtype(), "bmm: dtype mismatch, ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
+    int64_t ba = a.shape()[0], bb = b.shape()[0];
+    TG_CHECK(ba == bb || ba == 1 || bb == 1, "bmm: batch sizes ", ba, " and ", bb, " do not broadcast (",
+             a.shape(), " and ", b.shape(), ")");
+    int64_t m = ta ? a.shape()[2] : a.shape()[1], k = ta ? a.shape()[1] : a.shape()[2];
+    int64_t kb = tb ? b.shape()[2] : b.shape()[1], n = tb ? b.shape()[1] : b.shape()[2];
+    TG_CHECK(k == kb, "matmul: inner dimensions differ, ", a.shape(), ta ? "ᵀ" : "", " and ", b.shape(),
+             tb ? "ᵀ" : "", " (", k, " vs ", kb, ")");
+    int64_t batch = std::max(ba, bb);
+    Tensor out = Tensor::empty({batch, m, n}, a.dtype());
+    TG_DISPATCH_FLOATING(a.dtype(), "matmul", [&] {
+        const scalar_t* pa = a.data<scalar_t>();
+        const scalar_t* pb = b.data<scalar_t>();
+        scalar_t* pc = out.data<scalar_t>();
+        int64_t lda = a.shape()[2], ldb = b.shape()[2];
+        int64_t sa = ba == 1 ? 0 : m * k, sb = bb == 1 ? 0 : k * n;
+        auto one = [&](int64_t i) {
+            detail::gemm(ta, tb, m, n, k, scalar_t(1), pa + i * sa, lda, pb + i * sb, ldb, scalar_t(0),
+                         pc + i * m * n, n);
+        };
+        // Small products: one per core. Large ones: gemm splits each across cores.
+        if (batch > 1 && m * n * k < (1 << 18))
+            parallel_for(batch, 1, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; ++i) one(i); });
+        else
+            for (int64_t i = 0; i < batch; ++i) one(i);
+    });
+    return record("bmm", out, {a, b}, {a, b}, [ta, tb](const BackwardArgs& g) -> tensor_list {
+        const Tensor &a = g.saved[0], &b = g.saved[1];
+        const Tensor& gc = g.grad;
+        Tensor da, db;
+        // C = op(A) op(B): dA and dB are products of G with the other operand,
+        // with the flags that undo the transpositions.
+        if (g.needs_grad(0)) {
+            da = !ta ? bmm(gc, b, false, !tb) : bmm(b, gc, tb, true);
+            if (a.shape()[0] == 1 && da.shape()[0] != 1) da = sum(da, {0}, true);
+        }
+        if (g.needs_grad(1)) {
+            db = !tb ? bmm(a, gc, !ta, false) : bmm(gc, a, true, ta);
+            if (b.shape()[0] == 1 && db.shape()[0] != 1) db = sum(db, {0}, true);
+        }
+        return {da, db};
+    });
+}
+
+namespace {
+OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
+{
+    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
+}
+}  // namespace
+
+TG_REGISTER_OP("bmm", {
+    sample("[2,3,4] x [2,4,5]", {real("a", {2, 3, 4}), real("b", {2, 4, 5})},
+           [](const tensor_list& x) { return bmm(x[0], x[1]); }),
+    sample("[1,3,4]ᵀ x [3,3,5] (a broadcast, transposed)", {real("a", {1, 4, 3}), real("b", {3, 4, 5})},
+           [](const tensor_list& x) { return bmm(x[0], x[1], true, false); }),
+    sample("[2,3,4] x [1,5,4]ᵀ (b broadcast, transposed)", {real("a", {2, 3, 4}), real("b", {1, 5, 4})},
+           [](const tensor_list& x) { return bmm(x[0], x[1], false, true); }),
+    sample("[2,4,3]ᵀ x [2,5,4]ᵀ", {real("a", {2, 4, 3}), real("b", {2, 5, 4})},
+           [](const tensor_list& x) { return bmm(x[0], x[1], true, true); }),
+});
+
+Tensor matmul(const Tensor& a, const Tensor& b)
+{
+    TG_CHECK(a.defined() && b.defined(), "matmul: undefined operand");
+    TG_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: 0-d operand (shapes ", a.shape(), " and ", b.shape(),
+             "); use mul for scalars");
+    TG_CHECK(a.dtype() == b.dtype(), "matmul: dtype mismatch, ", dtype_name(a.dtype()), " ", a.shape(),
+             " and ", dtype_name(b.dtype()), " ", b.shape());
+    // Vectors become matrices, and their axis is dropped from the result.
+    Tensor a2 = a.dim() == 1 ? reshape(a, {1, a.shape()[0]}) : a;
+    Tensor b2 = b.dim() == 1 ? reshape(b, {b.shape()[0], 1}) : b;
+    int64_t m = a2.shape()[size_t(a2.dim() - 2)], k = a2.shape()[size_t(a2.dim() - 1)];
+    int64_t kb = b2.shape()[size_t(b2.dim() - 2)], n = b2.shape()[size_t(b2.dim() - 1)];
+    TG_CHECK(k == kb, "matmul: inner dimensions differ, ", a.shape(), " and ", b.shape(), " (", k, " vs ", kb, ")");
+
+    shape_type batch_a(a2.shape().begin(), a2.shape().end() - 2);
+    shape_type batch_b(b2.shape().begin(), b2.shape().end() - 2);
+    shape_type batch = kernels::broadcast_shapes(batch_a, batch_b, "matmul");
+    Tensor c;
+    if (batch_b.empty() || numel_of(batch_b) == 1) {
+        // [..., m, k] x [k, n]: the batch folds into the rows of one GEMM.
+        Tensor bb = reshape(b2, {1, k, n});
+        c = bmm(reshape(a2, {1, numel_of(batch_a) * m, k}), bb);
+    } else {
+        int64_t nb = numel_of(batch);
+        shape_type full_a = batch, full_b = batch;
+        full_a.insert(full_a.end(), {m, k});
+        full_b.insert(full_b.end(), {k, n});
+        Tensor a3 = numel_of(batch_a) == 1 ? reshape(a2, {1, m, k}) : reshape(broadcast_to(a2, full_a), {nb, m, k});
+        Tensor b3 = reshape(broadcast_to(b2, full_b), {nb, k, n});
+        c = bmm(a3, b3);
+    }
+    shape_type out_shape = batch;
+    if (a.dim() > 1) out_shape.push_back(m);
+    if (b.dim() > 1) out_shape.push_back(n);
+    return reshape(c, out_shape);
+}
+TG_REGISTER_OP("matmul", {
+    sample("[3,4] x [4,5]", {real("a", {3, 4}), real("b", {4, 5})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
+    sample("[2,3,4] x [4,2]", {real("a", {2, 3, 4}), real("b", {4, 2})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
+    sample("[3,4] x [2,4,5]", {real("a", {3, 4}), real("b", {2, 4, 5})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
+    sample("[2,1,3,4] x [3,4,2] broadcast batch", {real("a", {2, 1, 3, 4}), real("b", {3, 4, 2})},
+           [](const tensor_list& x) { return matmul(x[0], x[1]); }),
+    sample("[4] x [4,3] vector-matrix", {real("a", {4}), real("b", {4, 3})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
+    sample("[2,3,4] x [4] matrix-vector", {real("a", {2, 3, 4}), real("b", {4})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
+    sample("[5] x [5] dot", {real("a", {5}), real("b", {5})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
+});
+
+}  // namespace tg

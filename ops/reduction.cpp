@@ -1,0 +1,199 @@
+// Reductions: forward loops over [outer, n, inner] views, backward rules, samples.
+#include "ops/reduction.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/autograd.hpp"
+#include "engine/registry.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/kernels.hpp"
+#include "ops/shape.hpp"
+
+namespace tg {
+
+namespace {
+
+// Sorted, distinct, non-negative axes; all axes when `axes` is empty.
+std::vector<int64_t> reduction_axes(const Tensor& x, const std::vector<int64_t>& axes, const char* op)
+{
+    std::vector<int64_t> out;
+    if (axes.empty()) {
+        for (int64_t d = 0; d < x.dim(); ++d) out.push_back(d);
+        return out;
+    }
+    for (int64_t a : axes) {
+        int64_t n = normalize_axis(a, x.dim(), op);
+        if (x.dim() == 0) continue;  // axis 0 of a 0-d tensor: nothing to reduce
+        TG_CHECK(std::find(out.begin(), out.end(), n) == out.end(), op, ": axis ", a,
+                 " repeated in ", axes, " for shape ", x.shape());
+        out.push_back(n);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+shape_type dropped_shape(const shape_type& shape, const std::vector<int64_t>& axes)
+{
+    shape_type s;
+    for (int64_t d = 0; d < int64_t(shape.size()); ++d)
+        if (std::find(axes.begin(), axes.end(), d) == axes.end()) s.push_back(shape[size_t(d)]);
+    return s;
+}
+
+// Reduces one axis: out[o, i] = combine over k of x[o, k, i].
+template <class T, class Combine>
+void reduce_axis(const T* x, T* out, const kernels::AxisSplit& s, T init, Combine combine)
+{
+    if (s.inner == 1) {
+        parallel_for(s.outer, std::max<int64_t>(1, kernels::elementwise_grain / std::max<int64_t>(s.n, 1)),
+                     [&](int64_t o0, int64_t o1) {
+            for (int64_t o = o0; o < o1; ++o) {
+                const T* row = x + o * s.n;
+                T acc = init;
+                for (int64_t k = 0; k < s.n; ++k) acc = combine(acc, row[k]);
+                out[o] = acc;
+            }
+        });
+        return;
+    }
+    parallel_for(s.outer, std::max<int64_t>(1, kernels::elementwise_grain / std::max<int64_t>(s.n * s.inner, 1)),
+                 [&](int64_t o0, int64_t o1) {
+        for (int64_t o = o0; o < o1; ++o) {
+            T* dst = out + o * s.inner;
+            std::fill(dst, dst + s.inner, init);
+            for (int64_t k = 0; k < s.n; ++k) {
+                const T* src = x + (o * s.n + k) * s.inner;
+                for (int64_t i = 0; i < s.inner; ++i) dst[i] = combine(dst[i], src[i]);
+            }
+        }
+    });
+}
+
+// Applies reduce_axis over each axis in turn (last first); keeps dims.
+template <class Combine>
+Tensor reduce(const Tensor& x, const std::vector<int64_t>& axes, double init, const char* op, Combine combine)
+{
+    Tensor cur = x;
+    if (axes.empty()) return cur.clone().detach();
+    for (size_t i = axes.size(); i-- > 0;) {
+        int64_t a = axes[i];
+        shape_type shape = cur.shape();
+        kernels::AxisSplit s = kernels::split_at(shape, a);
+        shape[size_t(a)] = 1;
+        Tensor next = Tensor::empty(shape, x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), op, [&] {
+            reduce_axis(cur.data<scalar_t>(), next.data<scalar_t>(), s, scalar_t(init),
+                        [&](scalar_t acc, scalar_t v) { return combine(acc, v); });
+        });
+        cur = next;
+    }
+    return cur;
+}
+
+OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
+{
+    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims)
+{
+    std::vector<int64_t> ax = reduction_axes(x, axes, "sum");
+    Tensor kept;
+    if (ax.size() == size_t(x.dim()) && x.dim() > 0 && x.dtype() != int64) {
+        // Over everything: one pass with a double accumulator for accuracy.
+        kept = Tensor::empty(shape_type(size_t(x.dim()), 1), x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), "sum", [&] {
+            const scalar_t* p = x.data<scalar_t>();
+            double total = 0;
+            for (int64_t i = 0; i < x.numel(); ++i) total += double(p[i]);
+            kept.data<scalar_t>()[0] = scalar_t(total);
+        });
+    } else {
+        kept = reduce(x, ax, 0.0, "sum", [](auto acc, auto v) { return acc + v; });
+    }
+    Tensor out = keepdims ? kept : reshape(kept, dropped_shape(x.shape(), ax));
+    return record("sum", out, {x}, {}, [from = x.shape(), keep = kept.shape()](const BackwardArgs& g) -> tensor_list {
+        return {broadcast_to(reshape(g.grad, keep), from)};
+    });
+}
+TG_REGISTER_OP("sum", {
+    sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return sum(x[0]); }),
+    sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return sum(x[0], {1}); }),
+    sample("[3,4,5] axes 0,2 keepdims", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return sum(x[0], {0, -1}, true); }),
+    sample("0-d", {real("x", {})}, [](const tensor_list& x) { return sum(x[0]); }),
+});
+
+Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims)
+{
+    std::vector<int64_t> ax = reduction_axes(x, axes, "mean");
+    int64_t count = 1;
+    for (int64_t a : ax) count *= x.shape()[size_t(a)];
+    return div(sum(x, axes, keepdims), scalar(double(count), x.dtype()));
+}
+TG_REGISTER_OP("mean", {
+    sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0]); }),
+    sample("[3,4,5] axis -1 keepdims", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0], {-1}, true); }),
+});
+
+Tensor max(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims)
+{
+    std::vector<int64_t> ax = reduction_axes(x, axes, "max");
+    for (int64_t a : ax)
+        TG_CHECK(x.shape()[size_t(a)] > 0, "max: reduction over axis ", a, " of size 0 in shape ", x.shape());
+    Tensor kept = reduce(x, ax, -INFINITY, "max", [](auto acc, auto v) {
+        return (v > acc || std::isnan(v)) ? v : acc;  // NaN wins, as in NumPy
+    });
+    Tensor out = keepdims ? kept : reshape(kept, dropped_shape(x.shape(), ax));
+    return record("max", out, {x}, {x, out}, [keep = kept.shape()](const BackwardArgs& g) -> tensor_list {
+        const Tensor &x = g.saved[0], &out = g.saved[1];
+        // Every element equal to the maximum gets an equal share.
+        Tensor winners = eq(x, broadcast_to(reshape(out, keep).detach(), x.shape()));
+        std::vector<int64_t> axes;
+        for (int64_t d = 0; d < x.dim(); ++d)
+            if (keep[size_t(d)] == 1 && x.shape()[size_t(d)] != 1) axes.push_back(d);
+        Tensor ties = sum(winners, axes, true).detach();
+        return {mul(broadcast_to(reshape(g.grad, keep), x.shape()), div(winners, ties))};
+    });
+}
+TG_REGISTER_OP("max", {
+    sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return max(x[0]); }),
+    sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return max(x[0], {1}); }),
+    sample("[4,3] axes 0,1 keepdims", {real("x", {4, 3})}, [](const tensor_list& x) { return max(x[0], {0, 1}, true); }),
+});
+
+Tensor argmax(const Tensor& x, int64_t axis, bool keepdims)
+{
+    TG_CHECK(x.dim() > 0, "argmax: a 0-d tensor has no axis ", axis);
+    int64_t a = normalize_axis(axis, x.dim(), "argmax");
+    TG_CHECK(x.shape()[size_t(a)] > 0, "argmax: axis ", axis, " of shape ", x.shape(), " is empty");
+    kernels::AxisSplit s = kernels::split_at(x.shape(), a);
+    shape_type shape = x.shape();
+    shape[size_t(a)] = 1;
+    Tensor out = Tensor::empty(shape, int64);
+    int64_t* o = out.data<int64_t>();
+    TG_DISPATCH_ALL(x.dtype(), "argmax", [&] {
+        const scalar_t* p = x.data<scalar_t>();
+        for (int64_t i = 0; i < s.outer; ++i)
+            for (int64_t j = 0; j < s.inner; ++j) {
+                int64_t best = 0;
+                scalar_t bv = p[i * s.n * s.inner + j];
+                for (int64_t k = 1; k < s.n; ++k) {
+                    scalar_t v = p[(i * s.n + k) * s.inner + j];
+                    if (v > bv) { bv = v; best = k; }
+                }
+                o[i * s.inner + j] = best;
+            }
+    });
+    return keepdims ? out : squeeze(out, a);
+}
+
+Tensor argmax(const Tensor& x) { return argmax(reshape(x.detach(), {-1}), 0); }
+
+Tensor Tensor::sum(const std::vector<int64_t>& axes, bool keepdims) const { return tg::sum(*this, axes, keepdims); }
+Tensor Tensor::mean(const std::vector<int64_t>& axes, bool keepdims) const { return tg::mean(*this, axes, keepdims); }
+Tensor Tensor::max(const std::vector<int64_t>& axes, bool keepdims) const { return tg::max(*this, axes, keepdims); }
+
+}  // namespace tg
