@@ -20,15 +20,12 @@ int64_t live_tape_entries() { return live_nodes.load(); }
 
 namespace detail {
 
-Tensor attach(const char* op, Tensor out, const tensor_list& inputs, const tensor_list& save,
-              BackwardRule rule)
+Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs inputs, TensorRefs save)
 {
     // The output gets its own handle even when an op hands back an input or an alias.
     if (out.impl().grad_fn || out.impl().requires_grad) out = out.detach();
 
-    auto node = std::make_shared<Node>();
     node->op = op;
-    node->rule = std::move(rule);
     node->shape = out.shape();
     node->dtype = out.dtype();
     node->inputs.resize(inputs.size());
@@ -164,7 +161,7 @@ public:
             }
             if (!keep_graph_) {
                 n->saved.clear();
-                n->rule = nullptr;
+                n->release_rule();
                 n->released = true;
             }
         }
@@ -238,7 +235,7 @@ private:
             }
         }
         BackwardArgs args(n, g, saved);
-        tensor_list grads = n.rule(args);
+        tensor_list grads = n.apply(args);
         TG_CHECK(grads.size() <= n.inputs.size(), "backward of op '", n.op, "' returned ",
                  grads.size(), " gradients for ", n.inputs.size(), " inputs");
         for (size_t i = 0; i < grads.size(); ++i) {

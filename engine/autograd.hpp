@@ -18,6 +18,7 @@
 #include <optional>
 #include <utility>
 
+#include "engine/memory.hpp"
 #include "engine/tensor.hpp"
 
 namespace tg {
@@ -68,16 +69,14 @@ struct SavedTensor {
 };
 
 class BackwardArgs;
-using BackwardRule = std::function<tensor_list(const BackwardArgs&)>;
 
 struct Node {
     const char* op;                    // the op's name, for messages
-    std::vector<Edge> inputs;          // one per input of the op, in order
-    std::vector<SavedTensor> saved;
-    BackwardRule rule;
+    std::vector<Edge, detail::PoolAllocator<Edge>> inputs;  // one per input of the op, in order
+    std::vector<SavedTensor, detail::PoolAllocator<SavedTensor>> saved;
     shape_type shape;                  // of the output
     Dtype dtype;
-    bool released = false;             // the saved tensors were freed by a backward
+    bool released = false;             // the rule and saved tensors were freed by a backward
 
     // scratch of one backward sweep
     uint64_t epoch_seen = 0;           // the sweep that last discovered this entry
@@ -85,9 +84,23 @@ struct Node {
     Tensor grad_sum;                   // sum of the gradients arrived so far
 
     Node();
-    ~Node();
+    virtual ~Node();
     Node(const Node&) = delete;
     Node& operator=(const Node&) = delete;
+
+    // Runs the op's backward rule: one gradient per input.
+    virtual tensor_list apply(const BackwardArgs& args) = 0;
+    // Frees what the rule captured (after a backward without retain_graph).
+    virtual void release_rule() = 0;
+};
+
+// The rule lives inside its entry: one allocation per recorded op.
+template <class Rule>
+struct RuleNode final : Node {
+    explicit RuleNode(Rule&& r) : rule(std::move(r)) {}
+    tensor_list apply(const BackwardArgs& args) override { return (*rule)(args); }
+    void release_rule() override { rule.reset(); }
+    std::optional<Rule> rule;
 };
 
 // What a backward rule receives.
@@ -109,10 +122,29 @@ private:
 // Number of tape entries alive in the process (for tests of memory use).
 int64_t live_tape_entries();
 
+// A read-only list of tensors given as {a, b} or as a tensor_list, without copying.
+class TensorRefs {
+public:
+    TensorRefs() = default;
+    // The list's array lives until the end of the call that received it, which
+    // is as long as record() needs it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winit-list-lifetime"
+    TensorRefs(std::initializer_list<Tensor> l) : data_(l.begin()), size_(l.size()) {}
+#pragma GCC diagnostic pop
+    TensorRefs(const tensor_list& v) : data_(v.data()), size_(v.size()) {}  // NOLINT
+    const Tensor* begin() const { return data_; }
+    const Tensor* end() const { return data_ + size_; }
+    size_t size() const { return size_; }
+    const Tensor& operator[](size_t i) const { return data_[i]; }
+
+private:
+    const Tensor* data_ = nullptr;
+    size_t size_ = 0;
+};
+
 namespace detail {
-bool any_requires_grad(std::initializer_list<const Tensor*> inputs);
-Tensor attach(const char* op, Tensor out, const tensor_list& inputs, const tensor_list& save,
-              BackwardRule rule);
+Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs inputs, TensorRefs save);
 }  // namespace detail
 
 // Records one op on the tape: `out` was computed from `inputs`; `save` lists
@@ -120,14 +152,15 @@ Tensor attach(const char* op, Tensor out, const tensor_list& inputs, const tenso
 // output's gradient to one gradient per input (an undefined Tensor for none).
 // Does nothing when grad mode is off or no input requires grad.
 template <class Rule>
-Tensor record(const char* op, Tensor out, const tensor_list& inputs, const tensor_list& save,
-              Rule&& rule)
+Tensor record(const char* op, Tensor out, TensorRefs inputs, TensorRefs save, Rule&& rule)
 {
     if (!grad_enabled()) return out;
     bool any = false;
     for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
     if (!any) return out;
-    return detail::attach(op, std::move(out), inputs, save, BackwardRule(std::forward<Rule>(rule)));
+    using R = std::decay_t<Rule>;
+    return detail::attach(detail::make_pooled<RuleNode<R>>(R(std::forward<Rule>(rule))), op, std::move(out),
+                          inputs, save);
 }
 
 // --- running backward ---------------------------------------------------------------

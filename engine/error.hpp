@@ -8,15 +8,23 @@
 #include <string>
 #include <vector>
 
+#include "engine/small_vector.hpp"
+
 namespace tg {
+
+// Tensor shapes: up to 6 axes without a heap allocation.
+using shape_type = SmallVector<int64_t, 6>;
+// Lists of axes (reductions, permutations).
+using axes_type = SmallVector<int64_t, 6>;
 
 class Error : public std::runtime_error {
 public:
     explicit Error(const std::string& what) : std::runtime_error(what) {}
 };
 
-// "[2, 3, 4]": how shapes appear in every message.
-inline std::string shape_str(const std::vector<int64_t>& shape)
+// "[2, 3, 4]": how shapes (and lists of axes) appear in every message.
+template <class Shape>
+std::string shape_str(const Shape& shape)
 {
     std::string s = "[";
     for (size_t i = 0; i < shape.size(); ++i) {
@@ -27,11 +35,15 @@ inline std::string shape_str(const std::vector<int64_t>& shape)
 }
 
 namespace detail {
+template <class T> struct is_shape : std::false_type {};
+template <> struct is_shape<std::vector<int64_t>> : std::true_type {};
+template <size_t N> struct is_shape<SmallVector<int64_t, N>> : std::true_type {};
+
 inline void append(std::ostringstream&) {}
 template <class T, class... Rest>
 void append(std::ostringstream& os, const T& first, const Rest&... rest)
 {
-    if constexpr (std::is_same_v<T, std::vector<int64_t>>)
+    if constexpr (is_shape<T>::value)
         os << shape_str(first);
     else
         os << first;

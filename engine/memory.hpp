@@ -5,6 +5,8 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <utility>
 
 namespace tg {
 
@@ -23,6 +25,38 @@ namespace detail {
 // 64-byte aligned, at least `bytes` long; never returns null (throws tg::Error).
 void* allocate(size_t bytes);
 void deallocate(void* p, size_t bytes) noexcept;
+// Accounts for bytes held elsewhere (a tensor's inline buffer) in live_bytes.
+void count_bytes(int64_t delta) noexcept;
 }  // namespace detail
 
 }  // namespace tg
+
+namespace tg::detail {
+
+// Tensor handles, storages and tape entries are small, short-lived and made
+// by the thousand per step: they come from per-thread free lists rather than
+// from malloc, which falls back to its slow path once its own small cache
+// (7 blocks per size) is full.
+void* pool_allocate(size_t bytes);
+void pool_deallocate(void* p, size_t bytes) noexcept;
+
+template <class T>
+struct PoolAllocator {
+    using value_type = T;
+    PoolAllocator() = default;
+    template <class U>
+    PoolAllocator(const PoolAllocator<U>&) noexcept {}
+    T* allocate(size_t n) { return static_cast<T*>(pool_allocate(n * sizeof(T))); }
+    void deallocate(T* p, size_t n) noexcept { pool_deallocate(p, n * sizeof(T)); }
+    template <class U>
+    bool operator==(const PoolAllocator<U>&) const noexcept { return true; }
+};
+
+// make_shared through the pool.
+template <class T, class... Args>
+std::shared_ptr<T> make_pooled(Args&&... args)
+{
+    return std::allocate_shared<T>(PoolAllocator<T>(), std::forward<Args>(args)...);
+}
+
+}  // namespace tg::detail

@@ -83,7 +83,11 @@ private:
     {
         threads_ = threads < 1 ? 1 : threads;
         stopping_ = false;
-        for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
+        // Workers start from this generation, so a stop() or a job posted
+        // before a worker gets going is not missed.
+        uint64_t start_generation = generation_.load();
+        for (int i = 1; i < threads_; ++i)
+            workers_.emplace_back([this, start_generation] { worker_loop(start_generation); });
     }
 
     void stop()
@@ -95,10 +99,9 @@ private:
         workers_.clear();
     }
 
-    void worker_loop()
+    void worker_loop(uint64_t seen)
     {
         in_region = true;
-        uint64_t seen = generation_.load(std::memory_order_acquire);
         while (true) {
             // Spin briefly: back-to-back ops arrive within microseconds.
             for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen; ++spin)

@@ -15,18 +15,13 @@ namespace tg {
 
 Storage::~Storage()
 {
-    if (!owner) detail::deallocate(data, nbytes);
+    if (owner) return;
+    if (data == small)
+        detail::count_bytes(-int64_t(nbytes));
+    else
+        detail::deallocate(data, nbytes);
 }
 
-int64_t numel_of(const shape_type& shape)
-{
-    int64_t n = 1;
-    for (int64_t d : shape) {
-        TG_CHECK(d >= 0, "negative dimension in shape ", shape);
-        n *= d;
-    }
-    return n;
-}
 
 int64_t normalize_axis(int64_t axis, int64_t rank, const char* op)
 {
@@ -38,13 +33,20 @@ int64_t normalize_axis(int64_t axis, int64_t rank, const char* op)
 
 Tensor Tensor::empty(const shape_type& shape, Dtype dtype)
 {
-    auto impl = std::make_shared<TensorImpl>();
+    for (int64_t d : shape) TG_CHECK(d >= 0, "negative dimension in shape ", shape);
+    auto impl = detail::make_pooled<TensorImpl>();
     impl->numel = numel_of(shape);
     impl->shape = shape;
     impl->dtype = dtype;
-    impl->storage = std::make_shared<Storage>();
-    impl->storage->nbytes = size_t(impl->numel) * dtype_size(dtype);
-    impl->storage->data = detail::allocate(impl->storage->nbytes);
+    impl->storage = detail::make_pooled<Storage>();
+    Storage& st = *impl->storage;
+    st.nbytes = size_t(impl->numel) * dtype_size(dtype);
+    if (st.nbytes <= Storage::small_bytes) {
+        st.data = st.small;
+        detail::count_bytes(int64_t(st.nbytes));
+    } else {
+        st.data = detail::allocate(st.nbytes);
+    }
     return Tensor(std::move(impl));
 }
 
@@ -87,7 +89,7 @@ void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_gra
 
 Tensor Tensor::detach() const
 {
-    auto impl2 = std::make_shared<TensorImpl>();
+    auto impl2 = detail::make_pooled<TensorImpl>();
     impl2->storage = impl().storage;
     impl2->shape = impl().shape;
     impl2->numel = impl().numel;
@@ -262,6 +264,8 @@ Tensor arange(double start, double stop, double step, Dtype dtype)
     TG_CHECK(step != 0 && std::isfinite(start) && std::isfinite(stop) && std::isfinite(step),
              "arange(", start, ", ", stop, ", ", step, "): step must be non-zero and all finite");
     double count = std::ceil((stop - start) / step);
+    TG_CHECK(count < 0x1p62, "arange(", start, ", ", stop, ", ", step, "): ", count,
+             " elements are too many");  // before the cast, which would overflow
     int64_t n = count > 0 ? int64_t(count) : 0;
     Tensor t = Tensor::empty({n}, dtype);
     TG_DISPATCH_ALL(dtype, "arange", [&] {
@@ -293,6 +297,14 @@ Tensor from_values(std::initializer_list<double> values, const shape_type& shape
 
 namespace {
 
+void print_value(std::ostream& os, const Tensor& t, double x)
+{
+    if (t.dtype() == int64)
+        os << int64_t(x);
+    else
+        os << std::setw(10) << std::setprecision(4) << std::fixed << x;
+}
+
 void print_rec(std::ostream& os, const Tensor& t, const std::vector<double>& v, size_t axis,
                int64_t offset, int64_t stride_prod, int indent, bool summarize)
 {
@@ -302,11 +314,7 @@ void print_rec(std::ostream& os, const Tensor& t, const std::vector<double>& v, 
     os << "[";
     auto print_item = [&](int64_t i) {
         if (axis + 1 == s.size()) {
-            double x = v[size_t(offset + i)];
-            if (t.dtype() == int64)
-                os << int64_t(x);
-            else
-                os << std::setw(10) << std::setprecision(4) << std::fixed << x;
+            print_value(os, t, v[size_t(offset + i)]);
         } else {
             print_rec(os, t, v, axis + 1, offset + i * inner, inner, indent + 1, summarize);
         }
@@ -338,7 +346,7 @@ std::string Tensor::to_string() const
     os << "tensor(";
     std::vector<double> v = to_vector();
     if (dim() == 0)
-        os << v[0];
+        print_value(os, *this, v[0]);
     else
         print_rec(os, *this, v, 0, 0, numel(), 7, numel() > 1000);
     os << ", shape=" << shape_str(shape()) << ", dtype=" << dtype_name(dtype());
@@ -359,11 +367,11 @@ std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_
 namespace tg::detail {
 Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<void> owner)
 {
-    auto impl = std::make_shared<TensorImpl>();
+    auto impl = detail::make_pooled<TensorImpl>();
     impl->numel = numel_of(shape);
     impl->shape = shape;
     impl->dtype = dtype;
-    impl->storage = std::make_shared<Storage>();
+    impl->storage = detail::make_pooled<Storage>();
     impl->storage->data = data;
     impl->storage->nbytes = size_t(impl->numel) * dtype_size(dtype);
     impl->storage->owner = std::move(owner);

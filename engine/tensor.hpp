@@ -18,8 +18,6 @@
 
 namespace tg {
 
-using shape_type = std::vector<int64_t>;
-
 class Tensor;
 using tensor_list = std::vector<Tensor>;
 struct Node;
@@ -30,6 +28,10 @@ struct Storage {
     size_t nbytes = 0;
     std::shared_ptr<void> owner;  // set when the memory belongs to someone else (an adopted xarray)
     uint64_t version = 0;         // bumped by every in-place change; the tape checks it
+    // Small tensors (scalars, tiny vectors) keep their elements here: no
+    // separate allocation.
+    static constexpr size_t small_bytes = 64;
+    alignas(16) unsigned char small[small_bytes];
 
     Storage() = default;
     Storage(const Storage&) = delete;
@@ -47,7 +49,13 @@ struct TensorImpl {
     std::shared_ptr<TensorImpl> grad;    // accumulated gradient of a leaf
 };
 
-int64_t numel_of(const shape_type& shape);
+// Number of elements of a shape (1 for a 0-d shape).
+inline int64_t numel_of(const shape_type& shape)
+{
+    int64_t n = 1;
+    for (int64_t d : shape) n *= d;
+    return n;
+}
 
 class Tensor {
 public:
@@ -107,13 +115,13 @@ public:
     // --- shorthands for ops (defined with the ops) --------------------------------
     Tensor reshape(const shape_type& shape) const;
     Tensor flatten(int64_t start_axis = 0, int64_t end_axis = -1) const;
-    Tensor permute(const std::vector<int64_t>& axes) const;
+    Tensor permute(const axes_type& axes) const;
     Tensor transpose(int64_t axis0 = -2, int64_t axis1 = -1) const;
     Tensor squeeze(int64_t axis) const;
     Tensor unsqueeze(int64_t axis) const;
-    Tensor sum(const std::vector<int64_t>& axes = {}, bool keepdims = false) const;
-    Tensor mean(const std::vector<int64_t>& axes = {}, bool keepdims = false) const;
-    Tensor max(const std::vector<int64_t>& axes = {}, bool keepdims = false) const;
+    Tensor sum(const axes_type& axes = {}, bool keepdims = false) const;
+    Tensor mean(const axes_type& axes = {}, bool keepdims = false) const;
+    Tensor max(const axes_type& axes = {}, bool keepdims = false) const;
 
     TensorImpl& impl() const
     {

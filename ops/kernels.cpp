@@ -4,6 +4,7 @@ namespace tg::kernels {
 
 shape_type broadcast_shapes(const shape_type& a, const shape_type& b, const char* op)
 {
+    if (a == b) return a;
     size_t rank = std::max(a.size(), b.size());
     shape_type out(rank);
     for (size_t i = 0; i < rank; ++i) {

@@ -15,14 +15,16 @@ namespace tg {
 namespace {
 
 // Sorted, distinct, non-negative axes; all axes when `axes` is empty.
-std::vector<int64_t> reduction_axes(const Tensor& x, const std::vector<int64_t>& axes, const char* op)
+axes_type reduction_axes(const Tensor& x, const axes_type& axes, const char* op)
 {
-    std::vector<int64_t> out;
+    axes_type out;
     if (axes.empty()) {
         for (int64_t d = 0; d < x.dim(); ++d) out.push_back(d);
         return out;
     }
     for (int64_t a : axes) {
+        int64_t r = std::max<int64_t>(x.dim(), 1);
+        TG_CHECK(a >= -r && a < r, op, ": axis ", a, " is out of range for shape ", x.shape());
         int64_t n = normalize_axis(a, x.dim(), op);
         if (x.dim() == 0) continue;  // axis 0 of a 0-d tensor: nothing to reduce
         TG_CHECK(std::find(out.begin(), out.end(), n) == out.end(), op, ": axis ", a,
@@ -33,7 +35,7 @@ std::vector<int64_t> reduction_axes(const Tensor& x, const std::vector<int64_t>&
     return out;
 }
 
-shape_type dropped_shape(const shape_type& shape, const std::vector<int64_t>& axes)
+shape_type dropped_shape(const shape_type& shape, const axes_type& axes)
 {
     shape_type s;
     for (int64_t d = 0; d < int64_t(shape.size()); ++d)
@@ -72,7 +74,7 @@ void reduce_axis(const T* x, T* out, const kernels::AxisSplit& s, T init, Combin
 
 // Applies reduce_axis over each axis in turn (last first); keeps dims.
 template <class Combine>
-Tensor reduce(const Tensor& x, const std::vector<int64_t>& axes, double init, const char* op, Combine combine)
+Tensor reduce(const Tensor& x, const axes_type& axes, double init, const char* op, Combine combine)
 {
     Tensor cur = x;
     if (axes.empty()) return cur.clone().detach();
@@ -98,9 +100,9 @@ OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
 
 }  // namespace
 
-Tensor sum(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims)
+Tensor sum(const Tensor& x, const axes_type& axes, bool keepdims)
 {
-    std::vector<int64_t> ax = reduction_axes(x, axes, "sum");
+    axes_type ax = reduction_axes(x, axes, "sum");
     Tensor kept;
     if (ax.size() == size_t(x.dim()) && x.dim() > 0 && x.dtype() != int64) {
         // Over everything: one pass with a double accumulator for accuracy.
@@ -126,9 +128,9 @@ TG_REGISTER_OP("sum", {
     sample("0-d", {real("x", {})}, [](const tensor_list& x) { return sum(x[0]); }),
 });
 
-Tensor mean(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims)
+Tensor mean(const Tensor& x, const axes_type& axes, bool keepdims)
 {
-    std::vector<int64_t> ax = reduction_axes(x, axes, "mean");
+    axes_type ax = reduction_axes(x, axes, "mean");
     int64_t count = 1;
     for (int64_t a : ax) count *= x.shape()[size_t(a)];
     return div(sum(x, axes, keepdims), scalar(double(count), x.dtype()));
@@ -138,9 +140,9 @@ TG_REGISTER_OP("mean", {
     sample("[3,4,5] axis -1 keepdims", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0], {-1}, true); }),
 });
 
-Tensor max(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims)
+Tensor max(const Tensor& x, const axes_type& axes, bool keepdims)
 {
-    std::vector<int64_t> ax = reduction_axes(x, axes, "max");
+    axes_type ax = reduction_axes(x, axes, "max");
     for (int64_t a : ax)
         TG_CHECK(x.shape()[size_t(a)] > 0, "max: reduction over axis ", a, " of size 0 in shape ", x.shape());
     Tensor kept = reduce(x, ax, -INFINITY, "max", [](auto acc, auto v) {
@@ -151,7 +153,7 @@ Tensor max(const Tensor& x, const std::vector<int64_t>& axes, bool keepdims)
         const Tensor &x = g.saved[0], &out = g.saved[1];
         // Every element equal to the maximum gets an equal share.
         Tensor winners = eq(x, broadcast_to(reshape(out, keep).detach(), x.shape()));
-        std::vector<int64_t> axes;
+        axes_type axes;
         for (int64_t d = 0; d < x.dim(); ++d)
             if (keep[size_t(d)] == 1 && x.shape()[size_t(d)] != 1) axes.push_back(d);
         Tensor ties = sum(winners, axes, true).detach();
@@ -192,8 +194,8 @@ Tensor argmax(const Tensor& x, int64_t axis, bool keepdims)
 
 Tensor argmax(const Tensor& x) { return argmax(reshape(x.detach(), {-1}), 0); }
 
-Tensor Tensor::sum(const std::vector<int64_t>& axes, bool keepdims) const { return tg::sum(*this, axes, keepdims); }
-Tensor Tensor::mean(const std::vector<int64_t>& axes, bool keepdims) const { return tg::mean(*this, axes, keepdims); }
-Tensor Tensor::max(const std::vector<int64_t>& axes, bool keepdims) const { return tg::max(*this, axes, keepdims); }
+Tensor Tensor::sum(const axes_type& axes, bool keepdims) const { return tg::sum(*this, axes, keepdims); }
+Tensor Tensor::mean(const axes_type& axes, bool keepdims) const { return tg::mean(*this, axes, keepdims); }
+Tensor Tensor::max(const axes_type& axes, bool keepdims) const { return tg::max(*this, axes, keepdims); }
 
 }  // namespace tg

@@ -5,10 +5,10 @@
 
 namespace tg {
 
-Tensor sum(const Tensor& x, const std::vector<int64_t>& axes = {}, bool keepdims = false);
-Tensor mean(const Tensor& x, const std::vector<int64_t>& axes = {}, bool keepdims = false);
+Tensor sum(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
+Tensor mean(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
 // The gradient is shared equally among tied maxima.
-Tensor max(const Tensor& x, const std::vector<int64_t>& axes = {}, bool keepdims = false);
+Tensor max(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
 // Index of the first maximum along `axis` (int64, not differentiable); over
 // the flattened tensor when axis is not given.
 Tensor argmax(const Tensor& x, int64_t axis, bool keepdims = false);

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "engine/autograd.hpp"
+#include "engine/memory.hpp"
 #include "engine/registry.hpp"
 #include "ops/kernels.hpp"
 #include "ops/reduction.hpp"
@@ -17,7 +18,7 @@ namespace {
 // A tensor with x's storage and another shape of the same size.
 Tensor alias(const Tensor& x, const shape_type& shape)
 {
-    auto impl = std::make_shared<TensorImpl>();
+    auto impl = detail::make_pooled<TensorImpl>();
     impl->storage = x.impl().storage;
     impl->shape = shape;
     impl->numel = x.numel();
@@ -112,12 +113,12 @@ TG_REGISTER_OP("unsqueeze", {
 
 // --- permute ----------------------------------------------------------------------------------
 
-Tensor permute(const Tensor& x, const std::vector<int64_t>& axes)
+Tensor permute(const Tensor& x, const axes_type& axes)
 {
     int64_t rank = x.dim();
     TG_CHECK(int64_t(axes.size()) == rank, "permute: ", axes.size(), " axes for a tensor of shape ",
              x.shape());
-    std::vector<int64_t> perm(axes.size());
+    axes_type perm(axes.size());
     std::vector<bool> seen(axes.size(), false);
     for (size_t i = 0; i < axes.size(); ++i) {
         perm[i] = normalize_axis(axes[i], rank, "permute");
@@ -155,7 +156,7 @@ Tensor permute(const Tensor& x, const std::vector<int64_t>& axes)
             });
         });
     }
-    std::vector<int64_t> inverse(perm.size());
+    axes_type inverse(perm.size());
     for (size_t i = 0; i < perm.size(); ++i) inverse[size_t(perm[i])] = int64_t(i);
     return record("permute", out, {x}, {}, [inverse](const BackwardArgs& g) -> tensor_list {
         return {permute(g.grad, inverse)};
@@ -169,7 +170,7 @@ TG_REGISTER_OP("permute", {
 Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1)
 {
     TG_CHECK(x.dim() >= 1, "transpose: a 0-d tensor has no axes");
-    std::vector<int64_t> axes(static_cast<size_t>(x.dim()));
+    axes_type axes(static_cast<size_t>(x.dim()));
     std::iota(axes.begin(), axes.end(), 0);
     std::swap(axes[size_t(normalize_axis(axis0, x.dim(), "transpose"))],
               axes[size_t(normalize_axis(axis1, x.dim(), "transpose"))]);
@@ -376,7 +377,7 @@ Tensor sum_to(const Tensor& x, const shape_type& shape)
     TG_CHECK(kernels::broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(), "sum_to: shape ",
              shape, " does not broadcast to ", x.shape());
     int64_t lead = x.dim() - int64_t(shape.size());
-    std::vector<int64_t> axes;
+    axes_type axes;
     for (int64_t d = 0; d < x.dim(); ++d)
         if (d < lead || (shape[size_t(d - lead)] == 1 && x.shape()[size_t(d)] != 1)) axes.push_back(d);
     Tensor s = sum(x, axes, true);
@@ -391,7 +392,7 @@ TG_REGISTER_OP("sum_to", {
 
 Tensor Tensor::reshape(const shape_type& shape) const { return tg::reshape(*this, shape); }
 Tensor Tensor::flatten(int64_t s, int64_t e) const { return tg::flatten(*this, s, e); }
-Tensor Tensor::permute(const std::vector<int64_t>& axes) const { return tg::permute(*this, axes); }
+Tensor Tensor::permute(const axes_type& axes) const { return tg::permute(*this, axes); }
 Tensor Tensor::transpose(int64_t a0, int64_t a1) const { return tg::transpose(*this, a0, a1); }
 Tensor Tensor::squeeze(int64_t axis) const { return tg::squeeze(*this, axis); }
 Tensor Tensor::unsqueeze(int64_t axis) const { return tg::unsqueeze(*this, axis); }

@@ -17,7 +17,7 @@ Tensor squeeze(const Tensor& x, int64_t axis);
 Tensor unsqueeze(const Tensor& x, int64_t axis);
 
 // Result axis i is input axis axes[i].
-Tensor permute(const Tensor& x, const std::vector<int64_t>& axes);
+Tensor permute(const Tensor& x, const axes_type& axes);
 Tensor transpose(const Tensor& x, int64_t axis0 = -2, int64_t axis1 = -1);
 
 // Elements start, start+step, ... before stop along `axis` (negative start and

@@ -6,6 +6,9 @@
 //   loss.backward();                      // x.grad() now holds d loss / d x
 #pragma once
 
+// xtensor interop (from_xarray, as_xarray, to_xarray) is in <tapegrad/xtensor.hpp>,
+// kept apart because xtensor's headers are slow to compile.
+
 #include "engine/autograd.hpp"
 #include "engine/dtype.hpp"
 #include "engine/error.hpp"
@@ -16,7 +19,6 @@
 #include "engine/random.hpp"
 #include "engine/registry.hpp"
 #include "engine/tensor.hpp"
-#include "engine/xtensor_interop.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"
 #include "ops/reduction.hpp"
