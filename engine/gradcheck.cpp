@@ -1,9 +1,13 @@
 #include "engine/gradcheck.hpp"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <limits>
 #include <sstream>
 
 #include "engine/autograd.hpp"
@@ -16,33 +20,39 @@ namespace tg {
 
 namespace {
 
-// cbrt(machine epsilon of float64): balances truncation (h²) against rounding (ε/h).
-const double base_step = std::cbrt(2.220446049250313e-16);
+constexpr double eps = std::numeric_limits<double>::epsilon();
+constexpr double not_computed = std::numeric_limits<double>::quiet_NaN();
+constexpr int max_cotangents = 8;
+// Fast mode: a probe must agree to this fraction of the smallest per-element
+// tolerance of its group, so an element that the full check would fail slips
+// past one Gaussian probe with probability below 0.8·κ (and past P of them
+// below (0.8·κ)^P).
+constexpr double probe_fraction = 0.1;
+// Probe steps: 2^-10 and 2^-11 along v, extrapolated (error ∝ s⁴). Steps
+// larger than the per-element ones keep rounding small: a probe moves every
+// element at once.
+constexpr double probe_step = 0x1p-10;
 
-Tensor float64_copy(const Tensor& t)
+// h: the power of two nearest cbrt(ε)·max(1, |x|), which balances truncation
+// (∝ h²) against rounding (∝ ε/h). x ± h is then exact but for the last bit
+// of some x, and the divisor is the difference of the points evaluated.
+double step_for(double x)
 {
-    NoGradGuard off;
-    Tensor c = is_floating(t.dtype()) ? t.detach().to(float64) : t.detach();
-    return c.same(t) || c.impl().storage == t.impl().storage ? c.clone() : c;
+    double target = std::cbrt(eps) * std::max(1.0, std::abs(x));
+    int e = 0;
+    double m = std::frexp(target, &e);  // target = m·2^e, m in [0.5, 1)
+    return m < M_SQRT1_2 ? std::ldexp(1.0, e - 1) : std::ldexp(1.0, e);
 }
 
-// <fn(x), u> in double.
-double project(const Tensor& out, const Tensor& u)
+int rank(ElementVerdict v)
 {
-    const double* o = out.data<double>();
-    const double* w = u.data<double>();
-    double s = 0;
-    for (int64_t i = 0; i < out.numel(); ++i) s += o[i] * w[i];
-    return s;
-}
-
-Tensor evaluate(const GradcheckFn& fn, const tensor_list& xs, const char* who)
-{
-    Tensor out = fn(xs);
-    TG_CHECK(out.defined(), who, ": the function returned an undefined tensor");
-    TG_CHECK(out.dtype() == float64, who, ": the function returned ", dtype_name(out.dtype()),
-             " for float64 inputs");
-    return out;
+    switch (v) {
+    case ElementVerdict::pass: return 0;
+    case ElementVerdict::kink: return 1;
+    case ElementVerdict::nonfinite: return 2;
+    case ElementVerdict::fail: return 3;
+    }
+    return 3;
 }
 
 shape_type unravel(int64_t flat, const shape_type& shape)
@@ -62,138 +72,729 @@ std::string fmt(double v, const char* f = "%.4g")
     return buf;
 }
 
-// The core: analytic gradients against central differences for every element.
-GradcheckResult check(const GradcheckFn& fn, const tensor_list& given, const GradcheckOptions& options,
-                      const std::string& what)
+Tensor float64_copy(const Tensor& t)
 {
+    NoGradGuard off;
+    Tensor c = is_floating(t.dtype()) ? t.detach().to(float64) : t.detach();
+    // A dense copy of its own: inputs may alias each other.
+    return c.impl().storage == t.impl().storage ? c.clone() : c;
+}
+
+bool same_value(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
+
+// Everything a check shares between threads; read-only once the perturbations start.
+struct Problem {
+    const GradcheckFn& fn;
+    tensor_list xs;                  // float64 dense copies, off the tape
+    std::vector<size_t> diff;        // positions of the inputs to check
+    std::vector<std::string> names;  // by position
+    Tensor out0;                     // fn(xs), no tape
+    int64_t m = 0;                   // output elements
+    int C = 1;                       // cotangents
+    std::vector<double> u;           // cotangents interleaved: u[i·C + c]
+    std::vector<std::vector<double>> analytic;  // per checked input: [e·C + c]
+    std::atomic<int64_t> evaluations{0};
+
+    explicit Problem(const GradcheckFn& f) : fn(f) {}
+    double tol(double n, const GradcheckOptions& o) const { return o.atol + o.rtol * std::abs(n); }
+};
+
+Tensor call(const GradcheckFn& fn, const tensor_list& xs, const char* who)
+{
+    Tensor out = fn(xs);
+    TG_CHECK(out.defined(), who, ": the function returned an undefined tensor");
+    TG_CHECK(out.dtype() == float64, who, ": the function returned ", dtype_name(out.dtype()),
+             " for float64 inputs; compute in the inputs' dtype");
+    return out;
+}
+
+// Σ_i (o_i − o0_i)·u_{i,c} for every c. Returns false when an output's
+// finiteness differs from the base output's.
+template <int C>
+void project_fixed(const double* o, const double* o0, const double* u, int64_t m, double* out)
+{
+    double s[C] = {};
+    constexpr int64_t block = 32;
+    for (int64_t b = 0; b < m; b += block) {
+        int64_t end = std::min(m, b + block);
+        // A local op changes few outputs: skip the unchanged blocks fast.
+        if (std::memcmp(o + b, o0 + b, size_t(end - b) * sizeof(double)) == 0) continue;
+        for (int64_t i = b; i < end; ++i) {
+            double d = o[i] - o0[i];
+            for (int c = 0; c < C; ++c) s[c] += d * u[i * C + c];
+        }
+    }
+    for (int c = 0; c < C; ++c) out[c] = s[c];
+}
+
+bool project(const double* o, const double* o0, const double* u, int64_t m, int C, double* out)
+{
+    switch (C) {
+    case 1: project_fixed<1>(o, o0, u, m, out); break;
+    case 2: project_fixed<2>(o, o0, u, m, out); break;
+    case 3: project_fixed<3>(o, o0, u, m, out); break;
+    default:
+        for (int c = 0; c < C; ++c) out[c] = 0;
+        for (int64_t i = 0; i < m; ++i)
+            for (int c = 0; c < C; ++c) out[c] += (o[i] - o0[i]) * u[i * C + c];
+    }
+    bool finite = true;
+    for (int c = 0; c < C; ++c) finite = finite && std::isfinite(out[c]);
+    if (finite) return true;
+    // Slow path: outputs that are non-finite and unchanged do not count.
+    bool changed = false;
+    for (int c = 0; c < C; ++c) out[c] = 0;
+    for (int64_t i = 0; i < m; ++i) {
+        if (same_value(o[i], o0[i])) continue;
+        if (!std::isfinite(o[i]) || !std::isfinite(o0[i])) {
+            changed = true;
+            continue;
+        }
+        for (int c = 0; c < C; ++c) out[c] += (o[i] - o0[i]) * u[i * C + c];
+    }
+    return !changed;
+}
+
+// Evaluates fn at perturbed copies of the inputs. One per chunk of work, so
+// threads never share the buffers they perturb.
+class Evaluator {
+public:
+    explicit Evaluator(Problem& p) : p_(p), local_(p.xs)
+    {
+        for (size_t i : p.diff) local_[i] = p.xs[i].clone();
+    }
+
+    double* data(size_t k) { return local_[p_.diff[k]].data<double>(); }
+
+    // Projections of fn(current inputs) − fn(x) onto the cotangents.
+    bool project_now(double* out)
+    {
+        Tensor o = p_.fn(local_);
+        p_.evaluations.fetch_add(1, std::memory_order_relaxed);
+        TG_CHECK(o.defined() && o.dtype() == float64 && o.numel() == p_.m, "gradcheck: the function returned ",
+                 o.defined() ? shape_str(o.shape()) : "an undefined tensor", " at a perturbed point, ",
+                 shape_str(p_.out0.shape()), " at the unperturbed one");
+        return project(o.data<double>(), p_.out0.data<double>(), p_.u.data(), p_.m, p_.C, out);
+    }
+
+    // The same with element e of checked input k set to v.
+    bool at(size_t k, int64_t e, double v, double* out)
+    {
+        double* x = data(k);
+        double saved = x[e];
+        x[e] = v;
+        bool ok = project_now(out);
+        x[e] = saved;
+        return ok;
+    }
+
+private:
+    Problem& p_;
+    tensor_list local_;
+};
+
+// Per-element results of one input in full mode, for every cotangent.
+struct InputWork {
+    size_t k = 0;  // which checked input
+    int64_t n = 0;
+    std::vector<double> numeric, estimate, left, right;  // [e·C + c]
+    std::vector<uint8_t> verdict;                        // [e·C + c]
+    std::vector<double> step;                            // [e]
+
+    InputWork(size_t k_, int64_t n_, int C) : k(k_), n(n_)
+    {
+        size_t s = size_t(n_) * size_t(C);
+        numeric.assign(s, not_computed);
+        estimate.assign(s, 0.0);
+        left.assign(s, not_computed);
+        right.assign(s, not_computed);
+        verdict.assign(s, uint8_t(ElementVerdict::pass));
+        step.assign(size_t(n_), 0.0);
+    }
+};
+
+// Central differences at h; where an element is outside tolerance or its
+// one-sided slopes differ, again at h/2 to extrapolate, estimate the error
+// and tell a kink from a wrong gradient.
+void check_element(Evaluator& ev, const Problem& p, const GradcheckOptions& o, InputWork& w, int64_t e)
+{
+    const int C = p.C;
+    const double* a = &p.analytic[w.k][size_t(e) * size_t(C)];
+    const size_t base = size_t(e) * size_t(C);
+    double x0 = ev.data(w.k)[e];
+    double h = step_for(x0);
+    w.step[size_t(e)] = h;
+    auto mark = [&](ElementVerdict v) {
+        for (int c = 0; c < C; ++c) w.verdict[base + size_t(c)] = uint8_t(v);
+    };
+    if (!std::isfinite(x0)) {
+        mark(ElementVerdict::nonfinite);
+        return;
+    }
+
+    std::array<double, max_cotangents> dp{}, dm{}, dp2{}, dm2{};
+    double up = x0 + h, down = x0 - h;
+    bool finite = ev.at(w.k, e, up, dp.data());
+    finite = ev.at(w.k, e, down, dm.data()) && finite;
+    double sc = up - down, sr = up - x0, sl = x0 - down;  // the steps actually taken
+    bool again = !finite;
+    for (int c = 0; c < C; ++c) {
+        double c1 = (dp[c] - dm[c]) / sc, r1 = dp[c] / sr, l1 = -dm[c] / sl;
+        w.numeric[base + size_t(c)] = c1;
+        w.right[base + size_t(c)] = r1;
+        w.left[base + size_t(c)] = l1;
+        bool close = std::abs(a[c] - c1) <= p.tol(c1, o);
+        bool smooth = std::abs(r1 - l1) <= 0.01 * std::max(std::abs(r1), std::abs(l1)) + o.atol;
+        again = again || !close || !smooth;
+    }
+    if (!finite) {
+        mark(ElementVerdict::nonfinite);
+        return;
+    }
+    if (!again) return;
+
+    double up2 = x0 + h / 2, down2 = x0 - h / 2;
+    finite = ev.at(w.k, e, up2, dp2.data());
+    finite = ev.at(w.k, e, down2, dm2.data()) && finite;
+    if (!finite) {
+        mark(ElementVerdict::nonfinite);
+        return;
+    }
+    double tc = up2 - down2, tr = up2 - x0, tl = x0 - down2;
+    double q = sc / tc;
+    for (int c = 0; c < C; ++c) {
+        size_t j = base + size_t(c);
+        double c1 = (dp[c] - dm[c]) / sc, r1 = dp[c] / sr, l1 = -dm[c] / sl;
+        double c2 = (dp2[c] - dm2[c]) / tc, r2 = dp2[c] / tr, l2 = -dm2[c] / tl;
+        // Central differences err by ∝ h², one-sided ones by ∝ h.
+        double n = c2 + (c2 - c1) / (q * q - 1);
+        double err = std::abs(n - c2);
+        double r = r2 + (r2 - r1) * tr / (sr - tr), l = l2 + (l2 - l1) * tl / (sl - tl);
+        double er = std::abs(r - r2), el = std::abs(l - l2);
+        w.numeric[j] = n;
+        w.estimate[j] = err;
+        w.right[j] = r;
+        w.left[j] = l;
+        bool kink = std::abs(r - l) > p.tol(std::max(std::abs(r), std::abs(l)), o) + 2 * (er + el);
+        if (kink) {
+            // A subgradient lies between the one-sided derivatives.
+            double lo = std::min({l, r, l2, r2}), hi = std::max({l, r, l2, r2});
+            double slack = p.tol(std::max(std::abs(lo), std::abs(hi)), o) + er + el;
+            bool inside = a[c] >= lo - slack && a[c] <= hi + slack;
+            w.verdict[j] = uint8_t(inside ? ElementVerdict::kink : ElementVerdict::fail);
+        } else {
+            bool ok = std::abs(a[c] - n) <= p.tol(n, o) + 2 * err;
+            w.verdict[j] = uint8_t(ok ? ElementVerdict::pass : ElementVerdict::fail);
+        }
+    }
+}
+
+struct ProbeResult {
+    bool agree = true;
+    double ratio = 0;      // |D| / tolerance
+    double noise = 0;      // error estimate of D (reported only)
+    double rel = 0;        // |D| / (|numeric| + |analytic|)
+    double max_abs_numeric = 0;
+    std::string why;
+};
+
+uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
+{
+    uint64_t h = seed ^ 0x9e3779b97f4a7c15ULL;
+    for (uint64_t v : {a, b, c}) h = (h ^ v) * 0x100000001b3ULL + 0x9e3779b97f4a7c15ULL;
+    return h;
+}
+
+// Fast mode for checked input k: random directions per tolerance group.
+// Returns true when every probe agrees to a tenth of the group's smallest
+// per-element tolerance, with its measured noise inside that too.
+bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& rep)
+{
+    const int C = p.C;
+    const Tensor& x = p.xs[p.diff[k]];
+    const double* xv = x.data<double>();
+    const std::vector<double>& a = p.analytic[k];
+    int64_t n = x.numel();
+
+    // Group the elements by tolerance, in factors of 4.
+    std::vector<std::vector<int64_t>> groups;
+    std::vector<double> group_tol;
+    for (int64_t e = 0; e < n; ++e) {
+        double smallest = std::numeric_limits<double>::infinity();
+        for (int c = 0; c < C; ++c) smallest = std::min(smallest, std::abs(a[size_t(e) * size_t(C) + size_t(c)]));
+        double tau = o.atol + o.rtol * smallest;
+        if (!std::isfinite(tau) || !std::isfinite(xv[e])) {
+            rep.note = "an analytic gradient or input value is not finite";
+            return false;
+        }
+        size_t g = size_t(std::max(0.0, std::floor(std::log(tau / o.atol) / std::log(4.0))));
+        if (g >= groups.size()) {
+            groups.resize(g + 1);
+            group_tol.resize(g + 1);
+        }
+        groups[g].push_back(e);
+        group_tol[g] = o.atol * std::pow(4.0, double(g));
+    }
+    struct Task {
+        size_t group;
+        int probe;
+    };
+    std::vector<Task> tasks;
+    for (size_t g = 0; g < groups.size(); ++g)
+        if (!groups[g].empty())
+            for (int q = 0; q < o.probes; ++q) tasks.push_back({g, q});
+    std::vector<std::vector<ProbeResult>> results(tasks.size(), std::vector<ProbeResult>(size_t(C)));
+
+    parallel_for(int64_t(tasks.size()), 1, [&](int64_t t0, int64_t t1) {
+        NoGradGuard off;
+        Evaluator ev(p);
+        double* xd = ev.data(k);
+        std::vector<double> v;
+        for (int64_t t = t0; t < t1; ++t) {
+            const std::vector<int64_t>& els = groups[tasks[size_t(t)].group];
+            Generator gen(mix_seed(o.seed, k, tasks[size_t(t)].group, uint64_t(tasks[size_t(t)].probe)));
+            v.resize(els.size());
+            for (size_t j = 0; j < els.size(); ++j) v[j] = gen.normal() * std::max(1.0, std::abs(xv[els[j]]));
+            // D = (numeric − analytic) along the displacement actually taken, per unit step.
+            double D[2][max_cotangents], N[2][max_cotangents];
+            bool finite = true;
+            for (int level = 0; level < 2; ++level) {
+                double s = std::ldexp(probe_step, -level);
+                std::array<double, max_cotangents> fp{}, fm{}, ap{}, am{};
+                for (int sign : {1, -1}) {
+                    auto& acc = sign > 0 ? ap : am;
+                    for (size_t j = 0; j < els.size(); ++j) {
+                        int64_t e = els[j];
+                        xd[e] = xv[e] + sign * s * v[j];
+                        double dx = xd[e] - xv[e];
+                        for (int c = 0; c < C; ++c) acc[size_t(c)] += a[size_t(e) * size_t(C) + size_t(c)] * dx;
+                    }
+                    finite = ev.project_now(sign > 0 ? fp.data() : fm.data()) && finite;
+                }
+                for (int64_t e : els) xd[e] = xv[e];
+                for (int c = 0; c < C; ++c) {
+                    N[level][c] = (fp[size_t(c)] - fm[size_t(c)]) / (2 * s);
+                    D[level][c] = N[level][c] - (ap[size_t(c)] - am[size_t(c)]) / (2 * s);
+                }
+            }
+            double tolerance = probe_fraction * group_tol[tasks[size_t(t)].group];
+            for (int c = 0; c < C; ++c) {
+                ProbeResult& r = results[size_t(t)][size_t(c)];
+                // Central differences err by ∝ s²: extrapolate.
+                double d = (4 * D[1][c] - D[0][c]) / 3, noise = std::abs(D[1][c] - D[0][c]) / 3;
+                r.ratio = std::abs(d) / tolerance;
+                r.noise = noise;
+                double nv = N[1][c], av = N[1][c] - D[1][c];
+                r.rel = std::abs(d) / std::max(std::abs(nv) + std::abs(av), 1e-300);
+                r.max_abs_numeric = std::abs(nv);
+                r.agree = finite && r.ratio <= 1;
+                if (!finite)
+                    r.why = "the output's finiteness changed along the probe";
+                else if (!r.agree)
+                    r.why = "discrepancy " + fmt(std::abs(d), "%.2e") + " (error estimate " + fmt(noise, "%.1e") +
+                            "), tolerance " + fmt(tolerance, "%.1e");
+            }
+        }
+    });
+
+    bool agree = true;
+    for (size_t t = 0; t < tasks.size(); ++t)
+        for (int c = 0; c < C; ++c) {
+            const ProbeResult& r = results[t][size_t(c)];
+            rep.probe_ratio = std::max(rep.probe_ratio, r.ratio);
+            rep.rel_error = std::max(rep.rel_error, r.rel);
+            rep.max_abs_numeric = std::max(rep.max_abs_numeric, r.max_abs_numeric);
+            if (!r.agree && agree) {
+                agree = false;
+                rep.note = "probe " + std::to_string(t) + " (cotangent " + std::to_string(c) + ", " +
+                           std::to_string(groups[tasks[t].group].size()) + " elements): " + r.why;
+            }
+        }
+    rep.probes = int(tasks.size());
+    return agree;
+}
+
+// Fills an input's report from the per-element results of full mode.
+void summarize(const Problem& p, const GradcheckOptions& o, const InputWork& w, InputReport& rep)
+{
+    const int C = p.C;
+    const Tensor& x = p.xs[p.diff[w.k]];
+    const double* xv = x.data<double>();
+    const std::vector<double>& a = p.analytic[w.k];
+    rep.elements = w.n;
+    double diff2 = 0, n2 = 0, a2 = 0;
+    struct Key {
+        int rank;
+        double ratio;
+        int64_t e;
+        int c;
+    };
+    auto better = [](const Key& l, const Key& r) {
+        if (l.rank != r.rank) return l.rank > r.rank;
+        if (l.ratio != r.ratio) return l.ratio > r.ratio;
+        return l.e < r.e;
+    };
+    std::vector<Key> keys;
+    keys.reserve(size_t(w.n));
+    for (int64_t e = 0; e < w.n; ++e) {
+        Key worst{-1, 0, e, 0};
+        for (int c = 0; c < C; ++c) {
+            size_t j = size_t(e) * size_t(C) + size_t(c);
+            auto v = ElementVerdict(w.verdict[j]);
+            double n = w.numeric[j], an = a[j];
+            rep.max_abs_analytic = std::max(rep.max_abs_analytic, std::abs(an));
+            if (std::isfinite(n)) rep.max_abs_numeric = std::max(rep.max_abs_numeric, std::abs(n));
+            if (v == ElementVerdict::pass || v == ElementVerdict::fail) {
+                diff2 += (n - an) * (n - an);
+                n2 += n * n;
+                a2 += an * an;
+            }
+            double ratio = std::abs(an - n) / (p.tol(n, o) + 2 * w.estimate[j]);
+            if (std::isnan(ratio)) ratio = std::numeric_limits<double>::infinity();
+            Key key{rank(v), ratio, e, c};
+            if (better(key, worst)) worst = key;
+        }
+        keys.push_back(worst);
+        switch (ElementVerdict(w.verdict[size_t(e) * size_t(C) + size_t(worst.c)])) {
+        case ElementVerdict::fail: rep.failures++; break;
+        case ElementVerdict::kink: rep.kinks++; break;
+        case ElementVerdict::nonfinite: rep.nonfinite++; break;
+        case ElementVerdict::pass: break;
+        }
+    }
+    double denom = std::sqrt(n2) + std::sqrt(a2);
+    rep.rel_error = denom > 0 ? std::sqrt(diff2) / denom : 0.0;
+    if (!std::isfinite(rep.rel_error)) rep.rel_error = std::numeric_limits<double>::infinity();
+
+    size_t keep = std::min(keys.size(), size_t(std::max(0, o.report_worst)));
+    std::partial_sort(keys.begin(), keys.begin() + long(keep), keys.end(), better);
+    for (size_t i = 0; i < keep; ++i) {
+        const Key& k = keys[i];
+        size_t j = size_t(k.e) * size_t(C) + size_t(k.c);
+        ElementReport er;
+        er.index = unravel(k.e, x.shape());
+        er.cotangent = k.c;
+        er.value = xv[k.e];
+        er.step = w.step[size_t(k.e)];
+        er.analytic = a[j];
+        er.numeric = w.numeric[j];
+        er.error_estimate = w.estimate[j];
+        er.abs_error = std::abs(er.analytic - er.numeric);
+        er.rel_error = er.abs_error == 0 ? 0.0 : er.abs_error / std::abs(er.numeric);  // inf if numeric is 0
+        er.left = w.left[j];
+        er.right = w.right[j];
+        er.verdict = ElementVerdict(w.verdict[j]);
+        rep.worst.push_back(er);
+    }
+    if (rep.failures)
+        rep.verdict = Verdict::fail;
+    else if (o.max_rel_error > 0 && !(rep.rel_error <= o.max_rel_error)) {
+        rep.verdict = Verdict::fail;
+        rep.note = "every element is within tolerance but the summary ‖n−a‖/(‖n‖+‖a‖) = " +
+                   fmt(rep.rel_error, "%.2e") + " exceeds max_rel_error " + fmt(o.max_rel_error, "%.0e");
+    } else if (rep.kinks || rep.nonfinite)
+        rep.verdict = Verdict::nondifferentiable;
+}
+
+std::string default_reproduce(const char* function, const GradcheckOptions& o)
+{
+    GradcheckOptions d;
+    std::string s = std::string("tg::") + function + "(fn, inputs, {";
+    if (o.atol != d.atol) s += ".atol = " + fmt(o.atol, "%g") + ", ";
+    if (o.rtol != d.rtol) s += ".rtol = " + fmt(o.rtol, "%g") + ", ";
+    s += ".seed = " + std::to_string(o.seed);
+    if (o.mode != d.mode)
+        s += std::string(", .mode = tg::GradcheckMode::") + (o.mode == GradcheckMode::full ? "full" : "fast");
+    if (o.cotangents != d.cotangents) s += ", .cotangents = " + std::to_string(o.cotangents);
+    return s + "})";
+}
+
+std::string index_str(int64_t flat, const shape_type& shape) { return shape_str(unravel(flat, shape)); }
+
+// The analytic side: one backward per cotangent, and the structural checks.
+void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r)
+{
+    EnableGradGuard on;
+    std::vector<std::vector<unsigned char>> before;
+    for (const Tensor& t : p.xs) {
+        const auto* b = static_cast<const unsigned char*>(t.raw_data());
+        before.emplace_back(b, b + size_t(t.numel()) * dtype_size(t.dtype()));
+    }
+    tensor_list leaves = p.xs, wrt;
+    for (size_t i : p.diff) {
+        leaves[i] = p.xs[i].detach().requires_grad_(true);
+        wrt.push_back(leaves[i]);
+    }
+    Tensor out = call(p.fn, leaves, "gradcheck");
+    TG_CHECK(out.requires_grad(), "gradcheck: the output of shape ", out.shape(),
+             " does not depend on any input that requires grad");
+    {
+        NoGradGuard off;
+        p.out0 = call(p.fn, p.xs, "gradcheck");
+    }
+    TG_CHECK(p.out0.shape() == out.shape(), "gradcheck: the function returned shape ", out.shape(),
+             " with the tape on and ", p.out0.shape(), " with it off");
+    p.m = out.numel();
+    p.C = p.m == 1 ? 1 : std::clamp(o.cotangents, 1, max_cotangents);
+    Generator gen(o.seed);
+    tensor_list us;
+    p.u.assign(size_t(p.m) * size_t(p.C), 1.0);
+    for (int c = 0; c < p.C; ++c) {
+        Tensor u = p.m == 1 ? ones_like(out) : randn(out.shape(), float64, &gen);
+        const double* uv = u.data<double>();
+        for (int64_t i = 0; i < p.m; ++i) p.u[size_t(i) * size_t(p.C) + size_t(c)] = uv[i];
+        us.push_back(u);
+    }
+    GradOptions keep{.create_graph = false, .retain_graph = true};
+    auto vjp = [&](const Tensor& u) { return grad({out}, wrt, {u}, keep); };
+
+    std::vector<tensor_list> g(size_t(p.C));
+    for (int c = 0; c < p.C; ++c) g[size_t(c)] = vjp(us[size_t(c)]);
+    bool shapes_ok = true;
+    std::string shapes_detail;
+    p.analytic.assign(p.diff.size(), {});
+    for (size_t k = 0; k < p.diff.size(); ++k) {
+        const Tensor& x = p.xs[p.diff[k]];
+        for (int c = 0; c < p.C; ++c) {
+            const Tensor& gk = g[size_t(c)][k];
+            if (gk.shape() != x.shape() || gk.dtype() != float64) {
+                shapes_ok = false;
+                shapes_detail = "gradient of '" + p.names[p.diff[k]] + "' has shape " + shape_str(gk.shape()) + " (" +
+                                dtype_name(gk.dtype()) + "), the input " + shape_str(x.shape()) + " (float64)";
+            }
+        }
+        TG_CHECK(shapes_ok, "gradcheck: ", shapes_detail);
+        std::vector<double>& a = p.analytic[k];
+        a.resize(size_t(x.numel()) * size_t(p.C));
+        for (int c = 0; c < p.C; ++c) {
+            const double* gv = g[size_t(c)][k].data<double>();
+            for (int64_t e = 0; e < x.numel(); ++e) a[size_t(e) * size_t(p.C) + size_t(c)] = gv[e];
+        }
+    }
+    if (!o.structural) return;
+
+    auto record_check = [&](const std::string& name, bool ok, const std::string& detail) {
+        r.structural.push_back({name, ok, ok ? "" : detail});
+    };
+    record_check("gradient shapes and dtypes match the inputs", shapes_ok, shapes_detail);
+
+    // The forward with the tape on equals the one with it off, to rounding: an
+    // op may take a fused path when nothing is recorded.
+    {
+        const double* a = out.data<double>();
+        const double* b = p.out0.data<double>();
+        double scale = 0;
+        for (int64_t i = 0; i < p.m; ++i)
+            if (std::isfinite(a[i])) scale = std::max(scale, std::abs(a[i]));
+        std::string detail;
+        for (int64_t i = 0; i < p.m && detail.empty(); ++i)
+            if (!same_value(a[i], b[i]) && !(std::abs(a[i] - b[i]) <= 1e-10 * std::abs(a[i]) + 1e-13 * scale))
+                detail = "output " + index_str(i, out.shape()) + ": " + fmt(a[i], "%.17g") + " recorded, " +
+                         fmt(b[i], "%.17g") + " without the tape";
+        record_check("recorded forward equals the forward without a tape", detail.empty(), detail);
+    }
+
+    // Linear in the upstream gradient: vjp(α·u + β·v) = α·vjp(u) + β·vjp(v).
+    {
+        const double alpha = 0.75, beta = -1.25;
+        Tensor v = p.m == 1 ? full_like(out, 0.6180339887) : randn(out.shape(), float64, &gen);
+        tensor_list gv = vjp(v), gm;
+        {
+            NoGradGuard off;
+            gm = vjp(add(mul(us[0], scalar(alpha, float64)), mul(v, scalar(beta, float64))));
+        }
+        std::string detail;
+        for (size_t k = 0; k < p.diff.size() && detail.empty(); ++k) {
+            const double* g0 = g[0][k].data<double>();
+            const double* g1 = gv[k].data<double>();
+            const double* gx = gm[k].data<double>();
+            int64_t n = gm[k].numel();
+            double scale = 0;
+            for (int64_t e = 0; e < n; ++e) scale = std::max(scale, std::abs(alpha * g0[e]) + std::abs(beta * g1[e]));
+            for (int64_t e = 0; e < n && detail.empty(); ++e) {
+                if (!std::isfinite(g0[e]) || !std::isfinite(g1[e])) continue;  // flagged by the comparison
+                double want = alpha * g0[e] + beta * g1[e];
+                double tol = 1e-9 * (std::abs(alpha * g0[e]) + std::abs(beta * g1[e])) + 1e-12 * scale;
+                if (!(std::abs(gx[e] - want) <= tol))
+                    detail = "'" + p.names[p.diff[k]] + "' " + index_str(e, gm[k].shape()) + ": vjp(α·u+β·v) = " +
+                             fmt(gx[e], "%.10g") + ", α·vjp(u)+β·vjp(v) = " + fmt(want, "%.10g");
+            }
+        }
+        record_check("linear in the upstream gradient", detail.empty(), detail);
+    }
+
+    // A zero upstream gradient gives zero gradients.
+    {
+        tensor_list gz = vjp(zeros_like(out));
+        std::string detail;
+        for (size_t k = 0; k < p.diff.size() && detail.empty(); ++k) {
+            const double* z = gz[k].data<double>();
+            const double* g0 = g[0][k].data<double>();
+            for (int64_t e = 0; e < gz[k].numel() && detail.empty(); ++e)
+                if (z[e] != 0 && std::isfinite(g0[e]))  // 0·inf is NaN by IEEE
+                    detail = "'" + p.names[p.diff[k]] + "' " + index_str(e, gz[k].shape()) + " got " + fmt(z[e], "%.6g");
+        }
+        record_check("zero upstream gradient gives zero", detail.empty(), detail);
+    }
+
+    // Deterministic: the same backward twice gives the same bits.
+    {
+        tensor_list again = vjp(us[0]);
+        std::string detail;
+        for (size_t k = 0; k < p.diff.size() && detail.empty(); ++k) {
+            const double* x1 = g[0][k].data<double>();
+            const double* x2 = again[k].data<double>();
+            for (int64_t e = 0; e < again[k].numel() && detail.empty(); ++e)
+                if (std::memcmp(&x1[e], &x2[e], sizeof(double)) != 0)
+                    detail = "'" + p.names[p.diff[k]] + "' " + index_str(e, again[k].shape()) + ": " +
+                             fmt(x1[e], "%.17g") + " then " + fmt(x2[e], "%.17g");
+        }
+        record_check("backward is deterministic", detail.empty(), detail);
+    }
+
+    // Inputs unchanged by the forward and the backwards.
+    {
+        std::string detail;
+        for (size_t i = 0; i < p.xs.size() && detail.empty(); ++i)
+            if (std::memcmp(before[i].data(), p.xs[i].raw_data(), before[i].size()) != 0)
+                detail = "input '" + p.names[i] + "' was modified in place";
+        record_check("inputs unchanged by forward and backward", detail.empty(), detail);
+    }
+}
+
+// The core shared by gradcheck and gradgradcheck.
+GradcheckResult check(const GradcheckFn& fn, const tensor_list& given, const GradcheckOptions& o,
+                      const std::string& what, const char* function)
+{
+    auto t0 = std::chrono::steady_clock::now();
+    TG_CHECK(o.atol >= 0 && o.rtol >= 0, "gradcheck: atol and rtol must be >= 0, got ", o.atol, " and ", o.rtol);
+    TG_CHECK(o.probes >= 1, "gradcheck: probes must be >= 1, got ", o.probes);
     GradcheckResult result;
     result.what = what;
-    result.base_step = base_step;
-    result.seed = options.seed;
+    result.mode = o.mode;
+    result.seed = o.seed;
+    result.reproduce = o.reproduce.empty() ? default_reproduce(function, o) : o.reproduce;
 
-    tensor_list xs;
-    std::vector<size_t> diff;  // inputs to perturb
+    Problem p(fn);
     for (size_t i = 0; i < given.size(); ++i) {
-        TG_CHECK(given[i].defined(), "gradcheck: input ", i, " is undefined");
-        xs.push_back(float64_copy(given[i]));
-        if (is_floating(given[i].dtype()) && given[i].requires_grad()) diff.push_back(i);
+        TG_CHECK(given[i].defined(), function, ": input ", i, " is undefined");
+        p.xs.push_back(float64_copy(given[i]));
+        p.names.push_back(i < o.names.size() && !o.names[i].empty() ? o.names[i] : "x" + std::to_string(i));
+        if (is_floating(given[i].dtype()) && given[i].requires_grad()) p.diff.push_back(i);
     }
-    TG_CHECK(!diff.empty(), "gradcheck: no input requires grad; mark the inputs to check with requires_grad_()");
+    TG_CHECK(!p.diff.empty(), function, ": no input requires grad; mark the inputs to check with requires_grad_()");
+    analyze(p, o, result);
+    result.cotangents = p.C;
 
-    // Analytic: uᵀJ through the tape.
-    Tensor u;
-    tensor_list analytic;
-    {
-        EnableGradGuard on;
-        tensor_list leaves = xs;
-        tensor_list wrt;
-        for (size_t i : diff) {
-            leaves[i] = xs[i].detach().requires_grad_(true);
-            wrt.push_back(leaves[i]);
-        }
-        Tensor out = evaluate(fn, leaves, "gradcheck");
-        Generator gen(options.seed);
-        u = out.numel() == 1 ? ones_like(out) : randn(out.shape(), float64, &gen);
-        TG_CHECK(out.requires_grad(), "gradcheck: the output does not depend on any input that requires grad");
-        analytic = grad({out}, wrt, {u});
-    }
-
-    for (size_t k = 0; k < diff.size(); ++k) {
-        size_t i = diff[k];
-        const Tensor& x = xs[i];
-        InputReport rep;
-        rep.name = k < options.names.size() ? options.names[k]
-                   : i < options.names.size() ? options.names[i] : "x" + std::to_string(i);
+    // Fast mode first, where it applies; full mode for the rest and the escalated.
+    std::vector<InputReport> reports(p.diff.size());
+    std::vector<InputWork> works;
+    for (size_t k = 0; k < p.diff.size(); ++k) {
+        const Tensor& x = p.xs[p.diff[k]];
+        InputReport& rep = reports[k];
+        rep.name = p.names[p.diff[k]];
         rep.shape = x.shape();
-        rep.checked = x.numel();
-        std::vector<double> numeric(static_cast<size_t>(x.numel())), estimate(static_cast<size_t>(x.numel()));
-
-        // Each chunk perturbs its own copy of the inputs.
-        parallel_for(x.numel(), 1, [&](int64_t begin, int64_t end) {
-            NoGradGuard off;
-            tensor_list local = xs;
-            local[i] = x.clone();
-            double* p = local[i].data<double>();
-            auto at = [&](int64_t e, double value) {
-                double saved = p[e];
-                p[e] = value;
-                double v = project(evaluate(fn, local, "gradcheck"), u);
-                p[e] = saved;
-                return v;
-            };
-            for (int64_t e = begin; e < end; ++e) {
-                double x0 = p[e];
-                auto central = [&](double h) {
-                    double up = x0 + h, down = x0 - h;  // the steps actually taken
-                    return (at(e, up) - at(e, down)) / (up - down);
-                };
-                double h = base_step * std::max(1.0, std::abs(x0));
-                double n1 = central(h);
-                double a = analytic[k].data<double>()[e];
-                if (std::abs(a - n1) <= options.atol + options.rtol * std::abs(n1)) {
-                    numeric[size_t(e)] = n1;
-                    continue;
-                }
-                // Outside the tolerance: a half step and Richardson's extrapolation
-                // separate a truncation error from a wrong gradient.
-                double n2 = central(h / 2);
-                numeric[size_t(e)] = (4 * n2 - n1) / 3;
-                estimate[size_t(e)] = std::abs(n1 - n2);
+        // Probe tolerances are fractions of atol: without one, only the full check can judge.
+        bool fast = o.atol > 0 &&
+                    (o.mode == GradcheckMode::fast || (o.mode == GradcheckMode::automatic && x.numel() > o.fast_above));
+        if (fast) {
+            if (run_probes(p, o, k, rep)) {
+                rep.checked_by = CheckedBy::fast;
+                for (double v : p.analytic[k]) rep.max_abs_analytic = std::max(rep.max_abs_analytic, std::abs(v));
+                continue;
             }
-        });
-
-        const double* a = analytic[k].data<double>();
-        const double* v = x.data<double>();
-        double diff_norm = 0, n_norm = 0, a_norm = 0;
-        std::vector<ElementReport> elements;
-        for (int64_t e = 0; e < x.numel(); ++e) {
-            double n = numeric[size_t(e)], an = a[e];
-            double err = std::abs(an - n);
-            diff_norm += err * err;
-            n_norm += n * n;
-            a_norm += an * an;
-            rep.max_abs_analytic = std::max(rep.max_abs_analytic, std::abs(an));
-            rep.max_abs_numeric = std::max(rep.max_abs_numeric, std::abs(n));
-            bool ok = err <= options.atol + options.rtol * std::abs(n) && std::isfinite(an) == std::isfinite(n);
-            if (!ok) rep.failures++;
-            if (!ok || int(elements.size()) < options.report_worst || err > elements.back().abs_error) {
-                ElementReport er;
-                er.index = unravel(e, x.shape());
-                er.value = v[e];
-                er.analytic = an;
-                er.numeric = n;
-                er.error_estimate = estimate[size_t(e)];
-                er.abs_error = err;
-                er.rel_error = err / std::max(std::abs(n), 1e-300);
-                er.passed = ok;
-                elements.push_back(er);
-                std::sort(elements.begin(), elements.end(), [](const ElementReport& l, const ElementReport& r) {
-                    if (l.passed != r.passed) return !l.passed;
-                    return l.abs_error > r.abs_error;
-                });
-                if (int(elements.size()) > options.report_worst) elements.resize(size_t(options.report_worst));
-            }
+            rep.checked_by = CheckedBy::fast_then_full;
+            rep.rel_error = 0;
+            rep.max_abs_numeric = 0;
         }
-        double denom = std::sqrt(n_norm) + std::sqrt(a_norm);
-        rep.rel_error = denom > 0 ? std::sqrt(diff_norm) / denom : 0.0;
-        rep.vacuous = rep.max_abs_analytic < 1e-12 && rep.max_abs_numeric < 1e-12;
-        rep.passed = rep.failures == 0 && rep.rel_error <= options.max_rel_error;
-        rep.worst = std::move(elements);
-        result.passed = result.passed && rep.passed;
-        result.inputs.push_back(std::move(rep));
+        works.emplace_back(k, x.numel(), p.C);
     }
-    result.reproduce = "tg::gradcheck(fn, inputs, {.seed = " + std::to_string(options.seed) + "})";
+    std::vector<int64_t> offsets{0};
+    for (const InputWork& w : works) offsets.push_back(offsets.back() + w.n);
+    parallel_for(offsets.back(), 1, [&](int64_t begin, int64_t end) {
+        NoGradGuard off;
+        Evaluator ev(p);
+        size_t wi = size_t(std::upper_bound(offsets.begin(), offsets.end(), begin) - offsets.begin()) - 1;
+        for (int64_t t = begin; t < end; ++t) {
+            while (t >= offsets[wi + 1]) ++wi;
+            check_element(ev, p, o, works[wi], t - offsets[wi]);
+        }
+    });
+    for (const InputWork& w : works) {
+        std::string note = reports[w.k].note;
+        summarize(p, o, w, reports[w.k]);
+        if (!note.empty()) reports[w.k].note = "escalated to full: " + note + (reports[w.k].note.empty() ? "" : "; " + reports[w.k].note);
+    }
+
+    const double vacuous_below = 1e-3 * o.atol;
+    result.vacuous = true;
+    for (InputReport& rep : reports) {
+        rep.vacuous = rep.max_abs_analytic <= vacuous_below && rep.max_abs_numeric <= vacuous_below;
+        result.vacuous = result.vacuous && rep.vacuous;
+        if (rep.verdict == Verdict::fail) result.verdict = Verdict::fail;
+        else if (rep.verdict == Verdict::nondifferentiable && result.verdict == Verdict::pass)
+            result.verdict = Verdict::nondifferentiable;
+    }
+    for (const StructuralCheck& s : result.structural)
+        if (!s.passed) result.verdict = Verdict::fail;
+    if (result.vacuous && o.vacuous_fails) result.verdict = Verdict::fail;
+    result.inputs = std::move(reports);
+    result.evaluations = p.evaluations.load();
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return result;
 }
 
 }  // namespace
 
+const char* to_string(ElementVerdict v)
+{
+    switch (v) {
+    case ElementVerdict::pass: return "ok";
+    case ElementVerdict::kink: return "kink";
+    case ElementVerdict::nonfinite: return "non-finite stencil";
+    case ElementVerdict::fail: return "FAIL";
+    }
+    return "?";
+}
+
+const char* to_string(Verdict v)
+{
+    switch (v) {
+    case Verdict::pass: return "pass";
+    case Verdict::nondifferentiable: return "non-differentiable points";
+    case Verdict::fail: return "FAIL";
+    }
+    return "?";
+}
+
+bool GradcheckResult::passed() const
+{
+    if (verdict == Verdict::fail) return false;
+    for (const GradcheckResult& r : second_order)
+        if (!r.passed()) return false;
+    return true;
+}
+
+std::vector<std::string> GradcheckResult::failed_inputs() const
+{
+    std::vector<std::string> names;
+    for (const InputReport& r : inputs)
+        if (r.verdict == Verdict::fail) names.push_back(r.name);
+    return names;
+}
+
+const InputReport& GradcheckResult::input(const std::string& name) const
+{
+    for (const InputReport& r : inputs)
+        if (r.name == name) return r;
+    fail("gradcheck result: no input named '", name, "'");
+}
+
 GradcheckResult gradcheck(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options)
 {
-    GradcheckResult first = check(fn, inputs, options, "first order");
-    if (!options.second_order || !first.passed) return first;
-    GradcheckResult second = gradgradcheck(fn, inputs, options);
-    return second.passed ? first : second;
+    GradcheckResult first = check(fn, inputs, options, "first order", "gradcheck");
+    if (options.second_order && first.passed()) first.second_order.push_back(gradgradcheck(fn, inputs, options));
+    return first;
 }
 
 GradcheckResult gradgradcheck(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options)
@@ -201,36 +802,41 @@ GradcheckResult gradgradcheck(const GradcheckFn& fn, const tensor_list& inputs, 
     std::vector<size_t> diff;
     tensor_list xs;
     for (size_t i = 0; i < inputs.size(); ++i) {
+        TG_CHECK(inputs[i].defined(), "gradgradcheck: input ", i, " is undefined");
         xs.push_back(float64_copy(inputs[i]));
         if (is_floating(inputs[i].dtype()) && inputs[i].requires_grad()) diff.push_back(i);
     }
     TG_CHECK(!diff.empty(), "gradgradcheck: no input requires grad");
-    // Fixed random cotangent u (an extra input) and weights w of the VJP.
-    Generator gen(options.seed + 1);
+    // A random upstream gradient u (an extra input) and weights w of the VJP.
     Tensor out0;
     {
         NoGradGuard off;
-        out0 = evaluate(fn, xs, "gradgradcheck");
+        out0 = call(fn, xs, "gradgradcheck");
     }
+    Generator gen(options.seed + 1);
     Tensor u = randn(out0.shape(), float64, &gen);
     tensor_list w;
     for (size_t i : diff) w.push_back(randn(xs[i].shape(), float64, &gen));
 
     size_t n_inputs = xs.size();
     GradcheckFn vjp = [&fn, diff, w, n_inputs](const tensor_list& args) -> Tensor {
+        // Differentiable (create_graph) only when the checker records this call.
+        bool record_backward = grad_enabled();
         EnableGradGuard on;
         tensor_list x(args.begin(), args.begin() + long(n_inputs));
         const Tensor& cot = args[n_inputs];
         tensor_list wrt;
         for (size_t i : diff) {
-            // Numeric evaluations pass plain copies: give them a place on the tape.
             if (!x[i].requires_grad()) x[i] = x[i].detach().requires_grad_(true);
             wrt.push_back(x[i]);
         }
         Tensor out = fn(x);
-        tensor_list g = grad({out}, wrt, {cot}, GradOptions{.create_graph = true, .retain_graph = std::nullopt});
-        Tensor total = scalar(0.0, float64);
-        for (size_t k = 0; k < g.size(); ++k) total = add(total, sum(mul(g[k], w[k])));
+        TG_CHECK(out.requires_grad(), "gradgradcheck: the output does not depend on any input that requires grad");
+        tensor_list g = grad({out}, wrt, {cot}, GradOptions{.create_graph = record_backward, .retain_graph = std::nullopt});
+        std::optional<NoGradGuard> off;
+        if (!record_backward) off.emplace();
+        Tensor total = sum(mul(g[0], w[0]));
+        for (size_t k = 1; k < g.size(); ++k) total = add(total, sum(mul(g[k], w[k])));
         return total;
     };
     tensor_list args;
@@ -241,103 +847,158 @@ GradcheckResult gradgradcheck(const GradcheckFn& fn, const tensor_list& inputs, 
     }
     args.push_back(u.requires_grad_(true));
     GradcheckOptions o = options;
-    if (!o.names.empty()) {
-        o.names.resize(n_inputs);
-        o.names.push_back("upstream gradient");
-    }
-    GradcheckResult r = check(vjp, args, o, "second order (gradient of <uᵀJ, w>)");
-    r.reproduce = "tg::gradgradcheck(fn, inputs, {.seed = " + std::to_string(options.seed) + "})";
-    return r;
+    o.names.resize(n_inputs);
+    for (size_t i = 0; i < n_inputs; ++i)
+        if (o.names[i].empty()) o.names[i] = "x" + std::to_string(i);
+    o.names.push_back("upstream gradient");
+    return check(vjp, args, o, "second order (gradient of Σ <∂<f,u>/∂x, w>)", "gradgradcheck");
 }
 
 std::string GradcheckResult::to_string() const
 {
     std::ostringstream os;
-    os << "gradcheck " << what << ": " << (passed ? "pass" : "FAIL") << "  (float64, seed " << seed
-       << ", step " << fmt(base_step, "%.3g") << "·max(1,|x|))\n";
+    const char* mode_name = mode == GradcheckMode::full ? "full" : mode == GradcheckMode::fast ? "fast" : "auto";
+    os << "gradcheck " << what << ": " << tg::to_string(verdict) << (vacuous ? " (VACUOUS)" : "") << "\n"
+       << "  float64, mode " << mode_name << ", seed " << seed << ", " << cotangents << " cotangent"
+       << (cotangents == 1 ? "" : "s") << ", step h = 2^k ≈ 6e-6·max(1,|x|), atol/rtol per element; "
+       << evaluations << " evaluations, " << fmt(seconds * 1e3, "%.3g") << " ms\n";
     for (const InputReport& r : inputs) {
-        os << "  " << r.name << " " << shape_str(r.shape) << ": " << (r.passed ? "pass" : "FAIL")
-           << "  rel error " << fmt(r.rel_error, "%.2e") << "  (" << r.checked << " elements";
-        if (r.failures) os << ", " << r.failures << " outside tolerance";
+        os << "  " << r.name << " " << shape_str(r.shape) << ": " << tg::to_string(r.verdict)
+           << "  rel error " << fmt(r.rel_error, "%.1e") << "  (";
+        if (r.checked_by == CheckedBy::fast)
+            os << r.probes << " probes, worst at " << fmt(r.probe_ratio, "%.2g") << " of tolerance";
+        else {
+            os << r.elements << " elements";
+            if (r.checked_by == CheckedBy::fast_then_full) os << ", probes escalated";
+            if (r.failures) os << ", " << r.failures << " failing";
+            if (r.kinks) os << ", " << r.kinks << " kinks";
+            if (r.nonfinite) os << ", " << r.nonfinite << " non-finite stencils";
+        }
         os << ")";
-        if (r.vacuous) os << "  VACUOUS: both gradients are ~0 everywhere";
+        if (r.vacuous) os << "  zero gradient everywhere";
         os << "\n";
-        if (r.passed) continue;
-        os << "      index              value      analytic       numeric   err.est   abs.err   rel.err\n";
+        if (!r.note.empty() && r.verdict != Verdict::pass) os << "    " << r.note << "\n";
+        if (r.verdict == Verdict::pass || r.worst.empty()) continue;
+        os << "    index          u      value     step       analytic        numeric  err.est  abs.err  rel.err  verdict\n";
         for (const ElementReport& e : r.worst) {
-            char line[256];
-            std::snprintf(line, sizeof line, "      %-16s %10.4g %13.6g %13.6g %9.2g %9.2g %9.2g  %s\n",
-                          shape_str(e.index).c_str(), e.value, e.analytic, e.numeric, e.error_estimate,
-                          e.abs_error, e.rel_error, e.passed ? "ok" : "FAIL");
+            if (r.verdict == Verdict::nondifferentiable && e.verdict == ElementVerdict::pass) continue;
+            char line[320];
+            std::snprintf(line, sizeof line, "    %-14s %-2d %9.4g %8.2g %14.7g %14.7g %8.1e %8.1e %8.1e  %s", shape_str(e.index).c_str(),
+                          e.cotangent, e.value, e.step, e.analytic, e.numeric, e.error_estimate, e.abs_error,
+                          e.rel_error, tg::to_string(e.verdict));
             os << line;
+            if (e.verdict == ElementVerdict::kink ||
+                (e.verdict == ElementVerdict::fail && std::isfinite(e.left) && std::abs(e.left - e.right) >
+                    1e-3 * (std::abs(e.left) + std::abs(e.right))))
+                os << " (left " << fmt(e.left, "%.6g") << ", right " << fmt(e.right, "%.6g") << ")";
+            os << "\n";
         }
     }
+    int ok = 0;
+    for (const StructuralCheck& s : structural) {
+        if (s.passed) ++ok;
+        else os << "  structural FAIL: " << s.name << ": " << s.detail << "\n";
+    }
+    if (!structural.empty()) os << "  structural: " << ok << " of " << structural.size() << " checks pass\n";
     os << "  reproduce: " << reproduce << "\n";
+    for (const GradcheckResult& r : second_order) os << r.to_string();
     return os.str();
 }
 
-SampleCheck check_sample(const OpInfo& op, const OpSample& sample, uint64_t seed)
+std::string PrecisionReport::to_string() const
+{
+    return std::string("float32 vs float64: ") + (passed ? "pass" : "FAIL") + "  max rel error " +
+           fmt(max_rel_error, "%.1e") + (message.empty() ? "" : "\n  " + message) + "\n";
+}
+
+PrecisionReport check_float32(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options)
+{
+    PrecisionReport rep;
+    EnableGradGuard on;
+    tensor_list x64, x32, w64, w32;
+    std::vector<std::string> names;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        const Tensor& t = inputs[i];
+        Tensor a = float64_copy(t), b = is_floating(t.dtype()) ? a.to(float32) : a;
+        if (is_floating(t.dtype()) && t.requires_grad()) {
+            a.requires_grad_(true);
+            b.requires_grad_(true);
+            w64.push_back(a);
+            w32.push_back(b);
+            names.push_back(i < options.names.size() && !options.names[i].empty() ? options.names[i]
+                                                                                   : "x" + std::to_string(i));
+        }
+        x64.push_back(a);
+        x32.push_back(b);
+    }
+    TG_CHECK(!w64.empty(), "check_float32: no input requires grad");
+    Tensor o64 = call(fn, x64, "check_float32"), o32 = fn(x32);
+    TG_CHECK(o32.defined() && o32.dtype() == float32, "check_float32: float32 inputs gave a ",
+             o32.defined() ? dtype_name(o32.dtype()) : "undefined", " output");
+    TG_CHECK(o32.shape() == o64.shape(), "check_float32: output shape ", o32.shape(), " in float32, ", o64.shape(),
+             " in float64");
+    Generator gen(options.seed + 2);
+    Tensor u = randn(o64.shape(), float64, &gen);
+    tensor_list g64 = grad({o64}, w64, {u});
+    tensor_list g32 = grad({o32}, w32, {u.to(float32)});
+    auto compare = [&](const Tensor& ref, const Tensor& got, const std::string& what) {
+        TG_CHECK(got.dtype() == float32, "check_float32: ", what, " is ", dtype_name(got.dtype()), " for float32 inputs");
+        const double* r = ref.data<double>();
+        const float* g = got.data<float>();
+        double scale = 0;
+        for (int64_t e = 0; e < ref.numel(); ++e) scale = std::max(scale, std::abs(r[e]));
+        double unit = std::max(1.0, scale);
+        for (int64_t e = 0; e < ref.numel(); ++e) {
+            double err = std::abs(r[e] - double(g[e]));
+            if (std::isnan(err) && std::isnan(r[e]) && std::isnan(g[e])) continue;
+            rep.max_rel_error = std::max(rep.max_rel_error, err / unit);
+            if (!(err <= options.float32_atol * unit + options.float32_rtol * std::abs(r[e])) && rep.passed) {
+                rep.passed = false;
+                rep.message = what + " " + index_str(e, ref.shape()) + ": float32 " + fmt(g[e], "%.7g") +
+                              " vs float64 " + fmt(r[e], "%.7g");
+            }
+        }
+    };
+    compare(o64, o32, "output");
+    for (size_t k = 0; k < g64.size(); ++k) compare(g64[k], g32[k], "gradient of '" + names[k] + "'");
+    return rep;
+}
+
+std::string SampleCheck::verdict() const
+{
+    if (!passed()) return "FAIL";
+    if (first.vacuous || second.vacuous) return "warn: vacuous";
+    if (first.verdict == Verdict::nondifferentiable || second.verdict == Verdict::nondifferentiable)
+        return "pass (kinks)";
+    return "pass";
+}
+
+std::string SampleCheck::to_string() const
+{
+    std::string s = op + " / " + sample + ": " + verdict() + "\n" + first.to_string();
+    if (!second.inputs.empty()) s += second.to_string();
+    return s + float32.to_string();
+}
+
+SampleCheck check_sample(const OpInfo& op, const OpSample& sample, uint64_t seed, GradcheckOptions options)
 {
     auto t0 = std::chrono::steady_clock::now();
     SampleCheck sc;
     sc.op = op.name;
     sc.sample = sample.label;
     tensor_list inputs = make_inputs(sample, float64, seed);
-    GradcheckOptions opts;
-    opts.seed = seed;
-    for (const InputSpec& s : sample.inputs) opts.names.push_back(s.name);
-    std::string repro = "gradcheck_all --op " + op.name + " --sample '" + sample.label + "' --seed " + std::to_string(seed);
-    sc.first = gradcheck(sample.fn, inputs, opts);
-    sc.first.reproduce = repro;
-    if (sample.second_order) {
-        sc.second = gradgradcheck(sample.fn, inputs, opts);
-        sc.second.reproduce = repro;
-    } else {
+    options.seed = seed;
+    options.second_order = false;  // run separately below
+    options.names.clear();
+    for (const InputSpec& s : sample.inputs) options.names.push_back(s.name);
+    if (options.reproduce.empty())
+        options.reproduce = "gradcheck_all --op " + op.name + " --sample '" + sample.label + "' --seed " + std::to_string(seed);
+    sc.first = gradcheck(sample.fn, inputs, options);
+    if (sample.second_order)
+        sc.second = gradgradcheck(sample.fn, inputs, options);
+    else
         sc.second.what = "second order: not applicable";
-    }
-
-    // float32: the same gradients, computed in float32, against float64's.
-    {
-        EnableGradGuard on;
-        tensor_list x64, x32, w64, w32;
-        for (const Tensor& t : inputs) {
-            Tensor a = t.detach(), b = is_floating(t.dtype()) ? t.detach().to(float32) : t.detach();
-            if (t.requires_grad()) {
-                a.requires_grad_(true);
-                b.requires_grad_(true);
-                w64.push_back(a);
-                w32.push_back(b);
-            }
-            x64.push_back(a);
-            x32.push_back(b);
-        }
-        Tensor o64 = sample.fn(x64), o32 = sample.fn(x32);
-        Generator gen(seed + 2);
-        Tensor u = randn(o64.shape(), float64, &gen);
-        tensor_list g64 = grad({o64}, w64, {u});
-        tensor_list g32 = grad({o32}, w32, {u.to(float32)});
-        auto compare = [&](const Tensor& ref, const Tensor& got, const std::string& what) {
-            std::vector<double> r = ref.to_vector(), g = got.to_vector();
-            double scale = 0;
-            for (double v : r) scale = std::max(scale, std::abs(v));
-            for (size_t e = 0; e < r.size(); ++e) {
-                double err = std::abs(r[e] - g[e]);
-                double rel = err / std::max(scale, 1e-30);
-                sc.float32_max_rel_error = std::max(sc.float32_max_rel_error, rel);
-                if (err > 1e-4 * std::max(1.0, scale) + 1e-3 * std::abs(r[e]) && sc.float32_passed) {
-                    sc.float32_passed = false;
-                    sc.float32_message = what + " element " + shape_str(unravel(int64_t(e), ref.shape())) +
-                                         ": float32 " + fmt(g[e], "%.7g") + " vs float64 " + fmt(r[e], "%.7g");
-                }
-            }
-        };
-        TG_CHECK(o32.dtype() == float32, op.name, ": float32 inputs gave a ", dtype_name(o32.dtype()), " output");
-        compare(o64, o32, "output");
-        for (size_t k = 0; k < g64.size(); ++k) {
-            TG_CHECK(g32[k].dtype() == float32, op.name, ": float32 input got a ", dtype_name(g32[k].dtype()), " gradient");
-            compare(g64[k], g32[k], "gradient of input " + std::to_string(k));
-        }
-    }
+    sc.float32 = check_float32(sample.fn, inputs, options);
     sc.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return sc;
 }

@@ -1,12 +1,36 @@
-// The gradient checker: compares the tape's analytic gradients with central
-// finite differences, element by element, in float64.
+// The gradient checker: compares the tape's analytic gradients with finite
+// differences in float64, element by element, and says which input, which
+// element and by how much when they disagree.
 //
-// Every element of every input that requires grad is perturbed; the step is
-// scaled to the element's magnitude and rounded so that x ± h is exact, and
-// the step actually taken is the one divided by. A function with many outputs
-// is projected onto a random cotangent u, so the check compares uᵀJ with the
-// numeric derivative of <f(x), u> and never builds a Jacobian. Perturbations
-// run in parallel on tapegrad's thread pool.
+// What one check does (see GradcheckOptions for the numbers):
+// - A non-scalar output is projected onto a few random cotangents u. The tape
+//   gives uᵀJ for each (one backward each); every perturbed forward is
+//   projected onto all of them, so no Jacobian is ever built and memory stays
+//   proportional to the inputs plus the output.
+// - Full mode perturbs every element of every input that requires grad:
+//   central differences with a step h = 2^k ≈ cbrt(ε)·max(1, |x|), a power of
+//   two so that x ± h is exact, dividing by the step actually taken. An element
+//   outside atol + rtol·|numeric| (or whose one-sided slopes differ) is
+//   evaluated again at h/2: Richardson's extrapolation gives a better value
+//   and an error estimate the tolerance then allows for, and the one-sided
+//   slopes tell a kink from a bug. At a kink (relu at 0, tied maxima, abs at
+//   0) the analytic value must lie between the left and right derivatives
+//   (a subgradient); such elements are reported as non-differentiable points,
+//   not failures. Elements whose stencil changes the output's finiteness are
+//   flagged too. Perturbations run in parallel on tapegrad's thread pool.
+// - Fast mode probes each input along random Gaussian directions v (steps
+//   2^-10 and 2^-11, extrapolated), comparing uᵀJv with the analytic
+//   <uᵀJ, v> per input and per group of elements of similar tolerance. A probe
+//   must agree to a tenth of the smallest per-element tolerance of its group,
+//   never a tolerance grown by sums, so an error the full check would flag in
+//   any one element passes a probe with probability below 8%, and all
+//   `probes` of them below 0.08^probes (4e-5 for 4). An input with any
+//   disagreeing probe is checked again in full, which gives the verdict.
+// - Cheap structural checks run every time: the backward is linear in the
+//   upstream gradient, gives zeros for a zero upstream gradient, is
+//   deterministic, leaves the inputs unchanged, returns gradients of the
+//   inputs' shapes and dtypes, and the recorded forward equals the forward
+//   without a tape. A check whose gradients are ~0 everywhere is flagged vacuous.
 #pragma once
 
 #include <functional>
@@ -18,64 +42,147 @@
 
 namespace tg {
 
-struct GradcheckOptions {
-    double atol = 1e-7;           // per element: |analytic - numeric| <= atol + rtol·|numeric| + 4·error estimate
-    double rtol = 1e-6;
-    double max_rel_error = 1e-7;  // per input: the summary ‖n−a‖/(‖n‖+‖a‖) must stay below this
-    uint64_t seed = 0;            // draws the cotangents
-    bool second_order = false;    // also check the gradient of a vector-Jacobian product
-    int report_worst = 5;         // elements listed per failing input
-    std::vector<std::string> names;  // input names for the report (default x0, x1, ...)
+enum class GradcheckMode {
+    full,       // every element of every input
+    fast,       // random directional probes, escalating to full on any doubt
+    automatic,  // full for inputs up to fast_above elements, fast above
 };
+
+struct GradcheckOptions {
+    // Per element: |analytic − numeric| ≤ atol + rtol·|numeric| (+ 2·error
+    // estimate when the half step was taken).
+    double atol = 1e-7;
+    double rtol = 1e-6;
+    // Per input: the summary ‖n − a‖ / (‖n‖ + ‖a‖) over its differentiable
+    // elements must not exceed this (0 turns it off).
+    double max_rel_error = 1e-7;
+    uint64_t seed = 0;                // draws the cotangents and the probe directions
+    GradcheckMode mode = GradcheckMode::automatic;
+    int64_t fast_above = 4096;        // automatic mode: larger inputs are probed first
+    int cotangents = 2;               // random projections of a non-scalar output (1 for a scalar; at most 8)
+    int probes = 4;                   // fast mode: directions per input and tolerance group
+    bool second_order = false;        // gradcheck() also runs gradgradcheck() if first order passes
+    bool structural = true;           // run the cheap structural checks
+    bool vacuous_fails = false;       // a vacuous check fails instead of warning
+    int report_worst = 5;             // elements listed per input in the report
+    std::vector<std::string> names;   // one per input, by position (default x0, x1, ...)
+    std::string reproduce;            // the line the report prints to re-run the check
+    // check_float32: |g32 − g64| ≤ float32_atol·max(1, max|g64|) + float32_rtol·|g64|
+    // per element, for the output and each gradient.
+    double float32_atol = 1e-4;
+    double float32_rtol = 1e-3;
+};
+
+// What was found for one element (for the cotangent where it looked worst).
+enum class ElementVerdict {
+    pass,
+    kink,       // left and right derivatives differ; the analytic value lies between them
+    nonfinite,  // the output's finiteness changes within the stencil
+    fail,
+};
+
+// An input's or a whole check's verdict.
+enum class Verdict {
+    pass,
+    nondifferentiable,  // no failure, but kinks or non-finite stencils were found
+    fail,
+};
+
+enum class CheckedBy { full, fast, fast_then_full };
+
+const char* to_string(ElementVerdict v);
+const char* to_string(Verdict v);
 
 struct ElementReport {
     shape_type index;
-    double value = 0, analytic = 0, numeric = 0, error_estimate = 0, abs_error = 0, rel_error = 0;
-    bool passed = true;
+    int cotangent = 0;           // which projection the numbers are for
+    double value = 0;            // the input element
+    double step = 0;             // h
+    double analytic = 0, numeric = 0;
+    double error_estimate = 0;   // of numeric, from the h and h/2 steps (0 if only h was taken)
+    double abs_error = 0, rel_error = 0;
+    double left = 0, right = 0;  // one-sided derivatives (kinks; NaN if not computed)
+    ElementVerdict verdict = ElementVerdict::pass;
 };
 
 struct InputReport {
     std::string name;
     shape_type shape;
-    int64_t checked = 0;         // elements perturbed
-    int64_t failures = 0;        // elements outside the tolerance
-    double rel_error = 0;        // ‖n−a‖/(‖n‖+‖a‖) over the whole input
+    Verdict verdict = Verdict::pass;
+    CheckedBy checked_by = CheckedBy::full;
+    int64_t elements = 0;          // elements perturbed one by one (0 when probes sufficed)
+    int64_t failures = 0, kinks = 0, nonfinite = 0;
+    double rel_error = 0;          // ‖n − a‖ / (‖n‖ + ‖a‖) (fast: the worst probe's)
     double max_abs_analytic = 0, max_abs_numeric = 0;
-    bool vacuous = false;        // analytic and numeric both ~0 everywhere: proves nothing
+    bool vacuous = false;          // both gradients ~0 everywhere
+    int probes = 0;                // directional probes run
+    double probe_ratio = 0;        // worst probe |discrepancy| + noise, over its tolerance
+    std::string note;              // why probes escalated, or why the summary failed
+    std::vector<ElementReport> worst;  // failing first, then kinks, then the largest errors
+};
+
+struct StructuralCheck {
+    std::string name;    // "linear in the upstream gradient", ...
     bool passed = true;
-    std::vector<ElementReport> worst;  // worst elements, failing first
+    std::string detail;  // what went wrong
 };
 
 struct GradcheckResult {
-    bool passed = true;
-    std::string what;            // "first order" or "second order (gradient of uᵀJ·w)"
-    std::vector<InputReport> inputs;
-    double base_step = 0;        // relative step: h = base_step·max(1, |x|)
+    Verdict verdict = Verdict::pass;
+    bool vacuous = false;        // every input's gradients are ~0 everywhere: proves nothing
+    std::string what;            // "first order" or "second order (...)"
+    GradcheckMode mode = GradcheckMode::automatic;
+    int cotangents = 0;
     uint64_t seed = 0;
-    std::string reproduce;       // one line that re-runs this check
+    std::vector<InputReport> inputs;  // the inputs that require grad, in order
+    std::vector<StructuralCheck> structural;
+    std::vector<GradcheckResult> second_order;  // gradcheck with options.second_order
+    int64_t evaluations = 0;     // forward calls made for finite differences
+    double seconds = 0;
+    std::string reproduce;
+
+    bool passed() const;
+    // Names of the failing inputs, and the report of one input by name (throws if absent).
+    std::vector<std::string> failed_inputs() const;
+    const InputReport& input(const std::string& name) const;
     std::string to_string() const;
 };
 
 using GradcheckFn = std::function<Tensor(const tensor_list&)>;
 
-// Checks the gradients of fn at `inputs` (converted to float64 copies).
+// Checks the gradients of fn at `inputs` (as float64 copies) with respect to
+// the inputs that require grad. fn must return one tensor, and is called from
+// several threads at once on separate copies of the inputs: it must not change
+// shared state. Errors raised by fn or by a backward rule propagate.
 GradcheckResult gradcheck(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options = {});
 
-// Checks the gradient of x, u ↦ <∂<fn(x), u>/∂x, w>, that is the backward of
-// fn differentiated once more (the backward must be recorded with create_graph).
+// Second order: checks the gradients of (x, u) ↦ Σ_i <∂<fn(x), u>/∂x_i, w_i>
+// (random u and w) with respect to x and u, i.e. the backward of fn
+// differentiated once more through create_graph.
 GradcheckResult gradgradcheck(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options = {});
 
-// Runs the checks of one registered sample: float64 first and second order,
-// and its float32 gradients against the float64 ones.
+// fn's output and gradients computed in float32 against the same in float64
+// (no float32 finite differences: those are what gives false alarms).
+struct PrecisionReport {
+    bool passed = true;
+    double max_rel_error = 0;  // max |g32 − g64| / max(1, max|g64|) over outputs and gradients
+    std::string message;       // the first element out of tolerance
+    std::string to_string() const;
+};
+PrecisionReport check_float32(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options = {});
+
+// All checks of one registered sample: float64 first and second order, and float32 vs float64.
 struct SampleCheck {
     std::string op, sample;
-    GradcheckResult first, second;
-    bool float32_passed = true;
-    double float32_max_rel_error = 0;
-    std::string float32_message;
+    GradcheckResult first, second;  // second.what is "not applicable" for ops without second order
+    PrecisionReport float32;
     double seconds = 0;
-    bool passed() const { return first.passed && second.passed && float32_passed; }
+    bool passed() const { return first.passed() && second.passed() && float32.passed; }
+    // "pass", "pass (kinks)", "warn: vacuous", "FAIL"
+    std::string verdict() const;
+    std::string to_string() const;  // every part's report
 };
-SampleCheck check_sample(const OpInfo& op, const OpSample& sample, uint64_t seed = 0);
+SampleCheck check_sample(const OpInfo& op, const OpSample& sample, uint64_t seed = 0,
+                         GradcheckOptions options = {});
 
 }  // namespace tg

@@ -11,6 +11,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/dtype.hpp"
@@ -20,6 +21,8 @@ namespace tg {
 
 class Tensor;
 using tensor_list = std::vector<Tensor>;
+// Parameters, buffers, optimizer state and checkpoint entries, by name.
+using named_tensors = std::vector<std::pair<std::string, Tensor>>;
 struct Node;
 
 // A buffer shared by a tensor and its aliases.

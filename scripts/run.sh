@@ -8,7 +8,7 @@ set -euo pipefail
 
 # The main job, relative to the build dir.
 # Later: samples/train_fashion_mnist
-MAIN_BIN="${TG_MAIN_BIN:-samples/gradcheck_all}"
+MAIN_BIN="${TG_MAIN_BIN:-samples/train_fashion_mnist}"
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${TG_BUILD_DIR:-build}"

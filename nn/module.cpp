@@ -1,0 +1,285 @@
+#include "nn/module.hpp"
+
+#include <cmath>
+#include <sstream>
+
+#include "engine/autograd.hpp"
+#include "ops/conv.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/layers.hpp"
+#include "ops/pool.hpp"
+#include "ops/shape.hpp"
+
+namespace tg::nn {
+
+// --- Module -------------------------------------------------------------------------------
+
+Tensor Module::operator()(const Tensor& x)
+{
+    Tensor y = forward(x);
+    last_output_shape_ = y.shape();
+    ran_ = true;
+    return y;
+}
+
+Tensor& Module::register_parameter(const std::string& name, Tensor value)
+{
+    for (auto& [n, t] : parameters_) TG_CHECK(n != name, "Module: parameter '", name, "' registered twice");
+    value.requires_grad_(true);
+    parameters_.emplace_back(name, value);
+    return parameters_.back().second;
+}
+
+Tensor& Module::register_buffer(const std::string& name, Tensor value)
+{
+    buffers_.emplace_back(name, value);
+    return buffers_.back().second;
+}
+
+void Module::collect(const std::string& prefix, named_tensors& out, bool buffers) const
+{
+    for (const auto& [name, t] : buffers ? buffers_ : parameters_) out.emplace_back(prefix + name, t);
+    for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out, buffers);
+}
+
+named_tensors Module::named_parameters() const
+{
+    named_tensors out;
+    collect("", out, false);
+    return out;
+}
+
+named_tensors Module::named_buffers() const
+{
+    named_tensors out;
+    collect("", out, true);
+    return out;
+}
+
+tensor_list Module::parameters() const
+{
+    tensor_list out;
+    for (auto& [name, t] : named_parameters()) out.push_back(t);
+    return out;
+}
+
+int64_t Module::parameter_count() const
+{
+    int64_t n = 0;
+    for (auto& [name, t] : named_parameters()) n += t.numel();
+    return n;
+}
+
+void Module::zero_grad()
+{
+    for (auto& [name, t] : parameters_) t.zero_grad();
+    for (auto& [name, child] : children_) child->zero_grad();
+}
+
+void Module::train(bool on)
+{
+    training_ = on;
+    for (auto& [name, child] : children_) child->train(on);
+}
+
+void Module::to(Dtype dtype)
+{
+    NoGradGuard off;
+    for (auto& [name, t] : parameters_) {
+        if (t.dtype() == dtype) continue;
+        t = t.detach().to(dtype);
+        t.requires_grad_(true);
+    }
+    for (auto& [name, t] : buffers_)
+        if (t.dtype() != dtype && is_floating(t.dtype())) t = t.to(dtype);
+    for (auto& [name, child] : children_) child->to(dtype);
+}
+
+void Module::summarize(std::string& out, const std::string& name, int depth) const
+{
+    int64_t own = 0;
+    for (const auto& [n, t] : parameters_) own += t.numel();
+    std::ostringstream line;
+    std::string label = std::string(size_t(depth) * 2, ' ') + (name.empty() ? "" : name + ": ") + describe();
+    line << label;
+    if (label.size() < 52) line << std::string(52 - label.size(), ' ');
+    line << "  " << (ran_ ? shape_str(last_output_shape_) : std::string("-"));
+    std::string s = line.str();
+    if (s.size() < 74) s += std::string(74 - s.size(), ' ');
+    out += s + "  " + (own ? std::to_string(own) : std::string("")) + "\n";
+    for (const auto& [n, child] : children_) child->summarize(out, n, depth + 1);
+}
+
+std::string Module::summary(const shape_type& input_shape)
+{
+    Dtype dtype = float32;
+    auto params = named_parameters();
+    if (!params.empty()) dtype = params[0].second.dtype();
+    bool was_training = training_;
+    eval();
+    {
+        NoGradGuard off;
+        (*this)(zeros(input_shape, dtype));
+    }
+    train(was_training);
+    std::string out = "layer                                                 output shape            parameters\n";
+    summarize(out, "", 0);
+    out += "total parameters: " + std::to_string(parameter_count()) + "\n";
+    return out;
+}
+
+// --- initialisation ---------------------------------------------------------------------
+
+namespace {
+Tensor uniform(const shape_type& shape, double bound, Generator* gen)
+{
+    Generator& g = gen ? *gen : default_generator();
+    Tensor t = Tensor::empty(shape, float32);
+    float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = float((2 * g.uniform() - 1) * bound);
+    return t;
+}
+}  // namespace
+
+// --- layers ---------------------------------------------------------------------------------
+
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator* gen)
+    : weight(register_parameter("weight", uniform({out_features, in_features}, 1 / std::sqrt(double(in_features)), gen))),
+      bias(has_bias ? &register_parameter("bias", uniform({out_features}, 1 / std::sqrt(double(in_features)), gen)) : nullptr),
+      in_(in_features),
+      out_(out_features)
+{
+    TG_CHECK(in_features > 0 && out_features > 0, "Linear(", in_features, ", ", out_features, "): sizes must be positive");
+}
+
+Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias ? *bias : Tensor()); }
+
+std::string Linear::describe() const
+{
+    return "Linear(" + std::to_string(in_) + ", " + std::to_string(out_) + (bias ? ")" : ", bias=false)");
+}
+
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv2dOptions o, Generator* gen)
+    : weight(register_parameter(
+          "weight", uniform({out_channels, in_channels / std::max<int64_t>(o.groups, 1), kernel_size, kernel_size},
+                            1 / std::sqrt(double(in_channels / std::max<int64_t>(o.groups, 1) * kernel_size * kernel_size)), gen))),
+      bias(o.bias ? &register_parameter("bias", uniform({out_channels},
+                                                        1 / std::sqrt(double(in_channels / std::max<int64_t>(o.groups, 1) * kernel_size * kernel_size)), gen))
+                  : nullptr),
+      in_(in_channels),
+      out_(out_channels),
+      kernel_(kernel_size),
+      options_(o)
+{
+    TG_CHECK(o.groups >= 1 && in_channels % o.groups == 0 && out_channels % o.groups == 0, "Conv2d(", in_channels, ", ",
+             out_channels, "): channels must be divisible by groups = ", o.groups);
+}
+
+Tensor Conv2d::forward(const Tensor& x)
+{
+    return conv2d(x, weight, bias ? *bias : Tensor(), options_.stride, options_.padding, options_.dilation, options_.groups);
+}
+
+std::string Conv2d::describe() const
+{
+    std::string s = "Conv2d(" + std::to_string(in_) + ", " + std::to_string(out_) + ", kernel=" + std::to_string(kernel_);
+    if (options_.stride != 1) s += ", stride=" + std::to_string(options_.stride);
+    if (options_.padding != 0) s += ", padding=" + std::to_string(options_.padding);
+    if (options_.dilation != 1) s += ", dilation=" + std::to_string(options_.dilation);
+    if (options_.groups != 1) s += ", groups=" + std::to_string(options_.groups);
+    if (!options_.bias) s += ", bias=false";
+    return s + ")";
+}
+
+MaxPool2d::MaxPool2d(int64_t k, int64_t s, int64_t p) : kernel_(k), stride_(s < 0 ? k : s), padding_(p) {}
+Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, kernel_, stride_, padding_); }
+std::string MaxPool2d::describe() const
+{
+    return "MaxPool2d(" + std::to_string(kernel_) + (stride_ != kernel_ ? ", stride=" + std::to_string(stride_) : "") +
+           (padding_ ? ", padding=" + std::to_string(padding_) : "") + ")";
+}
+
+AvgPool2d::AvgPool2d(int64_t k, int64_t s, int64_t p, bool cip)
+    : kernel_(k), stride_(s < 0 ? k : s), padding_(p), count_include_pad_(cip)
+{
+}
+Tensor AvgPool2d::forward(const Tensor& x) { return avg_pool2d(x, kernel_, stride_, padding_, count_include_pad_); }
+std::string AvgPool2d::describe() const
+{
+    return "AvgPool2d(" + std::to_string(kernel_) + (stride_ != kernel_ ? ", stride=" + std::to_string(stride_) : "") +
+           (padding_ ? ", padding=" + std::to_string(padding_) : "") + ")";
+}
+
+AdaptiveAvgPool2d::AdaptiveAvgPool2d(int64_t h, int64_t w) : h_(h), w_(w) {}
+Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return adaptive_avg_pool2d(x, {h_, w_}); }
+std::string AdaptiveAvgPool2d::describe() const
+{
+    return "AdaptiveAvgPool2d(" + std::to_string(h_) + ", " + std::to_string(w_) + ")";
+}
+
+Tensor ReLU::forward(const Tensor& x) { return relu(x); }
+Tensor Tanh::forward(const Tensor& x) { return tanh(x); }
+Tensor Sigmoid::forward(const Tensor& x) { return sigmoid(x); }
+
+Tensor Flatten::forward(const Tensor& x) { return flatten(x, start_, end_); }
+std::string Flatten::describe() const
+{
+    return start_ == 1 && end_ == -1 ? "Flatten()" : "Flatten(" + std::to_string(start_) + ", " + std::to_string(end_) + ")";
+}
+
+Tensor Dropout::forward(const Tensor& x) { return dropout(x, p_, is_training(), gen_); }
+std::string Dropout::describe() const
+{
+    std::ostringstream s;
+    s << "Dropout(p=" << p_ << ")";
+    return s.str();
+}
+
+BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
+    : weight(register_parameter("weight", ones({channels}))),
+      bias(register_parameter("bias", zeros({channels}))),
+      running_mean(register_buffer("running_mean", zeros({channels}))),
+      running_var(register_buffer("running_var", ones({channels}))),
+      channels_(channels),
+      eps_(eps),
+      momentum_(momentum)
+{
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x)
+{
+    TG_CHECK(x.dim() == 4, "BatchNorm2d: expected an input [N, C, H, W], got ", x.shape());
+    return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum_, eps_);
+}
+std::string BatchNorm2d::describe() const { return "BatchNorm2d(" + std::to_string(channels_) + ")"; }
+
+LayerNorm::LayerNorm(const shape_type& shape, double eps)
+    : weight(register_parameter("weight", ones(shape))),
+      bias(register_parameter("bias", zeros(shape))),
+      shape_(shape),
+      eps_(eps)
+{
+}
+Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, shape_, weight, bias, eps_); }
+std::string LayerNorm::describe() const { return "LayerNorm(" + shape_str(shape_) + ")"; }
+
+Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules)
+{
+    for (auto& m : modules) add(m);
+}
+
+Sequential& Sequential::add(std::shared_ptr<Module> module)
+{
+    TG_CHECK(module != nullptr, "Sequential::add: null module");
+    register_module(std::to_string(children().size()), std::move(module));
+    return *this;
+}
+
+Tensor Sequential::forward(const Tensor& x)
+{
+    Tensor y = x;
+    for (const auto& [name, child] : children()) y = (*child)(y);
+    return y;
+}
+
+}  // namespace tg::nn

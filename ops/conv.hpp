@@ -1,0 +1,41 @@
+// 2-d convolution with PyTorch's semantics, defaults and layouts (NCHW input,
+// [out_channels, in_channels / groups, kH, kW] weight), so models and weights
+// move across; and its two linear building blocks, im2col and col2im, each
+// the other's adjoint.
+#pragma once
+
+#include "engine/tensor.hpp"
+
+namespace tg {
+
+// A (height, width) pair; one number means the same for both, as in PyTorch:
+// conv2d(x, w, b, 2, {1, 0}) is stride (2, 2), padding (1, 0). Int2() is
+// "not given" (PyTorch's None), for the pools' stride.
+struct Int2 {
+    int64_t h = -1, w = -1;
+    constexpr Int2() = default;
+    constexpr Int2(int64_t v) : h(v), w(v) {}
+    constexpr Int2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
+    constexpr bool operator==(const Int2&) const = default;
+    constexpr bool given() const { return h != -1 || w != -1; }
+};
+
+// y[n, o] = bias[o] + Σ_c w[o, c] ⋆ x[n, g·C/G + c] over the channels of o's
+// group g. x is [N, C, H, W] (or unbatched [C, H, W]), weight
+// [O, C/groups, kH, kW], bias [O] or undefined; the result is [N, O, Ho, Wo]
+// with Ho = (H + 2·pad − dil·(kH − 1) − 1) / stride + 1.
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(), Int2 stride = 1,
+              Int2 padding = 0, Int2 dilation = 1, int64_t groups = 1);
+
+// The sliding windows of x [N, C, H, W] as columns: [N, C·kH·kW, Ho·Wo], row
+// (c, i, j) and column (oh, ow) holding x[n, c, oh·sh − ph + i·dh, ow·sw − pw + j·dw]
+// (zero in the padding). The backward is col2im.
+Tensor im2col(const Tensor& x, Int2 kernel, Int2 stride = 1, Int2 padding = 0, Int2 dilation = 1);
+
+// The adjoint of im2col: adds every column entry back to the input position it
+// was taken from. cols is [N, C·kH·kW, Ho·Wo]; the result is [N, C, H, W] for
+// input_hw = (H, W). The backward is im2col.
+Tensor col2im(const Tensor& cols, Int2 input_hw, Int2 kernel, Int2 stride = 1, Int2 padding = 0,
+              Int2 dilation = 1);
+
+}  // namespace tg

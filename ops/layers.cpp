@@ -1,0 +1,382 @@
+// The layers' ops. linear, dropout, layer_norm and batch_norm in evaluation
+// are composed of primitives (bmm, mul, mean, ...), so their gradients, first
+// and second order, come from those; batch_norm in training is a fused
+// primitive whose create_graph backward is written in ops.
+#include "ops/layers.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "engine/autograd.hpp"
+#include "engine/parallel.hpp"
+#include "engine/random.hpp"
+#include "engine/registry.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/matmul.hpp"
+#include "ops/reduction.hpp"
+#include "ops/shape.hpp"
+
+namespace tg {
+
+namespace {
+
+OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
+{
+    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
+}
+
+void check_same_dtype(const char* op, const char* what, const Tensor& t, const Tensor& x)
+{
+    TG_CHECK(t.dtype() == x.dtype(), op, ": ", what, " is ", dtype_name(t.dtype()), " of shape ", t.shape(),
+             ", the input is ", dtype_name(x.dtype()));
+}
+
+void check_parameter(const char* op, const char* what, const Tensor& t, const shape_type& shape, const Tensor& x)
+{
+    if (!t.defined()) return;
+    TG_CHECK(t.shape() == shape, op, ": ", what, " of shape ", t.shape(), " for an input of shape ", x.shape(),
+             " (expected ", shape, ")");
+    check_same_dtype(op, what, t, x);
+}
+
+}  // namespace
+
+// --- linear ------------------------------------------------------------------------------
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias)
+{
+    TG_CHECK(x.defined() && weight.defined(), "linear: undefined operand");
+    TG_CHECK(weight.dim() == 2, "linear: weight must be [out_features, in_features], got ", weight.shape());
+    int64_t out = weight.shape()[0], in = weight.shape()[1];
+    TG_CHECK(x.dim() >= 1 && x.shape().back() == in, "linear: input of shape ", x.shape(),
+             " does not end in the weight's ", in, " input features (weight ", weight.shape(), ")");
+    check_same_dtype("linear", "weight", weight, x);
+    check_parameter("linear", "bias", bias, {out}, x);
+    // Every leading axis folds into the rows of one GEMM against Wᵀ.
+    int64_t rows = in > 0 ? x.numel() / in : numel_of(shape_type(x.shape().begin(), x.shape().end() - 1));
+    Tensor y = bmm(reshape(x, {1, rows, in}), reshape(weight, {1, out, in}), false, true);
+    shape_type shape = x.shape();
+    shape.back() = out;
+    y = reshape(y, shape);
+    return bias.defined() ? add(y, bias) : y;
+}
+TG_REGISTER_OP("linear", {
+    sample("[3,4] x [5,4] + [5]", {real("x", {3, 4}), real("weight", {5, 4}), real("bias", {5})},
+           [](const tensor_list& x) { return linear(x[0], x[1], x[2]); }),
+    sample("[3,4] x [5,4], no bias", {real("x", {3, 4}), real("weight", {5, 4})},
+           [](const tensor_list& x) { return linear(x[0], x[1]); }),
+    sample("1-d [4] x [3,4] + [3]", {real("x", {4}), real("weight", {3, 4}), real("bias", {3})},
+           [](const tensor_list& x) { return linear(x[0], x[1], x[2]); }),
+    sample("3-d [2,3,4] x [5,4] + [5]", {real("x", {2, 3, 4}), real("weight", {5, 4}), real("bias", {5})},
+           [](const tensor_list& x) { return linear(x[0], x[1], x[2]); }),
+});
+
+// --- dropout -------------------------------------------------------------------------------
+
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen)
+{
+    TG_CHECK(x.defined(), "dropout: undefined operand");
+    TG_CHECK(p >= 0 && p <= 1, "dropout: probability p = ", p, " is outside [0, 1]");
+    if (!training || p == 0) return x;
+    // The mask holds 0 or 1/(1-p), so the output is one mul and its gradient g·mask.
+    Tensor mask = Tensor::empty(x.shape(), x.dtype());
+    TG_DISPATCH_FLOATING(x.dtype(), "dropout", [&] {
+        scalar_t* m = mask.data<scalar_t>();
+        if (p == 1) {
+            std::fill(m, m + x.numel(), scalar_t(0));
+            return;
+        }
+        scalar_t keep = scalar_t(1 / (1 - p));
+        for (int64_t i = 0; i < x.numel(); ++i) m[i] = gen.uniform() >= p ? keep : scalar_t(0);
+    });
+    return mul(x, mask);
+}
+
+Tensor dropout(const Tensor& x, double p, bool training) { return dropout(x, p, training, default_generator()); }
+
+TG_REGISTER_OP("dropout", {
+    // The generator is made inside the function, so every evaluation draws the same mask.
+    sample("[4,5] p 0.3 training", {real("x", {4, 5})},
+           [](const tensor_list& x) {
+               Generator gen(1234);
+               return dropout(x[0], 0.3, true, gen);
+           }),
+    sample("[2,3,4] p 0.5 training", {real("x", {2, 3, 4})},
+           [](const tensor_list& x) {
+               Generator gen(7);
+               return dropout(x[0], 0.5, true, gen);
+           }),
+    sample("[3,4] eval (identity)", {real("x", {3, 4})},
+           [](const tensor_list& x) {
+               Generator gen(1234);
+               return dropout(x[0], 0.3, false, gen);
+           }),
+});
+
+// --- batch_norm ------------------------------------------------------------------------------
+
+namespace {
+
+// x viewed as [N, C, S]: channel c is N contiguous blocks of S elements.
+struct ChannelView {
+    int64_t n, c, s;
+    int64_t count() const { return n * s; }
+    int64_t block(int64_t i, int64_t ch) const { return (i * c + ch) * s; }
+};
+
+// Σ f(k) over a block, with several partial sums so it vectorises; in double across blocks.
+template <class T, class F>
+T block_sum(int64_t len, F f)
+{
+    constexpr int lanes = 8;
+    T acc[lanes] = {};
+    int64_t k = 0;
+    for (; k + lanes <= len; k += lanes)
+        for (int j = 0; j < lanes; ++j) acc[j] += f(k + j);
+    T total = 0;
+    for (; k < len; ++k) total += f(k);
+    for (int j = 0; j < lanes; ++j) total += acc[j];
+    return total;
+}
+
+template <class F>
+void for_each_channel(const ChannelView& v, F f)
+{
+    int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(v.count(), 1));
+    parallel_for(v.c, grain, [&](int64_t c0, int64_t c1) {
+        for (int64_t c = c0; c < c1; ++c) f(c);
+    });
+}
+
+// Batch statistics (two passes: mean, then the biased variance about it) and
+// y = (x - mean)·invstd·w + b in a third.
+template <class T>
+void bn_forward(const T* x, const T* w, const T* b, const ChannelView& v, double eps, T* y, T* mean_out,
+                T* invstd_out, double* var_out)
+{
+    for_each_channel(v, [&](int64_t c) {
+        double s = 0;
+        for (int64_t i = 0; i < v.n; ++i) {
+            const T* p = x + v.block(i, c);
+            s += double(block_sum<T>(v.s, [p](int64_t k) { return p[k]; }));
+        }
+        double mean = s / double(v.count());
+        double q = 0;
+        T mu = T(mean);
+        for (int64_t i = 0; i < v.n; ++i) {
+            const T* p = x + v.block(i, c);
+            q += double(block_sum<T>(v.s, [p, mu](int64_t k) { return (p[k] - mu) * (p[k] - mu); }));
+        }
+        double var = q / double(v.count());
+        double invstd = 1 / std::sqrt(var + eps);
+        T a = T((w ? double(w[c]) : 1.0) * invstd), shift = T((b ? double(b[c]) : 0.0) - mean * double(a));
+        for (int64_t i = 0; i < v.n; ++i) {
+            const T* p = x + v.block(i, c);
+            T* o = y + v.block(i, c);
+            for (int64_t k = 0; k < v.s; ++k) o[k] = p[k] * a + shift;
+        }
+        mean_out[c] = mu;
+        invstd_out[c] = T(invstd);
+        var_out[c] = var;
+    });
+}
+
+// With x̂ = (x - mean)·invstd: dbias = Σ g, dweight = Σ g·x̂,
+// dx = w·invstd·(g - Σg/M - x̂·Σ(g·x̂)/M).
+template <class T>
+void bn_backward(const T* x, const T* g, const T* w, const T* mean, const T* invstd, const ChannelView& v, T* dx,
+                 T* dw, T* db)
+{
+    for_each_channel(v, [&](int64_t c) {
+        T mu = mean[c];
+        double sg = 0, sgc = 0;  // Σ g, Σ g·(x - mean)
+        for (int64_t i = 0; i < v.n; ++i) {
+            const T* p = x + v.block(i, c);
+            const T* q = g + v.block(i, c);
+            sg += double(block_sum<T>(v.s, [q](int64_t k) { return q[k]; }));
+            sgc += double(block_sum<T>(v.s, [p, q, mu](int64_t k) { return q[k] * (p[k] - mu); }));
+        }
+        double is = double(invstd[c]), sgx = sgc * is, m = double(v.count());
+        if (dw) dw[c] = T(sgx);
+        if (db) db[c] = T(sg);
+        if (!dx) return;
+        double a = (w ? double(w[c]) : 1.0) * is;
+        T ka = T(a), k0 = T(-a * sg / m), kc = T(-a * sgx / m * is);
+        for (int64_t i = 0; i < v.n; ++i) {
+            const T* p = x + v.block(i, c);
+            const T* q = g + v.block(i, c);
+            T* o = dx + v.block(i, c);
+            for (int64_t k = 0; k < v.s; ++k) o[k] = ka * q[k] + kc * (p[k] - mu) + k0;
+        }
+    });
+}
+
+// Training-mode batch norm as one primitive: forward and first-order backward
+// in fused loops; with grad mode on (create_graph) the backward is written in
+// ops, with the batch statistics recomputed from x, so it differentiates again.
+Tensor batch_norm_training(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Tensor& mean_out,
+                           std::vector<double>& var_out)
+{
+    ChannelView v{x.shape()[0], x.shape()[1], x.numel() / std::max<int64_t>(x.shape()[0] * x.shape()[1], 1)};
+    Tensor y = Tensor::empty(x.shape(), x.dtype());
+    mean_out = Tensor::empty({v.c}, x.dtype());
+    Tensor invstd = Tensor::empty({v.c}, x.dtype());
+    var_out.assign(size_t(v.c), 0.0);
+    TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
+        using T = scalar_t;
+        bn_forward<T>(x.data<T>(), weight.defined() ? weight.data<T>() : nullptr,
+                      bias.defined() ? bias.data<T>() : nullptr, v, eps, y.data<T>(), mean_out.data<T>(),
+                      invstd.data<T>(), var_out.data());
+    });
+    bool has_weight = weight.defined();
+    tensor_list save{x, mean_out, invstd};
+    if (has_weight) save.push_back(weight);
+    return record("batch_norm", y, {x, weight, bias}, save, [v, eps, has_weight](const BackwardArgs& b) -> tensor_list {
+        const Tensor &x = b.saved[0], &mean = b.saved[1], &invstd = b.saved[2];
+        Tensor w = has_weight ? b.saved[3] : Tensor();
+        const Tensor& g = b.grad;
+        bool need_x = b.needs_grad(0), need_w = b.needs_grad(1), need_b = b.needs_grad(2);
+        if (!grad_enabled()) {
+            Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+            Tensor dw = need_w ? Tensor::empty({v.c}, x.dtype()) : Tensor();
+            Tensor db = need_b ? Tensor::empty({v.c}, x.dtype()) : Tensor();
+            TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
+                using T = scalar_t;
+                bn_backward<T>(x.data<T>(), g.data<T>(), has_weight ? w.data<T>() : nullptr, mean.data<T>(),
+                               invstd.data<T>(), v, need_x ? dx.data<T>() : nullptr,
+                               need_w ? dw.data<T>() : nullptr, need_b ? db.data<T>() : nullptr);
+            });
+            return {dx, dw, db};
+        }
+        std::vector<int64_t> axes{0};
+        for (int64_t d = 2; d < x.dim(); ++d) axes.push_back(d);
+        shape_type channel_shape(size_t(x.dim()), 1);
+        channel_shape[1] = v.c;
+        Tensor inv_m = scalar(1.0 / double(v.count()), x.dtype());
+        Tensor centered = sub(x, mul(sum(x, axes, true), inv_m));
+        Tensor is = div(scalar(1.0, x.dtype()), sqrt(mul(sum(mul(centered, centered), axes, true), inv_m) + eps));
+        Tensor xhat = mul(centered, is);
+        Tensor sg = sum(g, axes, true), sgx = sum(mul(g, xhat), axes, true);
+        Tensor dx;
+        if (need_x) {
+            Tensor scale = has_weight ? mul(is, reshape(w, channel_shape)) : is;
+            dx = mul(sub(sub(g, mul(sg, inv_m)), mul(xhat, mul(sgx, inv_m))), scale);
+        }
+        return {dx, need_w ? reshape(sgx, {v.c}) : Tensor(), need_b ? reshape(sg, {v.c}) : Tensor()};
+    });
+}
+
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
+                  const Tensor& bias, bool training, double momentum, double eps)
+{
+    TG_CHECK(x.defined(), "batch_norm: undefined input");
+    TG_CHECK(x.dim() >= 2, "batch_norm: input must be [N, C, ...], got ", x.shape());
+    TG_CHECK(is_floating(x.dtype()), "batch_norm: input must be float32 or float64, got ", dtype_name(x.dtype()));
+    int64_t c = x.shape()[1];
+    TG_CHECK(running_mean.defined() == running_var.defined(), "batch_norm: give both running_mean and ",
+             "running_var, or neither");
+    check_parameter("batch_norm", "running_mean", running_mean, {c}, x);
+    check_parameter("batch_norm", "running_var", running_var, {c}, x);
+    check_parameter("batch_norm", "weight", weight, {c}, x);
+    check_parameter("batch_norm", "bias", bias, {c}, x);
+    TG_CHECK(eps >= 0, "batch_norm: eps ", eps, " is negative");
+    // Per-channel values broadcast as [1, C, 1, ...].
+    shape_type channel_shape(size_t(x.dim()), 1);
+    channel_shape[1] = c;
+    auto per_channel = [&](const Tensor& t) { return reshape(t, channel_shape); };
+
+    if (!training) {
+        TG_CHECK(running_mean.defined(), "batch_norm: evaluation mode needs running_mean and running_var");
+        // y = x·scale + shift with scale = γ/√(var + eps), shift = β - mean·scale: two full-size ops.
+        Tensor scale = div(scalar(1.0, x.dtype()), sqrt(running_var + eps));
+        if (weight.defined()) scale = mul(scale, weight);
+        Tensor shift = neg(mul(running_mean, scale));
+        if (bias.defined()) shift = add(shift, bias);
+        return add(mul(x, per_channel(scale)), per_channel(shift));
+    }
+
+    int64_t count = x.numel() / std::max<int64_t>(c, 1);
+    TG_CHECK(count > 1, "batch_norm: expected more than 1 value per channel when training, got an input of shape ",
+             x.shape());
+    Tensor mean;
+    std::vector<double> var;  // biased, as used to normalise
+    Tensor y = batch_norm_training(x, weight, bias, eps, mean, var);
+    if (running_mean.defined()) {
+        NoGradGuard off;
+        double unbiased = double(count) / double(count - 1);
+        Tensor rm = running_mean, rv = running_var;  // handles on the caller's buffers
+        rm.mul_(1 - momentum).add_(mean, momentum);
+        Tensor v = from_values(var, {c}, x.dtype());
+        rv.mul_(1 - momentum).add_(v, momentum * unbiased);
+    }
+    return y;
+}
+
+namespace {
+// Running statistics made inside a sample's function, so every evaluation starts from the same ones.
+Tensor channel_values(const Tensor& like, std::vector<double> values)
+{
+    return from_values(values, {int64_t(values.size())}, like.dtype());
+}
+}  // namespace
+
+TG_REGISTER_OP("batch_norm", {
+    sample("[5,3] training, affine", {real("x", {5, 3}), real("weight", {3}), real("bias", {3})},
+           [](const tensor_list& x) {
+               Tensor rm = channel_values(x[0], {0, 0, 0}), rv = channel_values(x[0], {1, 1, 1});
+               return batch_norm(x[0], rm, rv, x[1], x[2], true);
+           }),
+    sample("[3,2,3,3] training, no affine, no running stats", {real("x", {3, 2, 3, 3})},
+           [](const tensor_list& x) { return batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true); }),
+    sample("[2,3,5] training, weight only", {real("x", {2, 3, 5}), real("weight", {3})},
+           [](const tensor_list& x) {
+               Tensor rm = channel_values(x[0], {0.1, -0.2, 0.3}), rv = channel_values(x[0], {1, 2, 0.5});
+               return batch_norm(x[0], rm, rv, x[1], Tensor(), true, 0.2);
+           }),
+    sample("[4,3,5] training, bias only", {real("x", {4, 3, 5}), real("bias", {3})},
+           [](const tensor_list& x) { return batch_norm(x[0], Tensor(), Tensor(), Tensor(), x[1], true); }),
+    sample("[4,3,2,2] eval, affine", {real("x", {4, 3, 2, 2}), real("weight", {3}), real("bias", {3})},
+           [](const tensor_list& x) {
+               Tensor rm = channel_values(x[0], {0.5, -1, 0.25}), rv = channel_values(x[0], {0.8, 1.5, 2});
+               return batch_norm(x[0], rm, rv, x[1], x[2], false);
+           }),
+    sample("[3,4] eval, no affine", {real("x", {3, 4})},
+           [](const tensor_list& x) {
+               Tensor rm = channel_values(x[0], {0.5, -1, 0.25, 0}), rv = channel_values(x[0], {0.8, 1.5, 2, 1});
+               return batch_norm(x[0], rm, rv, Tensor(), Tensor(), false);
+           }),
+});
+
+// --- layer_norm -------------------------------------------------------------------------------
+
+Tensor layer_norm(const Tensor& x, const shape_type& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps)
+{
+    TG_CHECK(x.defined(), "layer_norm: undefined input");
+    int64_t k = int64_t(normalized_shape.size());
+    TG_CHECK(k >= 1, "layer_norm: normalized_shape is empty");
+    bool fits = x.dim() >= k && std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - k);
+    TG_CHECK(fits, "layer_norm: input of shape ", x.shape(), " does not end in normalized_shape ", normalized_shape);
+    check_parameter("layer_norm", "weight", weight, normalized_shape, x);
+    check_parameter("layer_norm", "bias", bias, normalized_shape, x);
+    TG_CHECK(eps >= 0, "layer_norm: eps ", eps, " is negative");
+    std::vector<int64_t> axes;
+    for (int64_t d = x.dim() - k; d < x.dim(); ++d) axes.push_back(d);
+    Tensor centered = sub(x, mean(x, axes, true));
+    Tensor var = mean(mul(centered, centered), axes, true);
+    Tensor y = div(centered, sqrt(var + eps));
+    if (weight.defined()) y = mul(y, weight);
+    return bias.defined() ? add(y, bias) : y;
+}
+TG_REGISTER_OP("layer_norm", {
+    sample("[3,5] over [5], affine", {real("x", {3, 5}), real("weight", {5}), real("bias", {5})},
+           [](const tensor_list& x) { return layer_norm(x[0], {5}, x[1], x[2]); }),
+    sample("[2,3,4] over [3,4], affine", {real("x", {2, 3, 4}), real("weight", {3, 4}), real("bias", {3, 4})},
+           [](const tensor_list& x) { return layer_norm(x[0], {3, 4}, x[1], x[2]); }),
+    sample("[4,3] over [3], no affine", {real("x", {4, 3})},
+           [](const tensor_list& x) { return layer_norm(x[0], {3}); }),
+});
+
+}  // namespace tg

@@ -1,0 +1,39 @@
+// The ops behind the usual layers: linear, dropout, batch_norm, layer_norm.
+// PyTorch's semantics and defaults.
+#pragma once
+
+#include "engine/tensor.hpp"
+
+namespace tg {
+
+class Generator;
+
+// x·Wᵀ + b for x [..., in_features] (any rank >= 1), weight [out_features,
+// in_features] and an optional bias [out_features]; the result is
+// [..., out_features]. W is used as stored (no transposed copy).
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+// While training, zeroes each element with probability p and scales the rest
+// by 1/(1 - p), with the mask drawn from `gen` (reseed it to redraw the same
+// mask); the identity when not training or p = 0. p must lie in [0, 1].
+Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
+// Same, drawing from the calling thread's default generator.
+Tensor dropout(const Tensor& x, double p = 0.5, bool training = true);
+
+// Batch normalisation of x [N, C, ...] per channel C.
+// Training: normalises with the batch mean and (biased) variance over every
+// axis but 1, and, when running_mean/running_var are given, updates them in
+// place: running = (1 - momentum)·running + momentum·batch statistic, with the
+// unbiased variance for running_var. Evaluation: normalises with the running
+// statistics. weight (γ) and bias (β), of shape [C], are optional.
+Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
+                  const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), bool training = true,
+                  double momentum = 0.1, double eps = 1e-5);
+
+// Normalises over the trailing axes given by normalized_shape (mean and biased
+// variance per leading index), then scales by weight and adds bias, both of
+// shape normalized_shape and optional.
+Tensor layer_norm(const Tensor& x, const shape_type& normalized_shape, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), double eps = 1e-5);
+
+}  // namespace tg

@@ -1,0 +1,409 @@
+// Losses. cross_entropy is a fused primitive: one pass over the logits
+// forward (log-sum-exp and the picked logit per row), one pass backward
+// ((softmax - target distribution)·scale); with grad mode on (create_graph)
+// its backward is written in ops instead, so it can be differentiated again.
+// nll_loss rests on two primitives that are each other's adjoint (pick a
+// class per row, place a value per row); mse_loss and
+// binary_cross_entropy_with_logits are composites.
+#include "ops/loss.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "engine/autograd.hpp"
+#include "engine/parallel.hpp"
+#include "engine/registry.hpp"
+#include "ops/elementwise.hpp"
+#include "ops/kernels.hpp"
+#include "ops/reduction.hpp"
+#include "ops/shape.hpp"
+#include "ops/softmax.hpp"
+
+namespace tg {
+
+namespace {
+
+// The class-target losses work on rows: inputs [M, C] and a flat target [M].
+struct Rows {
+    Tensor x;           // [M, C]
+    Tensor target;      // [M], int64
+    int64_t classes = 0;
+    int64_t valid = 0;  // targets that are not ignore_index
+};
+
+// "[7]" for a 1-d target, "[1, 3]" for a multi-axis one, "" for a 0-d one.
+std::string position(int64_t flat, const shape_type& shape)
+{
+    if (shape.empty()) return "";
+    shape_type index(shape.size());
+    for (size_t d = shape.size(); d-- > 0;) {
+        index[d] = flat % shape[d];
+        flat /= shape[d];
+    }
+    return shape_str(index);
+}
+
+// Checks shapes, dtypes and the targets' range, and views the input as rows
+// (classes moved to the last axis when they are on axis 1 of a [N, C, d...]).
+Rows as_rows(const char* op, const char* what, const Tensor& x, const Tensor& target, int64_t ignore_index)
+{
+    TG_CHECK(x.defined() && target.defined(), op, ": undefined operand");
+    TG_CHECK(is_floating(x.dtype()), op, ": ", what, " must be float32 or float64, got ",
+             dtype_name(x.dtype()), " of shape ", x.shape());
+    TG_CHECK(target.dtype() == int64, op, ": target must hold int64 class indices, got ",
+             dtype_name(target.dtype()), " of shape ", target.shape());
+    TG_CHECK(x.dim() >= 1, op, ": ", what, " must have a class axis, got a 0-d tensor");
+    int64_t class_axis = x.dim() == 1 ? 0 : 1;
+    shape_type want = x.shape();
+    want.erase(want.begin() + class_axis);
+    TG_CHECK(target.shape() == want, op, ": ", what, " of shape ", x.shape(), " (classes along axis ",
+             class_axis, ") need a target of shape ", want, ", got ", target.shape());
+    Rows r;
+    r.classes = x.shape()[size_t(class_axis)];
+    TG_CHECK(r.classes > 0, op, ": ", what, " of shape ", x.shape(), " have no classes");
+    const int64_t* t = target.data<int64_t>();
+    for (int64_t i = 0; i < target.numel(); ++i) {
+        if (t[i] == ignore_index) continue;
+        TG_CHECK(t[i] >= 0 && t[i] < r.classes, op, ": target", position(i, target.shape()), " = ", t[i],
+                 " is out of range for ", r.classes, " classes");
+        ++r.valid;
+    }
+    int64_t m = target.numel();
+    if (x.dim() == 2) {
+        r.x = x;
+    } else if (x.dim() == 1) {
+        r.x = reshape(x, {1, r.classes});
+    } else {
+        std::vector<int64_t> perm{0};
+        for (int64_t d = 2; d < x.dim(); ++d) perm.push_back(d);
+        perm.push_back(1);
+        r.x = reshape(permute(x, perm), {m, r.classes});  // rows now follow the target's order
+    }
+    r.target = target.dim() == 1 ? target : reshape(target, {m});
+    return r;
+}
+
+Tensor reduce_loss(const Tensor& loss, Reduction reduction)
+{
+    switch (reduction) {
+    case Reduction::none: return loss;
+    case Reduction::sum: return sum(loss);
+    case Reduction::mean: return mean(loss);
+    }
+    return loss;
+}
+
+Tensor to_target_shape(const Tensor& loss, const Tensor& target)
+{
+    return loss.shape() == target.shape() ? loss : reshape(loss, target.shape());
+}
+
+// --- cross_entropy ----------------------------------------------------------------------
+
+struct XentConfig {
+    Reduction reduction;
+    int64_t ignore_index;
+    double smoothing;
+    int64_t valid;
+};
+
+// Rows per parallel chunk: exp dominates, a few thousand elements per chunk.
+int64_t row_grain(int64_t classes) { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(classes, 1)); }
+
+// lse[r] = log Σ_c exp z[r, c]; loss[r] = (1-ε)·(lse - z[r, t]) + ε/C·Σ_c (lse - z[r, c]).
+template <class T>
+void xent_forward(const T* z, const int64_t* t, int64_t rows, int64_t classes, const XentConfig& cfg, T* lse, T* loss)
+{
+    const T on = T(1 - cfg.smoothing), off = T(cfg.smoothing / double(classes));
+    parallel_for(rows, row_grain(classes), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            if (t[r] == cfg.ignore_index) {
+                lse[r] = 0;
+                loss[r] = 0;
+                continue;
+            }
+            const T* zr = z + r * classes;
+            T l = detail::logsumexp_row(zr, classes);
+            T value = on * (l - zr[t[r]]);
+            if (cfg.smoothing != 0) {
+                T s = 0;
+                for (int64_t c = 0; c < classes; ++c) s += l - zr[c];
+                value += off * s;
+            }
+            lse[r] = l;
+            loss[r] = value;
+        }
+    });
+}
+
+// dz[r, c] = (softmax(z)[r, c] - q[r, c])·scale[r], q = (1-ε)·onehot(t) + ε/C;
+// scale[r] is g[r] (per_row) or `scale`; ignored rows get 0.
+template <class T>
+void xent_backward(const T* z, const int64_t* t, const T* lse, const T* g, bool per_row, T scale, int64_t rows,
+                   int64_t classes, const XentConfig& cfg, T* dz)
+{
+    const T on = T(1 - cfg.smoothing), off = T(cfg.smoothing / double(classes));
+    parallel_for(rows, row_grain(classes), [&](int64_t r0, int64_t r1) {
+        for (int64_t r = r0; r < r1; ++r) {
+            T* d = dz + r * classes;
+            if (t[r] == cfg.ignore_index) {
+                std::fill(d, d + classes, T(0));
+                continue;
+            }
+            T s = per_row ? g[r] : scale, so = s * off;
+            detail::exp_row(z + r * classes, lse[r], d, classes, s, -so);
+            d[t[r]] -= s * on;
+        }
+    });
+}
+
+// The fused primitive on rows; [M] for Reduction::none, else 0-d.
+Tensor cross_entropy_rows(const Rows& rows, const XentConfig& cfg)
+{
+    const Tensor &z = rows.x, &t = rows.target;
+    int64_t m = z.shape()[0], c = rows.classes;
+    Tensor lse = Tensor::empty({m}, z.dtype());
+    bool per_row = cfg.reduction == Reduction::none;
+    Tensor out = Tensor::empty(per_row ? shape_type{m} : shape_type{}, z.dtype());
+    TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
+        using T = scalar_t;
+        std::vector<T> row_loss(per_row ? 0 : size_t(m));
+        T* loss = per_row ? out.data<T>() : row_loss.data();
+        xent_forward(z.data<T>(), t.data<int64_t>(), m, c, cfg, lse.data<T>(), loss);
+        if (!per_row) {
+            double total = 0;
+            for (int64_t r = 0; r < m; ++r) total += double(loss[r]);
+            // A mean over no targets is NaN, as in PyTorch.
+            out.data<T>()[0] = T(cfg.reduction == Reduction::mean ? total / double(cfg.valid) : total);
+        }
+    });
+    return record("cross_entropy", out, {z}, {z, t, lse}, [cfg](const BackwardArgs& b) -> tensor_list {
+        const Tensor &z = b.saved[0], &t = b.saved[1], &lse = b.saved[2];
+        const Tensor& g = b.grad;
+        int64_t m = z.shape()[0], c = z.shape()[1];
+        bool per_row = cfg.reduction == Reduction::none;
+        double row_scale = cfg.reduction == Reduction::mean ? (cfg.valid > 0 ? 1.0 / double(cfg.valid) : 0.0) : 1.0;
+        if (!grad_enabled()) {
+            Tensor dz = Tensor::empty(z.shape(), z.dtype());
+            TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
+                using T = scalar_t;
+                const T* gp = g.data<T>();
+                xent_backward(z.data<T>(), t.data<int64_t>(), lse.data<T>(), gp, per_row,
+                              per_row ? T(0) : T(double(gp[0]) * row_scale), m, c, cfg, dz.data<T>());
+            });
+            return {dz};
+        }
+        // create_graph: (softmax(z) - q)·w in ops, with the target distribution q
+        // and the row weights' mask as constants.
+        Tensor q = zeros({m, c}, z.dtype()), mask = zeros({m, 1}, z.dtype());
+        TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
+            using T = scalar_t;
+            const int64_t* tp = t.data<int64_t>();
+            T *qp = q.data<T>(), *mp = mask.data<T>();
+            for (int64_t r = 0; r < m; ++r) {
+                if (tp[r] == cfg.ignore_index) continue;
+                std::fill(qp + r * c, qp + (r + 1) * c, T(cfg.smoothing / double(c)));
+                qp[r * c + tp[r]] += T(1 - cfg.smoothing);
+                mp[r] = T(row_scale);
+            }
+        });
+        Tensor w = mul(per_row ? reshape(g, {m, 1}) : g, mask);
+        return {mul(sub(softmax(z, 1), q), w)};
+    });
+}
+
+// --- nll_loss's primitives -----------------------------------------------------------------
+
+Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ignore_index);
+
+// out[r] = x[r, t[r]] (0 where t[r] is ignore_index).
+Tensor pick_rows(const Tensor& x, const Tensor& t, int64_t ignore_index)
+{
+    int64_t m = x.shape()[0], c = x.shape()[1];
+    Tensor out = Tensor::empty({m}, x.dtype());
+    TG_DISPATCH_FLOATING(x.dtype(), "nll_loss", [&] {
+        const scalar_t* xp = x.data<scalar_t>();
+        const int64_t* tp = t.data<int64_t>();
+        scalar_t* o = out.data<scalar_t>();
+        for (int64_t r = 0; r < m; ++r) o[r] = tp[r] == ignore_index ? scalar_t(0) : xp[r * c + tp[r]];
+    });
+    return record("nll_loss", out, {x}, {t}, [c, ignore_index](const BackwardArgs& b) -> tensor_list {
+        return {place_rows(b.grad, b.saved[0], c, ignore_index)};
+    });
+}
+
+// The adjoint of pick_rows: out [M, C] zero except out[r, t[r]] = g[r].
+Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ignore_index)
+{
+    int64_t m = g.shape()[0];
+    Tensor out = zeros({m, classes}, g.dtype());
+    TG_DISPATCH_FLOATING(g.dtype(), "nll_loss", [&] {
+        const scalar_t* gp = g.data<scalar_t>();
+        const int64_t* tp = t.data<int64_t>();
+        scalar_t* o = out.data<scalar_t>();
+        for (int64_t r = 0; r < m; ++r)
+            if (tp[r] != ignore_index) o[r * classes + tp[r]] = gp[r];
+    });
+    return record("nll_loss backward", out, {g}, {t}, [ignore_index](const BackwardArgs& b) -> tensor_list {
+        return {pick_rows(b.grad, b.saved[0], ignore_index)};
+    });
+}
+
+// --- binary_cross_entropy_with_logits' primitive ----------------------------------------------
+
+// log(1 + e^x) = max(x, 0) + log1p(e^-|x|), with the gradient σ(x) everywhere
+// (tg::softplus is composed of relu and abs, whose derivatives at exactly 0
+// do not add up to σ(0) = 1/2).
+Tensor log1p_exp(const Tensor& x)
+{
+    Tensor out = Tensor::empty(x.shape(), x.dtype());
+    TG_DISPATCH_FLOATING(x.dtype(), "binary_cross_entropy_with_logits", [&] {
+        kernels::map_unary(x.data<scalar_t>(), out.data<scalar_t>(), x.numel(), [](scalar_t v) {
+            return std::max(v, scalar_t(0)) + std::log1p(std::exp(-std::abs(v)));
+        });
+    });
+    return record("binary_cross_entropy_with_logits", out, {x}, {x}, [](const BackwardArgs& b) -> tensor_list {
+        return {mul(b.grad, sigmoid(b.saved[0]))};
+    });
+}
+
+OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
+{
+    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
+}
+
+// The target input with some entries set to `value` (samples that hit ignore_index).
+Tensor with_targets(const Tensor& t, std::initializer_list<int64_t> at, int64_t value)
+{
+    Tensor c = t.clone();
+    for (int64_t i : at) c.data<int64_t>()[i] = value;
+    return c;
+}
+
+}  // namespace
+
+// --- public ops ---------------------------------------------------------------------------
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, int64_t ignore_index,
+                     double label_smoothing)
+{
+    TG_CHECK(label_smoothing >= 0 && label_smoothing <= 1, "cross_entropy: label_smoothing ", label_smoothing,
+             " is outside [0, 1]");
+    Rows rows = as_rows("cross_entropy", "logits", logits, target, ignore_index);
+    Tensor loss = cross_entropy_rows(rows, {reduction, ignore_index, label_smoothing, rows.valid});
+    return reduction == Reduction::none ? to_target_shape(loss, target) : loss;
+}
+TG_REGISTER_OP("cross_entropy", {
+    sample("[5,7] mean", {real("logits", {5, 7}), index("target", {5}, 7)},
+           [](const tensor_list& x) { return cross_entropy(x[0], x[1]); }),
+    sample("[5,7] sum", {real("logits", {5, 7}), index("target", {5}, 7)},
+           [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::sum); }),
+    sample("[5,7] none", {real("logits", {5, 7}), index("target", {5}, 7)},
+           [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::none); }),
+    sample("[3,19] mean, rows longer than a vector", {real("logits", {3, 19}), index("target", {3}, 19)},
+           [](const tensor_list& x) { return cross_entropy(x[0], x[1]); }),
+    sample("[6,4] label smoothing 0.2", {real("logits", {6, 4}), index("target", {6}, 4)},
+           [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::mean, -100, 0.2); }),
+    sample("[6,5] ignore_index 2 hit, smoothing 0.1, mean", {real("logits", {6, 5}), index("target", {6}, 5)},
+           [](const tensor_list& x) {
+               return cross_entropy(x[0], with_targets(x[1], {0, 3}, 2), Reduction::mean, 2, 0.1);
+           }),
+    sample("[6,5] ignore_index -100 hit, none", {real("logits", {6, 5}), index("target", {6}, 5)},
+           [](const tensor_list& x) {
+               return cross_entropy(x[0], with_targets(x[1], {1, 4}, -100), Reduction::none);
+           }),
+    sample("[3,4,5] classes on axis 1, sum", {real("logits", {3, 4, 5}), index("target", {3, 5}, 4)},
+           [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::sum); }),
+    sample("[2,3,2,2] classes on axis 1, none", {real("logits", {2, 3, 2, 2}), index("target", {2, 2, 2}, 3)},
+           [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::none); }),
+    sample("[7] 1-d logits, 0-d target", {real("logits", {7}), index("target", {}, 7)},
+           [](const tensor_list& x) { return cross_entropy(x[0], x[1]); }),
+});
+
+Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, int64_t ignore_index)
+{
+    Rows rows = as_rows("nll_loss", "log_probs", log_probs, target, ignore_index);
+    Tensor loss = neg(pick_rows(rows.x, rows.target, ignore_index));
+    switch (reduction) {
+    case Reduction::none: return to_target_shape(loss, target);
+    case Reduction::sum: return sum(loss);
+    case Reduction::mean: break;
+    }
+    // Over the targets that are not ignored (none: NaN, as in PyTorch).
+    return div(sum(loss), scalar(double(rows.valid), loss.dtype()));
+}
+TG_REGISTER_OP("nll_loss", {
+    sample("[5,7] mean", {real("log_probs", {5, 7}), index("target", {5}, 7)},
+           [](const tensor_list& x) { return nll_loss(x[0], x[1]); }),
+    sample("[5,7] sum", {real("log_probs", {5, 7}), index("target", {5}, 7)},
+           [](const tensor_list& x) { return nll_loss(x[0], x[1], Reduction::sum); }),
+    sample("[5,7] none", {real("log_probs", {5, 7}), index("target", {5}, 7)},
+           [](const tensor_list& x) { return nll_loss(x[0], x[1], Reduction::none); }),
+    sample("[6,4] ignore_index 1 hit, mean", {real("log_probs", {6, 4}), index("target", {6}, 4)},
+           [](const tensor_list& x) { return nll_loss(x[0], with_targets(x[1], {2, 5}, 1), Reduction::mean, 1); }),
+    sample("[3,4,5] classes on axis 1, none", {real("log_probs", {3, 4, 5}), index("target", {3, 5}, 4)},
+           [](const tensor_list& x) { return nll_loss(x[0], x[1], Reduction::none); }),
+    sample("log_softmax then nll, [4,6]", {real("logits", {4, 6}), index("target", {4}, 6)},
+           [](const tensor_list& x) { return nll_loss(log_softmax(x[0], 1), x[1]); }),
+});
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction)
+{
+    TG_CHECK(input.defined() && target.defined(), "mse_loss: undefined operand");
+    TG_CHECK(input.shape() == target.shape(), "mse_loss: input of shape ", input.shape(),
+             " and target of shape ", target.shape(), " differ");
+    TG_CHECK(input.dtype() == target.dtype(), "mse_loss: input is ", dtype_name(input.dtype()), ", target is ",
+             dtype_name(target.dtype()));
+    Tensor d = sub(input, target);
+    return reduce_loss(mul(d, d), reduction);
+}
+TG_REGISTER_OP("mse_loss", {
+    sample("[3,5] mean", {real("input", {3, 5}), real("target", {3, 5})},
+           [](const tensor_list& x) { return mse_loss(x[0], x[1]); }),
+    sample("[2,3,4] sum", {real("input", {2, 3, 4}), real("target", {2, 3, 4})},
+           [](const tensor_list& x) { return mse_loss(x[0], x[1], Reduction::sum); }),
+    sample("[7] none", {real("input", {7}), real("target", {7})},
+           [](const tensor_list& x) { return mse_loss(x[0], x[1], Reduction::none); }),
+});
+
+Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction reduction,
+                                        const Tensor& pos_weight)
+{
+    const char* op = "binary_cross_entropy_with_logits";
+    TG_CHECK(logits.defined() && target.defined(), op, ": undefined operand");
+    TG_CHECK(logits.shape() == target.shape(), op, ": logits of shape ", logits.shape(),
+             " and target of shape ", target.shape(), " differ");
+    TG_CHECK(logits.dtype() == target.dtype(), op, ": logits are ", dtype_name(logits.dtype()), ", target is ",
+             dtype_name(target.dtype()));
+    // (1 - t)·x + w·log(1 + e^-x), w = 1 + (pos_weight - 1)·t.
+    Tensor linear_part = sub(logits, mul(target, logits));
+    Tensor neg_log_sigmoid = log1p_exp(neg(logits));
+    if (!pos_weight.defined()) return reduce_loss(add(linear_part, neg_log_sigmoid), reduction);
+    TG_CHECK(pos_weight.dtype() == logits.dtype(), op, ": pos_weight is ", dtype_name(pos_weight.dtype()),
+             ", logits are ", dtype_name(logits.dtype()));
+    const shape_type &ps = pos_weight.shape(), &xs = logits.shape();
+    bool fits = ps.size() <= xs.size();
+    for (size_t i = 0; fits && i < ps.size(); ++i) {
+        int64_t p = ps[ps.size() - 1 - i], x = xs[xs.size() - 1 - i];
+        fits = p == x || p == 1;
+    }
+    TG_CHECK(fits, op, ": pos_weight of shape ", ps, " does not broadcast to the logits' shape ", xs);
+    Tensor w = (pos_weight - 1.0) * target + 1.0;
+    return reduce_loss(add(linear_part, mul(w, neg_log_sigmoid)), reduction);
+}
+TG_REGISTER_OP("binary_cross_entropy_with_logits", {
+    sample("[4,5] mean", {real("logits", {4, 5}), unit_interval("target", {4, 5})},
+           [](const tensor_list& x) { return binary_cross_entropy_with_logits(x[0], x[1]); }),
+    sample("[3,4] sum", {real("logits", {3, 4}), unit_interval("target", {3, 4})},
+           [](const tensor_list& x) { return binary_cross_entropy_with_logits(x[0], x[1], Reduction::sum); }),
+    sample("[7] none", {real("logits", {7}), unit_interval("target", {7})},
+           [](const tensor_list& x) { return binary_cross_entropy_with_logits(x[0], x[1], Reduction::none); }),
+    sample("[3,5] pos_weight [5], mean", {real("logits", {3, 5}), unit_interval("target", {3, 5}), positive("pos_weight", {5})},
+           [](const tensor_list& x) {
+               return binary_cross_entropy_with_logits(x[0], x[1], Reduction::mean, x[2]);
+           }),
+});
+
+}  // namespace tg

@@ -1,0 +1,413 @@
+// Pooling. Max pooling saves the argmax of each window (int64) and its
+// backward scatters to it; the scatter and the gather are each other's
+// adjoint, so the gradient can be differentiated again. Average pooling and
+// adaptive average pooling are linear: each op's backward is its adjoint, and
+// the adjoint's backward is the op.
+#include "ops/pool.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "engine/autograd.hpp"
+#include "engine/parallel.hpp"
+#include "engine/registry.hpp"
+#include "ops/kernels.hpp"
+#include "ops/shape.hpp"
+
+namespace tg {
+
+namespace {
+
+// Planes per parallel chunk: about elementwise_grain elements each.
+int64_t plane_grain(int64_t plane) { return std::max<int64_t>(1, kernels::elementwise_grain / std::max<int64_t>(1, plane)); }
+
+void check_input(const char* op, const Tensor& x)
+{
+    TG_CHECK(x.defined(), op, ": undefined input");
+    TG_CHECK(x.dim() == 4, op, ": expected input [N, C, H, W] (or [C, H, W]), got shape ", x.shape());
+    TG_CHECK(is_floating(x.dtype()), op, ": input must be float32 or float64, got ", dtype_name(x.dtype()));
+}
+
+// Window bounds along one axis, clipped to the input, and each window's divisor.
+struct Axis {
+    std::vector<int64_t> begin, end;
+    std::vector<double> divisor;
+};
+
+struct Windows {
+    int64_t planes = 0, h = 0, w = 0;  // input
+    Axis rows, cols;
+    int64_t ho() const { return int64_t(rows.begin.size()); }
+    int64_t wo() const { return int64_t(cols.begin.size()); }
+};
+
+struct PoolParams {
+    Int2 kernel, stride, padding;
+};
+
+// Checks kernel, stride and padding against the input size; a stride not given is the kernel.
+PoolParams pool_params(const char* op, const shape_type& input, Int2 kernel, Int2 stride, Int2 padding)
+{
+    if (!stride.given()) stride = kernel;
+    TG_CHECK(kernel.h >= 1 && kernel.w >= 1, op, ": kernel size (", kernel.h, ", ", kernel.w, ") must be positive");
+    TG_CHECK(stride.h >= 1 && stride.w >= 1, op, ": stride (", stride.h, ", ", stride.w, ") must be positive");
+    TG_CHECK(padding.h >= 0 && padding.w >= 0 && 2 * padding.h <= kernel.h && 2 * padding.w <= kernel.w, op,
+             ": padding (", padding.h, ", ", padding.w, ") must be between 0 and half the kernel (", kernel.h, ", ",
+             kernel.w, ")");
+    const int64_t h = input[2], w = input[3];
+    TG_CHECK(kernel.h <= h + 2 * padding.h && kernel.w <= w + 2 * padding.w, op, ": kernel (", kernel.h, ", ",
+             kernel.w, ") is larger than the padded input (", h + 2 * padding.h, ", ", w + 2 * padding.w,
+             ") of input shape ", input, " with padding (", padding.h, ", ", padding.w, ")");
+    return {kernel, stride, padding};
+}
+
+Axis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad)
+{
+    Axis a;
+    const int64_t out = (in + 2 * p - k) / s + 1;
+    for (int64_t o = 0; o < out; ++o) {
+        int64_t b = o * s - p, e = b + k;  // e <= in + p
+        a.divisor.push_back(double(count_pad ? k : std::min(e, in) - std::max<int64_t>(b, 0)));
+        a.begin.push_back(std::max<int64_t>(b, 0));
+        a.end.push_back(std::min(e, in));
+    }
+    return a;
+}
+
+Axis adaptive_axis(int64_t in, int64_t out)
+{
+    Axis a;
+    for (int64_t o = 0; o < out; ++o) {
+        int64_t b = o * in / out, e = ((o + 1) * in + out - 1) / out;
+        a.begin.push_back(b);
+        a.end.push_back(e);
+        a.divisor.push_back(double(e - b));
+    }
+    return a;
+}
+
+Windows pool_windows(const shape_type& input, const PoolParams& p, bool count_pad)
+{
+    return {input[0] * input[1], input[2], input[3],
+            pool_axis(input[2], p.kernel.h, p.stride.h, p.padding.h, count_pad),
+            pool_axis(input[3], p.kernel.w, p.stride.w, p.padding.w, count_pad)};
+}
+
+Windows adaptive_windows(const shape_type& input, Int2 out)
+{
+    return {input[0] * input[1], input[2], input[3], adaptive_axis(input[2], out.h), adaptive_axis(input[3], out.w)};
+}
+
+// y[o] = Σ_{i in window o} x[i] / divisor(o)
+template <class T>
+void window_mean(const T* x, T* y, const Windows& win)
+{
+    const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
+    parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            const T* xp = x + p * plane;
+            T* yp = y + p * ho * wo;
+            for (int64_t oh = 0; oh < ho; ++oh)
+                for (int64_t ow = 0; ow < wo; ++ow) {
+                    T s = 0;
+                    for (int64_t ih = win.rows.begin[size_t(oh)]; ih < win.rows.end[size_t(oh)]; ++ih)
+                        for (int64_t iw = win.cols.begin[size_t(ow)]; iw < win.cols.end[size_t(ow)]; ++iw)
+                            s += xp[ih * win.w + iw];
+                    yp[oh * wo + ow] = T(s / (win.rows.divisor[size_t(oh)] * win.cols.divisor[size_t(ow)]));
+                }
+        }
+    });
+}
+
+// The adjoint: dx[i] = Σ_{o whose window holds i} g[o] / divisor(o)
+template <class T>
+void window_mean_adjoint(const T* g, T* dx, const Windows& win)
+{
+    const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
+    parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            T* dp = dx + p * plane;
+            const T* gp = g + p * ho * wo;
+            std::fill(dp, dp + plane, T(0));
+            for (int64_t oh = 0; oh < ho; ++oh)
+                for (int64_t ow = 0; ow < wo; ++ow) {
+                    const T v = T(gp[oh * wo + ow] / (win.rows.divisor[size_t(oh)] * win.cols.divisor[size_t(ow)]));
+                    for (int64_t ih = win.rows.begin[size_t(oh)]; ih < win.rows.end[size_t(oh)]; ++ih)
+                        for (int64_t iw = win.cols.begin[size_t(ow)]; iw < win.cols.end[size_t(ow)]; ++iw)
+                            dp[ih * win.w + iw] += v;
+                }
+        }
+    });
+}
+
+Tensor mean_forward(const char* op, const Tensor& x, const Windows& win)
+{
+    Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], win.ho(), win.wo()}, x.dtype());
+    TG_DISPATCH_FLOATING(x.dtype(), op, [&] { window_mean(x.data<scalar_t>(), y.data<scalar_t>(), win); });
+    return y;
+}
+
+// Checks that grad has the shape of input_shape's pooled output.
+void check_grad(const char* op, const Tensor& grad, const shape_type& input_shape, const Windows& win)
+{
+    shape_type want{input_shape[0], input_shape[1], win.ho(), win.wo()};
+    TG_CHECK(grad.shape() == want, op, ": gradient of shape ", grad.shape(), " for an input of shape ", input_shape,
+             " whose pooled shape is ", want);
+}
+
+void check_input_shape(const char* op, const Tensor& grad, const shape_type& input_shape)
+{
+    TG_CHECK(grad.defined(), op, ": undefined gradient");
+    TG_CHECK(is_floating(grad.dtype()), op, ": gradient must be float32 or float64, got ", dtype_name(grad.dtype()));
+    TG_CHECK(input_shape.size() == 4 && grad.dim() == 4, op, ": expected a 4-d gradient and input shape, got ",
+             grad.shape(), " and ", input_shape);
+}
+
+// Runs a 4-d op on an unbatched [C, H, W] input.
+template <class F>
+Tensor unbatched(const Tensor& x, F f)
+{
+    return squeeze(f(unsqueeze(x, 0)), 0);
+}
+
+OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
+{
+    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
+}
+
+}  // namespace
+
+// --- max pooling ------------------------------------------------------------------------------
+
+std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding)
+{
+    if (x.defined() && x.dim() == 3) {
+        auto [y, idx] = max_pool2d_with_indices(unsqueeze(x, 0), kernel, stride, padding);
+        return {squeeze(y, 0), squeeze(idx, 0)};
+    }
+    check_input("max_pool2d", x);
+    PoolParams pp = pool_params("max_pool2d", x.shape(), kernel, stride, padding);
+    Windows win = pool_windows(x.shape(), pp, true);
+    const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
+    Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], ho, wo}, x.dtype());
+    Tensor indices = Tensor::empty(y.shape(), int64);
+    TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&] {
+        const scalar_t* xs = x.data<scalar_t>();
+        scalar_t* ys = y.data<scalar_t>();
+        int64_t* is = indices.data<int64_t>();
+        parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
+            for (int64_t p = p0; p < p1; ++p) {
+                const scalar_t* xp = xs + p * plane;
+                for (int64_t oh = 0; oh < ho; ++oh)
+                    for (int64_t ow = 0; ow < wo; ++ow) {
+                        const int64_t h0 = win.rows.begin[size_t(oh)], h1 = win.rows.end[size_t(oh)];
+                        const int64_t w0 = win.cols.begin[size_t(ow)], w1 = win.cols.end[size_t(ow)];
+                        // The first maximum in scan order; a NaN wins, as in PyTorch.
+                        int64_t best = h0 * win.w + w0;
+                        scalar_t v = xp[best];
+                        for (int64_t ih = h0; ih < h1 && !std::isnan(v); ++ih)
+                            for (int64_t iw = w0; iw < w1; ++iw) {
+                                const scalar_t u = xp[ih * win.w + iw];
+                                if (u > v || std::isnan(u)) {
+                                    v = u;
+                                    best = ih * win.w + iw;
+                                    if (std::isnan(u)) break;
+                                }
+                            }
+                        ys[p * ho * wo + oh * wo + ow] = v;
+                        is[p * ho * wo + oh * wo + ow] = best;
+                    }
+            }
+        });
+    });
+    y = record("max_pool2d", y, {x}, {indices}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
+        return {max_pool2d_backward(a.grad, a.saved[0], xs)};
+    });
+    return {y, indices};
+}
+
+Tensor max_pool2d(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding)
+{
+    return max_pool2d_with_indices(x, kernel, stride, padding).first;
+}
+
+namespace {
+void check_indices(const char* op, const Tensor& indices, const shape_type& shape)
+{
+    TG_CHECK(indices.defined() && indices.dtype() == int64, op, ": indices must be an int64 tensor");
+    TG_CHECK(indices.shape() == shape, op, ": indices of shape ", indices.shape(), " for values of shape ", shape);
+}
+}  // namespace
+
+Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const shape_type& input_shape)
+{
+    check_input_shape("max_pool2d_backward", grad, input_shape);
+    check_indices("max_pool2d_backward", indices, grad.shape());
+    TG_CHECK(grad.shape()[0] == input_shape[0] && grad.shape()[1] == input_shape[1],
+             "max_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ", input_shape);
+    const int64_t plane = input_shape[2] * input_shape[3], out = grad.shape()[2] * grad.shape()[3];
+    Tensor dx = Tensor::empty(input_shape, grad.dtype());
+    TG_DISPATCH_FLOATING(grad.dtype(), "max_pool2d_backward", [&] {
+        const scalar_t* g = grad.data<scalar_t>();
+        const int64_t* idx = indices.data<int64_t>();
+        scalar_t* d = dx.data<scalar_t>();
+        parallel_for(input_shape[0] * input_shape[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
+            for (int64_t p = p0; p < p1; ++p) {
+                scalar_t* dp = d + p * plane;
+                std::fill(dp, dp + plane, scalar_t(0));
+                for (int64_t o = 0; o < out; ++o) {
+                    const int64_t i = idx[p * out + o];
+                    TG_CHECK(i >= 0 && i < plane, "max_pool2d_backward: index ", i, " outside the ", input_shape[2],
+                             "x", input_shape[3], " plane of input shape ", input_shape);
+                    dp[i] += g[p * out + o];
+                }
+            }
+        });
+    });
+    return record("max_pool2d_backward", dx, {grad}, {indices}, [](const BackwardArgs& a) -> tensor_list {
+        return {max_pool2d_gather(a.grad, a.saved[0])};
+    });
+}
+
+Tensor max_pool2d_gather(const Tensor& x, const Tensor& indices)
+{
+    check_input("max_pool2d_gather", x);
+    TG_CHECK(indices.defined() && indices.dtype() == int64 && indices.dim() == 4 &&
+                 indices.shape()[0] == x.shape()[0] && indices.shape()[1] == x.shape()[1],
+             "max_pool2d_gather: indices must be int64 [N, C, Ho, Wo] for input ", x.shape(), ", got ",
+             indices.defined() ? dtype_name(indices.dtype()) : "undefined", " ",
+             indices.defined() ? indices.shape() : shape_type{});
+    const int64_t plane = x.shape()[2] * x.shape()[3], out = indices.shape()[2] * indices.shape()[3];
+    Tensor y = Tensor::empty(indices.shape(), x.dtype());
+    TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d_gather", [&] {
+        const scalar_t* xs = x.data<scalar_t>();
+        const int64_t* idx = indices.data<int64_t>();
+        scalar_t* ys = y.data<scalar_t>();
+        parallel_for(x.shape()[0] * x.shape()[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
+            for (int64_t p = p0; p < p1; ++p)
+                for (int64_t o = 0; o < out; ++o) {
+                    const int64_t i = idx[p * out + o];
+                    TG_CHECK(i >= 0 && i < plane, "max_pool2d_gather: index ", i, " outside the ", x.shape()[2],
+                             "x", x.shape()[3], " plane of input shape ", x.shape());
+                    ys[p * out + o] = xs[p * plane + i];
+                }
+        });
+    });
+    return record("max_pool2d_gather", y, {x}, {indices}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
+        return {max_pool2d_backward(a.grad, a.saved[0], xs)};
+    });
+}
+
+TG_REGISTER_OP("max_pool2d", {
+    sample("[2,2,4,4] k2 (stride = kernel)", {real("x", {2, 2, 4, 4})},
+           [](const tensor_list& x) { return max_pool2d(x[0], 2); }),
+    sample("[2,2,5,5] k3 s2 p1 (odd size, padding)", {real("x", {2, 2, 5, 5})},
+           [](const tensor_list& x) { return max_pool2d(x[0], 3, 2, 1); }),
+    sample("[1,3,5,7] k(2,3) s(1,2) p(1,1) (overlapping, non-square)", {real("x", {1, 3, 5, 7})},
+           [](const tensor_list& x) { return max_pool2d(x[0], {2, 3}, {1, 2}, {1, 1}); }),
+    sample("[3,5,4] unbatched, k2 s1", {real("x", {3, 5, 4})},
+           [](const tensor_list& x) { return max_pool2d(x[0], 2, 1); }),
+});
+TG_REGISTER_OP("max_pool2d_backward", {
+    sample("[2,2,3,3] into [2,2,5,5] (repeated indices add up)", {real("g", {2, 2, 3, 3}), index("indices", {2, 2, 3, 3}, 25)},
+           [](const tensor_list& x) { return max_pool2d_backward(x[0], x[1], {2, 2, 5, 5}); }),
+});
+TG_REGISTER_OP("max_pool2d_gather", {
+    sample("[2,2,5,5] at [2,2,3,3]", {real("x", {2, 2, 5, 5}), index("indices", {2, 2, 3, 3}, 25)},
+           [](const tensor_list& x) { return max_pool2d_gather(x[0], x[1]); }),
+});
+
+// --- average pooling -------------------------------------------------------------------------
+
+Tensor avg_pool2d(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding, bool count_include_pad)
+{
+    if (x.defined() && x.dim() == 3)
+        return unbatched(x, [&](const Tensor& t) { return avg_pool2d(t, kernel, stride, padding, count_include_pad); });
+    check_input("avg_pool2d", x);
+    PoolParams pp = pool_params("avg_pool2d", x.shape(), kernel, stride, padding);
+    Tensor y = mean_forward("avg_pool2d", x, pool_windows(x.shape(), pp, count_include_pad));
+    return record("avg_pool2d", y, {x}, {}, [pp, count_include_pad, xs = x.shape()](const BackwardArgs& a) -> tensor_list {
+        return {avg_pool2d_backward(a.grad, xs, pp.kernel, pp.stride, pp.padding, count_include_pad)};
+    });
+}
+
+Tensor avg_pool2d_backward(const Tensor& grad, const shape_type& input_shape, Int2 kernel, Int2 stride,
+                           Int2 padding, bool count_include_pad)
+{
+    check_input_shape("avg_pool2d_backward", grad, input_shape);
+    PoolParams pp = pool_params("avg_pool2d_backward", input_shape, kernel, stride, padding);
+    Windows win = pool_windows(input_shape, pp, count_include_pad);
+    check_grad("avg_pool2d_backward", grad, input_shape, win);
+    Tensor dx = Tensor::empty(input_shape, grad.dtype());
+    TG_DISPATCH_FLOATING(grad.dtype(), "avg_pool2d_backward", [&] {
+        window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
+    });
+    return record("avg_pool2d_backward", dx, {grad}, {}, [pp, count_include_pad](const BackwardArgs& a) -> tensor_list {
+        return {avg_pool2d(a.grad, pp.kernel, pp.stride, pp.padding, count_include_pad)};
+    });
+}
+
+TG_REGISTER_OP("avg_pool2d", {
+    sample("[2,2,4,4] k2", {real("x", {2, 2, 4, 4})}, [](const tensor_list& x) { return avg_pool2d(x[0], 2); }),
+    sample("[2,2,5,5] k3 s2 p1, count_include_pad", {real("x", {2, 2, 5, 5})},
+           [](const tensor_list& x) { return avg_pool2d(x[0], 3, 2, 1, true); }),
+    sample("[2,2,5,5] k3 s2 p1, padding not counted", {real("x", {2, 2, 5, 5})},
+           [](const tensor_list& x) { return avg_pool2d(x[0], 3, 2, 1, false); }),
+    sample("[1,3,5,7] k(2,3) s(1,2) p(1,1), padding not counted", {real("x", {1, 3, 5, 7})},
+           [](const tensor_list& x) { return avg_pool2d(x[0], {2, 3}, {1, 2}, {1, 1}, false); }),
+});
+TG_REGISTER_OP("avg_pool2d_backward", {
+    sample("[2,2,3,3] into [2,2,5,5] k3 s2 p1, count_include_pad", {real("g", {2, 2, 3, 3})},
+           [](const tensor_list& x) { return avg_pool2d_backward(x[0], {2, 2, 5, 5}, 3, 2, 1, true); }),
+    sample("[2,2,3,3] into [2,2,5,5] k3 s2 p1, padding not counted", {real("g", {2, 2, 3, 3})},
+           [](const tensor_list& x) { return avg_pool2d_backward(x[0], {2, 2, 5, 5}, 3, 2, 1, false); }),
+});
+
+// --- adaptive average pooling -----------------------------------------------------------------
+
+Tensor adaptive_avg_pool2d(const Tensor& x, Int2 output_size)
+{
+    if (x.defined() && x.dim() == 3)
+        return unbatched(x, [&](const Tensor& t) { return adaptive_avg_pool2d(t, output_size); });
+    check_input("adaptive_avg_pool2d", x);
+    TG_CHECK(output_size.h >= 1 && output_size.w >= 1, "adaptive_avg_pool2d: output size (", output_size.h, ", ",
+             output_size.w, ") must be positive");
+    Tensor y = mean_forward("adaptive_avg_pool2d", x, adaptive_windows(x.shape(), output_size));
+    return record("adaptive_avg_pool2d", y, {x}, {}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
+        return {adaptive_avg_pool2d_backward(a.grad, xs)};
+    });
+}
+
+Tensor adaptive_avg_pool2d_backward(const Tensor& grad, const shape_type& input_shape)
+{
+    check_input_shape("adaptive_avg_pool2d_backward", grad, input_shape);
+    TG_CHECK(grad.shape()[0] == input_shape[0] && grad.shape()[1] == input_shape[1] && grad.shape()[2] >= 1 &&
+                 grad.shape()[3] >= 1,
+             "adaptive_avg_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ", input_shape);
+    const Int2 out{grad.shape()[2], grad.shape()[3]};
+    Windows win = adaptive_windows(input_shape, out);
+    Tensor dx = Tensor::empty(input_shape, grad.dtype());
+    TG_DISPATCH_FLOATING(grad.dtype(), "adaptive_avg_pool2d_backward", [&] {
+        window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
+    });
+    return record("adaptive_avg_pool2d_backward", dx, {grad}, {}, [out](const BackwardArgs& a) -> tensor_list {
+        return {adaptive_avg_pool2d(a.grad, out)};
+    });
+}
+
+TG_REGISTER_OP("adaptive_avg_pool2d", {
+    sample("[2,3,5,5] -> 1x1 (global average)", {real("x", {2, 3, 5, 5})},
+           [](const tensor_list& x) { return adaptive_avg_pool2d(x[0], 1); }),
+    sample("[2,2,7,5] -> 3x2 (uneven windows)", {real("x", {2, 2, 7, 5})},
+           [](const tensor_list& x) { return adaptive_avg_pool2d(x[0], {3, 2}); }),
+    sample("[1,2,3,4] -> 4x6 (windows repeat)", {real("x", {1, 2, 3, 4})},
+           [](const tensor_list& x) { return adaptive_avg_pool2d(x[0], {4, 6}); }),
+});
+TG_REGISTER_OP("adaptive_avg_pool2d_backward", {
+    sample("[2,2,3,2] into [2,2,7,5]", {real("g", {2, 2, 3, 2})},
+           [](const tensor_list& x) { return adaptive_avg_pool2d_backward(x[0], {2, 2, 7, 5}); }),
+});
+
+}  // namespace tg

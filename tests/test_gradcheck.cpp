@@ -1,0 +1,522 @@
+// The gradient checker, tested the only way that means anything: planted
+// bugs in backward rules must fail, naming the right input; correct ops,
+// kinks included, must pass.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+
+#include <tapegrad/tapegrad.hpp>
+
+using namespace tg;
+
+namespace {
+
+Tensor leaf(std::vector<double> v, const shape_type& shape) { return from_values(v, shape, float64).requires_grad_(); }
+Tensor randn_leaf(const shape_type& shape, uint64_t seed)
+{
+    Generator gen(seed);
+    return randn(shape, float64, &gen).requires_grad_();
+}
+
+// Runs `f` without the tape: the forward of a hand-written op.
+template <class F>
+Tensor untaped(F f)
+{
+    NoGradGuard off;
+    return f();
+}
+
+bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+const StructuralCheck& structural(const GradcheckResult& r, const std::string& name_part)
+{
+    for (const StructuralCheck& s : r.structural)
+        if (has(s.name, name_part)) return s;
+    FAIL("no structural check named like '", name_part, "'");
+    return r.structural.front();
+}
+
+// --- planted bugs: each op is correct but for one thing -------------------------------
+
+// d/db has the wrong sign.
+Tensor mul_flipped(const Tensor& a, const Tensor& b)
+{
+    return record("mul_flipped", untaped([&] { return mul(a, b); }), {a, b}, {a, b},
+                  [](const BackwardArgs& g) -> tensor_list {
+                      return {mul(g.grad, g.saved[1]), neg(mul(g.grad, g.saved[0]))};
+                  });
+}
+
+// d/da is off by a factor 1 + 1e-3 in one element, [1, 2].
+Tensor mul_one_scaled(const Tensor& a, const Tensor& b)
+{
+    return record("mul_one_scaled", untaped([&] { return mul(a, b); }), {a, b}, {a, b},
+                  [](const BackwardArgs& g) -> tensor_list {
+                      Tensor scale = ones(g.saved[0].shape(), float64);
+                      {
+                          NoGradGuard off;
+                          int64_t flat = g.saved[0].numel() > 6 ? 6 : 0;  // [1, 2] of a [3, 4]
+                          scale.data<double>()[flat] = 1 + 1e-3;
+                      }
+                      return {mul(mul(g.grad, g.saved[1]), scale), mul(g.grad, g.saved[0])};
+                  });
+}
+
+// a [3, 1] + b [3, 4]: a's gradient is not summed over the broadcast axis.
+Tensor add_no_reduction(const Tensor& a, const Tensor& b)
+{
+    return record("add_no_reduction", untaped([&] { return add(a, b); }), {a, b}, {},
+                  [](const BackwardArgs& g) -> tensor_list { return {g.grad, g.grad}; });
+}
+
+// a [3, 1] + b [3, 3]: a's gradient is summed over the wrong axis, then
+// reshaped, so its shape is right.
+Tensor add_wrong_axis(const Tensor& a, const Tensor& b)
+{
+    return record("add_wrong_axis", untaped([&] { return add(a, b); }), {a, b}, {},
+                  [](const BackwardArgs& g) -> tensor_list {
+                      return {reshape(sum(g.grad, {0}), {3, 1}), g.grad};
+                  });
+}
+
+// A @ B with square matrices: B's gradient is transposed.
+Tensor matmul_transposed(const Tensor& a, const Tensor& b)
+{
+    return record("matmul_transposed", untaped([&] { return matmul(a, b); }), {a, b}, {a, b},
+                  [](const BackwardArgs& g) -> tensor_list {
+                      return {matmul(g.grad, transpose(g.saved[1])), transpose(matmul(transpose(g.saved[0]), g.grad))};
+                  });
+}
+
+// exp(x) for a vector: the gradient is shifted by one position.
+Tensor exp_shifted(const Tensor& x)
+{
+    Tensor out = untaped([&] { return exp(x); });
+    return record("exp_shifted", out, {x}, {out}, [](const BackwardArgs& g) -> tensor_list {
+        Tensor right = mul(g.grad, g.saved[0]);
+        int64_t n = right.numel();
+        return {concat({slice(right, 0, 1, n), slice(right, 0, 0, 1)}, 0)};
+    });
+}
+
+// 3·x[7]: a Jacobian of zeros but one entry, and the backward adds a
+// wrong 1e-4 at x[23].
+Tensor pick_mostly_zero(const Tensor& x)
+{
+    Tensor out = untaped([&] { return mul(select(x, 0, 7), scalar(3.0, float64)); });
+    return record("pick_mostly_zero", out, {x}, {}, [n = x.numel()](const BackwardArgs& g) -> tensor_list {
+        Tensor w = zeros({n}, float64);
+        {
+            NoGradGuard off;
+            w.data<double>()[7] = 3;
+            w.data<double>()[23] = 1e-4;
+        }
+        return {mul(w, g.grad)};
+    });
+}
+
+// relu whose "subgradient" at 0 is 2: outside [0, 1].
+Tensor relu_bad_at_zero(const Tensor& x)
+{
+    return record("relu_bad_at_zero", untaped([&] { return relu(x); }), {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
+        const Tensor& x = g.saved[0];
+        Tensor slope = add(gt(x, 0.0), mul(eq(x, zeros_like(x)), scalar(2.0, x.dtype())));
+        return {mul(g.grad, slope)};
+    });
+}
+
+// 2·x whose backward says 3: planted in a helper so only second order sees it.
+Tensor twice_bad(const Tensor& x)
+{
+    return record("twice_bad", untaped([&] { return mul(x, scalar(2.0, x.dtype())); }), {x}, {},
+                  [](const BackwardArgs& g) -> tensor_list { return {mul(g.grad, scalar(3.0, g.grad.dtype()))}; });
+}
+// x², first-order correct: d/dx = g·twice(x), but twice's own backward is wrong.
+Tensor square_bad_second_order(const Tensor& x)
+{
+    return record("square_bad2", untaped([&] { return mul(x, x); }), {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
+        return {mul(g.grad, twice_bad(g.saved[0]))};
+    });
+}
+
+// x·1.5 whose float32 backward is 1% off.
+Tensor scale_bad_float32(const Tensor& x)
+{
+    return record("scale_bad_f32", untaped([&] { return mul(x, scalar(1.5, x.dtype())); }), {x}, {},
+                  [](const BackwardArgs& g) -> tensor_list {
+                      double k = g.grad.dtype() == float32 ? 1.5 * 1.01 : 1.5;
+                      return {mul(g.grad, scalar(k, g.grad.dtype()))};
+                  });
+}
+
+GradcheckOptions named(std::vector<std::string> names, GradcheckMode mode = GradcheckMode::full)
+{
+    GradcheckOptions o;
+    o.names = std::move(names);
+    o.mode = mode;
+    return o;
+}
+
+// Asserts that r failed on input `bad` only.
+void check_fails_on(const GradcheckResult& r, const std::string& bad)
+{
+    INFO(r.to_string());
+    CHECK_FALSE(r.passed());
+    CHECK(r.verdict == Verdict::fail);
+    REQUIRE(r.failed_inputs().size() == 1);
+    CHECK(r.failed_inputs()[0] == bad);
+    for (const InputReport& in : r.inputs)
+        if (in.name != bad) CHECK(in.verdict == Verdict::pass);
+    CHECK(has(r.to_string(), bad));
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck: correct ops pass, with small errors and every structural check")
+{
+    Tensor a = randn_leaf({3, 4}, 1), b = randn_leaf({4, 5}, 2);
+    GradcheckResult r = gradcheck([](const tensor_list& x) { return tanh(matmul(x[0], x[1])); }, {a, b},
+                                  named({"a", "b"}));
+    INFO(r.to_string());
+    CHECK(r.passed());
+    CHECK(r.verdict == Verdict::pass);
+    CHECK_FALSE(r.vacuous);
+    CHECK(r.cotangents == 2);
+    REQUIRE(r.inputs.size() == 2);
+    for (const InputReport& in : r.inputs) {
+        CHECK(in.elements == in.shape[0] * in.shape[1]);
+        CHECK(in.rel_error < 1e-9);
+        CHECK(in.checked_by == CheckedBy::full);
+    }
+    CHECK(r.structural.size() == 6);
+    for (const StructuralCheck& s : r.structural) CHECK(s.passed);
+    // Two forwards per element when every element agrees at the first step.
+    CHECK(r.evaluations >= 2 * (12 + 20));
+    CHECK(r.evaluations < 3 * (12 + 20));
+}
+
+TEST_CASE("gradcheck: the step is a power of two scaled to the value")
+{
+    Tensor x = leaf({0.3, -5.0, 1000.0}, {3});
+    GradcheckOptions o;
+    o.report_worst = 3;
+    GradcheckResult r = gradcheck([](const tensor_list& x) { return sin(x[0]); }, {x}, o);
+    REQUIRE(r.passed());
+    REQUIRE(r.inputs[0].worst.size() == 3);
+    for (const ElementReport& e : r.inputs[0].worst) {
+        int exponent = 0;
+        CHECK(std::frexp(e.step, &exponent) == 0.5);  // a power of two
+        double target = std::cbrt(2.220446049250313e-16) * std::max(1.0, std::abs(e.value));
+        CHECK(e.step > target / 1.5);
+        CHECK(e.step < target * 1.5);
+        CHECK((e.value + e.step) - e.value == e.step);  // exact
+    }
+}
+
+TEST_CASE("gradcheck: a flipped sign fails, naming the input")
+{
+    Tensor a = randn_leaf({3, 4}, 3), b = randn_leaf({3, 4}, 4);
+    auto fn = [](const tensor_list& x) { return mul_flipped(x[0], x[1]); };
+    check_fails_on(gradcheck(fn, {a, b}, named({"a", "b"})), "b");
+    // Fast mode alone escalates and finds it too.
+    GradcheckResult fast = gradcheck(fn, {a, b}, named({"a", "b"}, GradcheckMode::fast));
+    check_fails_on(fast, "b");
+    CHECK(fast.input("b").checked_by == CheckedBy::fast_then_full);
+    CHECK(fast.input("a").checked_by == CheckedBy::fast);
+}
+
+TEST_CASE("gradcheck: one element scaled by 1 + 1e-3 fails at that element")
+{
+    Tensor a = randn_leaf({3, 4}, 5), b = randn_leaf({3, 4}, 6);
+    auto fn = [](const tensor_list& x) { return mul_one_scaled(x[0], x[1]); };
+    for (GradcheckMode mode : {GradcheckMode::full, GradcheckMode::fast}) {
+        GradcheckResult r = gradcheck(fn, {a, b}, named({"a", "b"}, mode));
+        check_fails_on(r, "a");
+        const InputReport& in = r.input("a");
+        CHECK(in.failures == 1);
+        REQUIRE(!in.worst.empty());
+        CHECK(in.worst[0].verdict == ElementVerdict::fail);
+        CHECK(in.worst[0].index == shape_type{1, 2});
+        CHECK(in.worst[0].rel_error == doctest::Approx(1e-3).epsilon(0.01));
+    }
+    // In an input large enough for fast mode: one wrong element in 2,000.
+    Tensor big_a = randn_leaf({20, 100}, 7), big_b = randn_leaf({20, 100}, 8);
+    GradcheckOptions o = named({"a", "b"}, GradcheckMode::automatic);
+    o.fast_above = 500;
+    GradcheckResult r = gradcheck(fn, {big_a, big_b}, o);
+    check_fails_on(r, "a");
+    CHECK(r.input("a").checked_by == CheckedBy::fast_then_full);
+    CHECK(r.input("b").checked_by == CheckedBy::fast);
+    CHECK(r.input("a").failures == 1);
+}
+
+TEST_CASE("gradcheck: a missing reduction over a broadcast axis")
+{
+    // The wrong shape is caught by the engine before any comparison, naming op and input.
+    Tensor a = randn_leaf({3, 1}, 9), b = randn_leaf({3, 4}, 10);
+    try {
+        gradcheck([](const tensor_list& x) { return add_no_reduction(x[0], x[1]); }, {a, b});
+        FAIL("no error");
+    } catch (const Error& e) {
+        CHECK(has(e.what(), "add_no_reduction"));
+        CHECK(has(e.what(), "input 0 of shape [3, 1]"));
+    }
+    // Summed over the wrong axis, with the right shape: the checker fails it.
+    Tensor c = randn_leaf({3, 3}, 11);
+    auto fn = [](const tensor_list& x) { return add_wrong_axis(x[0], x[1]); };
+    check_fails_on(gradcheck(fn, {a, c}, named({"a", "b"})), "a");
+    check_fails_on(gradcheck(fn, {a, c}, named({"a", "b"}, GradcheckMode::fast)), "a");
+}
+
+TEST_CASE("gradcheck: a transposed gradient fails")
+{
+    Tensor a = randn_leaf({4, 4}, 12), b = randn_leaf({4, 4}, 13);
+    auto fn = [](const tensor_list& x) { return matmul_transposed(x[0], x[1]); };
+    check_fails_on(gradcheck(fn, {a, b}, named({"input", "weight"})), "weight");
+    check_fails_on(gradcheck(fn, {a, b}, named({"input", "weight"}, GradcheckMode::fast)), "weight");
+}
+
+TEST_CASE("gradcheck: a gradient off by one position fails")
+{
+    Tensor x = randn_leaf({10}, 14), y = randn_leaf({10}, 15);
+    auto fn = [](const tensor_list& v) { return mul(exp_shifted(v[0]), v[1]); };
+    GradcheckResult r = gradcheck(fn, {x, y}, named({"x", "y"}));
+    check_fails_on(r, "x");
+    CHECK(r.input("x").failures >= 9);
+    check_fails_on(gradcheck(fn, {x, y}, named({"x", "y"}, GradcheckMode::fast)), "x");
+}
+
+TEST_CASE("gradcheck: one wrong entry in a mostly-zero Jacobian fails, in fast mode too")
+{
+    Tensor x = randn_leaf({50}, 16);
+    auto fn = [](const tensor_list& v) { return pick_mostly_zero(v[0]); };
+    for (GradcheckMode mode : {GradcheckMode::full, GradcheckMode::fast}) {
+        GradcheckResult r = gradcheck(fn, {x}, named({"x"}, mode));
+        check_fails_on(r, "x");
+        CHECK(r.input("x").failures == 1);
+        CHECK(r.input("x").worst[0].index == shape_type{23});
+    }
+}
+
+TEST_CASE("gradcheck: fast mode passes correct large inputs without escalating")
+{
+    Tensor x = randn_leaf({20000}, 17);
+    GradcheckOptions o;
+    o.mode = GradcheckMode::fast;
+    GradcheckResult r = gradcheck([](const tensor_list& v) { return mul(sigmoid(v[0]), v[0]); }, {x}, o);
+    INFO(r.to_string());
+    CHECK(r.passed());
+    CHECK(r.inputs[0].checked_by == CheckedBy::fast);
+    CHECK(r.inputs[0].probes >= o.probes);
+    CHECK(r.inputs[0].probe_ratio < 1);
+    CHECK(r.evaluations < 200);  // not 40,000
+
+    Tensor a = randn_leaf({64, 64}, 18), b = randn_leaf({64, 64}, 19);
+    GradcheckResult m = gradcheck([](const tensor_list& v) { return matmul(v[0], v[1]); }, {a, b}, o);
+    INFO(m.to_string());
+    CHECK(m.passed());
+    for (const InputReport& in : m.inputs) CHECK(in.checked_by == CheckedBy::fast);
+}
+
+TEST_CASE("gradcheck: kinks are non-differentiable points, not failures")
+{
+    auto expect_kinks = [](const GradcheckResult& r, int64_t kinks, std::vector<shape_type> where) {
+        INFO(r.to_string());
+        CHECK(r.passed());
+        CHECK(r.verdict == Verdict::nondifferentiable);
+        CHECK(r.inputs[0].verdict == Verdict::nondifferentiable);
+        CHECK(r.inputs[0].failures == 0);
+        CHECK(r.inputs[0].kinks == kinks);
+        for (size_t i = 0; i < where.size(); ++i) {
+            REQUIRE(i < r.inputs[0].worst.size());
+            const ElementReport& e = r.inputs[0].worst[i];
+            CHECK(e.verdict == ElementVerdict::kink);
+            CHECK(std::find(where.begin(), where.end(), e.index) != where.end());
+            CHECK(e.analytic >= std::min(e.left, e.right) - 1e-7);
+            CHECK(e.analytic <= std::max(e.left, e.right) + 1e-7);
+        }
+        CHECK(has(r.to_string(), "kink"));
+    };
+    Tensor x = leaf({-1.0, 0.0, 0.5, 2.0, 0.0}, {5});
+    expect_kinks(gradcheck([](const tensor_list& v) { return relu(v[0]); }, {x}), 2, {{1}, {4}});
+    expect_kinks(gradcheck([](const tensor_list& v) { return abs(v[0]); }, {x}), 2, {{1}, {4}});
+    Tensor t = leaf({1.0, 3.0, 3.0, 2.0}, {4});
+    expect_kinks(gradcheck([](const tensor_list& v) { return max(v[0]); }, {t}), 2, {{1}, {2}});
+    Tensor a = leaf({1.0, 2.0, -0.5}, {3}), b = from_values({1.0, 0.5, -0.5}, {3}, float64);
+    expect_kinks(gradcheck([](const tensor_list& v) { return maximum(v[0], v[1]); }, {a, b}), 2, {{0}, {2}});
+
+    // A "subgradient" outside [left, right] is a failure.
+    GradcheckResult bad = gradcheck([](const tensor_list& v) { return relu_bad_at_zero(v[0]); }, {x}, named({"x"}));
+    check_fails_on(bad, "x");
+    CHECK(bad.inputs[0].failures == 2);
+    CHECK(bad.inputs[0].worst[0].verdict == ElementVerdict::fail);
+    CHECK(bad.inputs[0].worst[0].analytic != doctest::Approx(0.0));
+}
+
+TEST_CASE("gradcheck: a stencil that changes the output's finiteness is flagged")
+{
+    Tensor x = leaf({0.0, 1.0, 4.0}, {3});
+    GradcheckResult r = gradcheck([](const tensor_list& v) { return sqrt(v[0]); }, {x});
+    INFO(r.to_string());
+    CHECK(r.passed());
+    CHECK(r.verdict == Verdict::nondifferentiable);
+    CHECK(r.inputs[0].nonfinite == 1);
+    CHECK(r.inputs[0].worst[0].index == shape_type{0});
+    CHECK(r.inputs[0].worst[0].verdict == ElementVerdict::nonfinite);
+}
+
+TEST_CASE("gradcheck: structural checks catch what finite differences cannot")
+{
+    Tensor x = randn_leaf({4}, 20);
+    SUBCASE("backward not linear in the upstream gradient")
+    {
+        auto fn = [](const tensor_list& v) {
+            return record("sq_grad", untaped([&] { return mul(v[0], scalar(2.0, float64)); }), {v[0]}, {},
+                          [](const BackwardArgs& g) -> tensor_list { return {mul(g.grad, mul(g.grad, g.grad))}; });
+        };
+        GradcheckResult r = gradcheck(fn, {x});
+        CHECK_FALSE(r.passed());
+        CHECK_FALSE(structural(r, "linear").passed);
+    }
+    SUBCASE("zero upstream gradient gives non-zero")
+    {
+        auto fn = [](const tensor_list& v) {
+            return record("affine_grad", untaped([&] { return mul(v[0], scalar(2.0, float64)); }), {v[0]}, {},
+                          [](const BackwardArgs& g) -> tensor_list {
+                              return {add(mul(g.grad, scalar(2.0, float64)), scalar(1e-3, float64))};
+                          });
+        };
+        GradcheckResult r = gradcheck(fn, {x});
+        CHECK_FALSE(r.passed());
+        CHECK_FALSE(structural(r, "zero upstream").passed);
+        CHECK(has(r.to_string(), "zero upstream"));
+    }
+    SUBCASE("nondeterministic backward")
+    {
+        auto fn = [](const tensor_list& v) {
+            return record("drifting", untaped([&] { return mul(v[0], scalar(2.0, float64)); }), {v[0]}, {},
+                          [](const BackwardArgs& g) -> tensor_list {
+                              static std::atomic<int> calls{0};
+                              double k = 2.0 * (1 + 1e-14 * (calls++ % 7));
+                              return {mul(g.grad, scalar(k, float64))};
+                          });
+        };
+        GradcheckResult r = gradcheck(fn, {x});
+        CHECK_FALSE(structural(r, "deterministic").passed);
+        CHECK_FALSE(r.passed());
+    }
+    SUBCASE("an input modified in place")
+    {
+        Tensor y = from_values({1.0, 2.0}, {2}, float64);
+        auto fn = [](const tensor_list& v) {
+            {
+                NoGradGuard off;
+                Tensor target = v[1];
+                target.fill_(7.0);
+            }
+            return sin(v[0]);
+        };
+        GradcheckResult r = gradcheck(fn, {x, y}, named({"x", "y"}));
+        CHECK_FALSE(r.passed());
+        CHECK_FALSE(structural(r, "inputs unchanged").passed);
+        CHECK(has(structural(r, "inputs unchanged").detail, "'y'"));
+    }
+    SUBCASE("recorded forward differs from the untaped one")
+    {
+        auto fn = [](const tensor_list& v) {
+            return grad_enabled() ? sin(v[0]) : add(sin(v[0]), scalar(1e-6, float64));
+        };
+        GradcheckResult r = gradcheck(fn, {x});
+        CHECK_FALSE(r.passed());
+        CHECK_FALSE(structural(r, "recorded forward").passed);
+    }
+}
+
+TEST_CASE("gradcheck: a vacuous check is flagged")
+{
+    Tensor x = randn_leaf({3}, 21);
+    auto fn = [](const tensor_list& v) { return mul(v[0], scalar(0.0, float64)); };
+    GradcheckResult r = gradcheck(fn, {x});
+    CHECK(r.vacuous);
+    CHECK(r.inputs[0].vacuous);
+    CHECK(r.passed());  // a warning by default
+    CHECK(has(r.to_string(), "VACUOUS"));
+    GradcheckOptions o;
+    o.vacuous_fails = true;
+    CHECK_FALSE(gradcheck(fn, {x}, o).passed());
+    // One input with zero gradient does not make the check vacuous.
+    Tensor y = randn_leaf({3}, 22);
+    GradcheckResult part = gradcheck([](const tensor_list& v) { return add(mul(v[0], scalar(0.0, float64)), v[1]); },
+                                     {x, y});
+    CHECK_FALSE(part.vacuous);
+    CHECK(part.inputs[0].vacuous);
+}
+
+TEST_CASE("gradgradcheck: second order of correct functions passes, a planted bug fails")
+{
+    Tensor a = randn_leaf({3, 4}, 23), b = randn_leaf({4, 2}, 24);
+    auto fn = [](const tensor_list& v) { return sigmoid(matmul(tanh(v[0]), v[1])); };
+    GradcheckResult r = gradgradcheck(fn, {a, b}, named({"a", "b"}));
+    INFO(r.to_string());
+    CHECK(r.passed());
+    REQUIRE(r.inputs.size() == 3);
+    CHECK(r.inputs[2].name == "upstream gradient");
+
+    Tensor x = randn_leaf({5}, 25);
+    auto sq = [](const tensor_list& v) { return square_bad_second_order(v[0]); };
+    CHECK(gradcheck(sq, {x}).passed());  // first order is right
+    GradcheckResult second = gradgradcheck(sq, {x}, named({"x"}));
+    check_fails_on(second, "x");
+    GradcheckOptions o = named({"x"});
+    o.second_order = true;
+    GradcheckResult both = gradcheck(sq, {x}, o);
+    CHECK(both.verdict == Verdict::pass);
+    CHECK_FALSE(both.passed());
+    REQUIRE(both.second_order.size() == 1);
+    CHECK(has(both.to_string(), "second order"));
+}
+
+TEST_CASE("check_float32: float32 gradients against float64 ones")
+{
+    Tensor x = randn_leaf({6}, 26);
+    PrecisionReport ok = check_float32([](const tensor_list& v) { return tanh(v[0]); }, {x});
+    CHECK(ok.passed);
+    CHECK(ok.max_rel_error < 1e-5);
+    auto fn = [](const tensor_list& v) { return scale_bad_float32(v[0]); };
+    CHECK(gradcheck(fn, {x}).passed());  // float64 is right
+    PrecisionReport bad = check_float32(fn, {x}, named({"x"}));
+    CHECK_FALSE(bad.passed);
+    CHECK(has(bad.message, "gradient of 'x'"));
+}
+
+TEST_CASE("gradcheck: the report names what failed and how to reproduce it")
+{
+    Tensor a = randn_leaf({3, 4}, 27), b = randn_leaf({3, 4}, 28);
+    GradcheckOptions o = named({"weight", "input"});
+    o.seed = 5;
+    GradcheckResult r = gradcheck([](const tensor_list& x) { return mul_one_scaled(x[0], x[1]); }, {a, b}, o);
+    std::string text = r.to_string();
+    CHECK(has(text, "weight [3, 4]: FAIL"));
+    CHECK(has(text, "input [3, 4]: pass"));
+    CHECK(has(text, "[1, 2]"));
+    CHECK(has(text, "seed 5"));
+    CHECK(has(text, "reproduce: tg::gradcheck(fn, inputs, {.seed = 5, .mode = tg::GradcheckMode::full})"));
+    CHECK(r.reproduce == "tg::gradcheck(fn, inputs, {.seed = 5, .mode = tg::GradcheckMode::full})");
+}
+
+TEST_CASE("gradcheck: options and errors")
+{
+    Tensor x = randn_leaf({3, 2}, 29);
+    auto fn = [](const tensor_list& v) { return exp(v[0]); };
+    GradcheckOptions o;
+    o.cotangents = 3;
+    CHECK(gradcheck(fn, {x}, o).cotangents == 3);
+    CHECK(gradcheck([](const tensor_list& v) { return sum(exp(v[0])); }, {x}, o).cotangents == 1);  // scalar
+    Tensor no_grad = from_values({1.0, 2.0}, {2}, float64);
+    CHECK_THROWS_WITH_AS(gradcheck(fn, {no_grad}), doctest::Contains("no input requires grad"), Error);
+    CHECK_THROWS_AS(gradcheck([](const tensor_list& v) { return v[0].to(float32); }, {x}), Error);
+    // float32 inputs are checked through float64 copies.
+    Tensor x32 = randn({4}, float32).requires_grad_();
+    CHECK(gradcheck(fn, {x32}).passed());
+}
