@@ -1,6 +1,8 @@
 // The tape: accumulation, tg::grad, retained graphs, the version counter,
 // grad mode, threads, memory held by the tape, and second derivatives.
 #include <doctest/doctest.h>
+
+#include "helpers.hpp"
 #include <tapegrad/tapegrad.hpp>
 
 #include <algorithm>
@@ -11,19 +13,6 @@
 
 namespace {
 
-using Values = std::vector<double>;
-
-template <class F>
-std::string error_of(F&& f)
-{
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    FAIL("expected a tg::Error");
-    return "";
-}
 
 void check_close(const tg::Tensor& a, const Values& expected, double tol)
 {

@@ -3,6 +3,8 @@
 // against direct loops, ties in max pooling, the registry samples, and the
 // errors.
 #include <doctest/doctest.h>
+
+#include "helpers.hpp"
 #include <tapegrad/tapegrad.hpp>
 
 #include <algorithm>
@@ -13,19 +15,6 @@
 
 namespace {
 
-using Values = std::vector<double>;
-
-template <class F>
-std::string error_of(F&& f)
-{
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    FAIL("expected a tg::Error");
-    return "";
-}
 
 void check_close(const Values& got, const Values& want, double tol, const std::string& what)
 {

@@ -1,6 +1,8 @@
 // The tensor: creation, element access, conversion, printing, in-place
 // changes, random numbers and the errors a user can cause.
 #include <doctest/doctest.h>
+
+#include "helpers.hpp"
 #include <tapegrad/tapegrad.hpp>
 
 #include <algorithm>
@@ -11,20 +13,6 @@
 
 namespace {
 
-using Values = std::vector<double>;
-
-// The message of the tg::Error that `f` throws (fails the test if none).
-template <class F>
-std::string error_of(F&& f)
-{
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    FAIL("expected a tg::Error");
-    return "";
-}
 
 void check_contains(const std::string& text, std::initializer_list<const char*> parts)
 {
