@@ -24,6 +24,7 @@
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
 #include "nn/module.hpp"
+#include "nn/models.hpp"
 #include "ops/conv.hpp"
 #include "data/dataset.hpp"
 #include "data/idx.hpp"

@@ -36,15 +36,6 @@ struct Settings {
     std::string resume;
 };
 
-// The reference CNN of ../shared/bench (the benchmarks' model).
-std::shared_ptr<nn::Sequential> reference_cnn()
-{
-    return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-        nn::make<nn::Conv2d>(1, 32, 3, nn::Conv2dOptions{.padding = 1}), nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2),
-        nn::make<nn::Conv2d>(32, 64, 3, nn::Conv2dOptions{.padding = 1}), nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2),
-        nn::make<nn::Flatten>(), nn::make<nn::Linear>(64 * 7 * 7, 128), nn::make<nn::ReLU>(), nn::make<nn::Linear>(128, 10)});
-}
-
 // The default: two conv blocks of two 3×3 convolutions with batch norm, and
 // dropout before each linear layer.
 std::shared_ptr<nn::Sequential> default_cnn(uint64_t seed)
@@ -281,7 +272,7 @@ int run(int argc, char** argv)
                 std::chrono::duration<double>(Clock::now() - t0).count());
 
     tg::manual_seed(s.seed);
-    std::shared_ptr<nn::Sequential> model = s.model == "ref" ? reference_cnn() : default_cnn(s.seed);
+    std::shared_ptr<nn::Sequential> model = s.model == "ref" ? nn::reference_cnn() : default_cnn(s.seed);
     std::printf("%s", model->summary({1, 1, 28, 28}).c_str());
 
     std::unique_ptr<tg::optim::Optimizer> optimizer;
