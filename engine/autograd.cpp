@@ -2,6 +2,7 @@
 
 #include <atomic>
 
+#include "engine/replay.hpp"
 #include "ops/elementwise.hpp"
 
 namespace tg {
@@ -51,9 +52,25 @@ Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs
         }
         node->saved.push_back(std::move(st));
     }
+    if (node->replay) {
+        ReplayInfo& r = *node->replay;
+        for (const Tensor& t : inputs) {
+            r.inputs.push_back(t.defined() ? t.detach() : Tensor());
+            r.input_versions.push_back(t.defined() ? t.version() : 0);
+        }
+        r.output = out.detach();
+        r.output_version = out.version();
+    }
     out.impl().requires_grad = true;
     out.impl().grad_fn = std::move(node);
     return out;
+}
+
+void keep_replay(Node& node, ReplayForward forward, ReplayDelta delta)
+{
+    node.replay = std::make_unique<ReplayInfo>();
+    node.replay->forward = std::move(forward);
+    node.replay->delta = std::move(delta);
 }
 
 }  // namespace detail

@@ -16,6 +16,7 @@
 #include <atomic>
 #include <functional>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "engine/memory.hpp"
@@ -69,6 +70,7 @@ struct SavedTensor {
 };
 
 class BackwardArgs;
+struct ReplayInfo;  // engine/replay.hpp
 
 struct Node {
     const char* op;                    // the op's name, for messages
@@ -77,6 +79,7 @@ struct Node {
     shape_type shape;                  // of the output
     Dtype dtype;
     bool released = false;             // the rule and saved tensors were freed by a backward
+    std::unique_ptr<ReplayInfo> replay;  // only for ops recorded under a ReplayCapture
 
     // scratch of one backward sweep
     uint64_t epoch_seen = 0;           // the sweep that last discovered this entry
@@ -143,24 +146,44 @@ private:
     size_t size_ = 0;
 };
 
+using ReplayForward = std::function<Tensor(const tensor_list&)>;
+class DeltaArgs;
+using ReplayDelta = std::function<bool(DeltaArgs&)>;
+
 namespace detail {
 Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs inputs, TensorRefs save);
+extern thread_local bool replay_capture_on;
+void keep_replay(Node& node, ReplayForward forward, ReplayDelta delta);
 }  // namespace detail
 
 // Records one op on the tape: `out` was computed from `inputs`; `save` lists
 // the tensors the rule reads back (inputs or `out` itself); `rule` maps the
 // output's gradient to one gradient per input (an undefined Tensor for none).
+// `replay` is optional: the op's forward as a closure `Tensor(const
+// tensor_list& inputs)` over its attributes, then optionally its delta rule
+// `bool(DeltaArgs&)` (engine/replay.hpp); the model gradcheck replays parts of
+// the tape with them. They are kept only under a ReplayCapture.
 // Does nothing when grad mode is off or no input requires grad.
-template <class Rule>
-Tensor record(const char* op, Tensor out, TensorRefs inputs, TensorRefs save, Rule&& rule)
+template <class Rule, class... Replay>
+Tensor record(const char* op, Tensor out, TensorRefs inputs, TensorRefs save, Rule&& rule, Replay&&... replay)
 {
+    static_assert(sizeof...(Replay) <= 2, "record: replay is a forward closure and optionally a delta rule");
     if (!grad_enabled()) return out;
     bool any = false;
     for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
     if (!any) return out;
     using R = std::decay_t<Rule>;
-    return detail::attach(detail::make_pooled<RuleNode<R>>(R(std::forward<Rule>(rule))), op, std::move(out),
-                          inputs, save);
+    auto node = detail::make_pooled<RuleNode<R>>(R(std::forward<Rule>(rule)));
+    if constexpr (sizeof...(Replay) > 0) {
+        if (detail::replay_capture_on) {
+            auto closures = std::forward_as_tuple(std::forward<Replay>(replay)...);
+            if constexpr (sizeof...(Replay) == 1)
+                detail::keep_replay(*node, ReplayForward(std::get<0>(closures)), ReplayDelta());
+            else
+                detail::keep_replay(*node, ReplayForward(std::get<0>(closures)), ReplayDelta(std::get<1>(closures)));
+        }
+    }
+    return detail::attach(std::move(node), op, std::move(out), inputs, save);
 }
 
 // --- running backward ---------------------------------------------------------------

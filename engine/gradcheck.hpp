@@ -138,6 +138,7 @@ struct GradcheckResult {
     std::vector<StructuralCheck> structural;
     std::vector<GradcheckResult> second_order;  // gradcheck with options.second_order
     int64_t evaluations = 0;     // forward calls made for finite differences
+    std::string note;            // how the evaluations were made, when it matters
     double seconds = 0;
     std::string reproduce;
 
@@ -155,6 +156,17 @@ using GradcheckFn = std::function<Tensor(const tensor_list&)>;
 // several threads at once on separate copies of the inputs: it must not change
 // shared state. Errors raised by fn or by a backward rule propagate.
 GradcheckResult gradcheck(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options = {});
+
+// Checks the gradients of fn() with respect to tensors it reads (a model's
+// parameters, by name): float64 leaves that require grad, which fn must not
+// change. fn runs once with the tape on; each perturbed evaluation then
+// replays only the entries downstream of the perturbed parameter, on every
+// thread at once, never touching the parameters (engine/replay.hpp). Ops
+// recorded without a replay closure make it fall back to calling fn again for
+// each perturbation, one at a time, with the parameter changed in place.
+// The model version, tg::gradcheck(model, loss_fn, batch), is in nn/gradcheck.hpp.
+GradcheckResult gradcheck_parameters(const std::function<Tensor()>& fn, const named_tensors& parameters,
+                                     GradcheckOptions options = {});
 
 // Second order: checks the gradients of (x, u) ↦ Σ_i <∂<fn(x), u>/∂x_i, w_i>
 // (random u and w) with respect to x and u, i.e. the backward of fn

@@ -42,6 +42,26 @@ void Module::collect(const std::string& prefix, named_tensors& out, bool buffers
     for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out, buffers);
 }
 
+void Module::collect_slots(const std::string& prefix, std::vector<std::pair<std::string, Tensor*>>& out, bool buffers)
+{
+    for (auto& [name, t] : buffers ? buffers_ : parameters_) out.emplace_back(prefix + name, &t);
+    for (auto& [name, child] : children_) child->collect_slots(prefix + name + ".", out, buffers);
+}
+
+std::vector<std::pair<std::string, Tensor*>> Module::parameter_slots()
+{
+    std::vector<std::pair<std::string, Tensor*>> out;
+    collect_slots("", out, false);
+    return out;
+}
+
+std::vector<std::pair<std::string, Tensor*>> Module::buffer_slots()
+{
+    std::vector<std::pair<std::string, Tensor*>> out;
+    collect_slots("", out, true);
+    return out;
+}
+
 named_tensors Module::named_parameters() const
 {
     named_tensors out;

@@ -28,6 +28,11 @@ public:
     named_tensors named_buffers() const;
     tensor_list parameters() const;
     int64_t parameter_count() const;
+    // The module's own slots holding each parameter (buffer), by the same
+    // names: for code that swaps the tensors and puts them back (the model
+    // gradcheck runs on float64 stand-ins). The pointers live as long as the module.
+    std::vector<std::pair<std::string, Tensor*>> parameter_slots();
+    std::vector<std::pair<std::string, Tensor*>> buffer_slots();
 
     void zero_grad();
     // Training mode (batch statistics, dropout) or evaluation mode; recursive.
@@ -59,6 +64,7 @@ protected:
 
 private:
     void collect(const std::string& prefix, named_tensors& out, bool buffers) const;
+    void collect_slots(const std::string& prefix, std::vector<std::pair<std::string, Tensor*>>& out, bool buffers);
     void summarize(std::string& out, const std::string& name, int depth) const;
 
     std::deque<std::pair<std::string, Tensor>> parameters_, buffers_;

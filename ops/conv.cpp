@@ -18,6 +18,7 @@
 #include "engine/blas.hpp"
 #include "engine/parallel.hpp"
 #include "engine/registry.hpp"
+#include "engine/replay.hpp"
 #include "ops/matmul.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
@@ -705,6 +706,66 @@ OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
     return OpSample{std::move(label), std::move(inputs), std::move(fn)};
 }
 
+// Replay of conv2d for a few changed elements (engine/replay.hpp). Conv is
+// bilinear: y' − y = conv(x' − x, w') + conv(x, w' − w) + (b' − b), so a
+// changed input pixel updates the outputs whose windows cover it, a changed
+// weight one output channel, a changed bias one output plane.
+bool conv2d_delta(DeltaArgs& d, const ConvShape& s)
+{
+    const Geometry& g = s.g;
+    const ReplayInput &X = d.inputs[0], &W = d.inputs[1], &B = d.inputs[2];
+    const int64_t og = s.og(), cg = s.cg(), kk = g.kk(), plane = g.ho * g.wo;
+    int64_t work = (X.unchanged() ? 0 : int64_t(X.changed->size()) * og * kk) +
+                   (W.unchanged() ? 0 : int64_t(W.changed->size()) * g.n * plane) +
+                   (B.unchanged() ? 0 : int64_t(B.changed->size()) * g.n * plane);
+    if (work > g.n * s.out_channels * plane * s.k() / 4) return false;  // the GEMMs are cheaper
+    const double *x0 = X.base_data(), *x1 = X.data(), *w0 = W.base_data(), *w1 = W.data();
+    auto add = [&](int64_t n, int64_t co, int64_t oy, int64_t ox, double v) {
+        int64_t o = ((n * s.out_channels + co) * g.ho + oy) * g.wo + ox;
+        d.out[o] += v;
+        d.touch(o);
+    };
+    if (!X.unchanged())
+        for (int64_t f : *X.changed) {
+            double dx = x1[f] - x0[f];
+            int64_t ix = f % g.w, iy = f / g.w % g.h, ci = f / (g.w * g.h) % g.c, n = f / (g.w * g.h * g.c);
+            int64_t group = ci / cg, cl = ci % cg;
+            for (int64_t ky = 0; ky < g.kh; ++ky) {
+                int64_t ty = iy + g.ph - ky * g.dh;  // = oy·sh
+                if (ty < 0 || ty % g.sh != 0 || ty / g.sh >= g.ho) continue;
+                for (int64_t kx = 0; kx < g.kw; ++kx) {
+                    int64_t tx = ix + g.pw - kx * g.dw;
+                    if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.wo) continue;
+                    for (int64_t co = group * og; co < (group + 1) * og; ++co)
+                        add(n, co, ty / g.sh, tx / g.sw, dx * w1[((co * cg + cl) * g.kh + ky) * g.kw + kx]);
+                }
+            }
+        }
+    if (!W.unchanged())
+        for (int64_t f : *W.changed) {
+            double dw = w1[f] - w0[f];
+            int64_t kx = f % g.kw, ky = f / g.kw % g.kh, cl = f / kk % cg, co = f / (kk * cg);
+            int64_t ci = co / og * cg + cl;
+            for (int64_t n = 0; n < g.n; ++n)
+                for (int64_t oy = 0; oy < g.ho; ++oy) {
+                    int64_t iy = oy * g.sh - g.ph + ky * g.dh;
+                    if (iy < 0 || iy >= g.h) continue;
+                    const double* row = x0 + ((n * g.c + ci) * g.h + iy) * g.w;
+                    for (int64_t ox = 0; ox < g.wo; ++ox) {
+                        int64_t ix = ox * g.sw - g.pw + kx * g.dw;
+                        if (ix >= 0 && ix < g.w) add(n, co, oy, ox, row[ix] * dw);
+                    }
+                }
+        }
+    if (!B.unchanged())
+        for (int64_t co : *B.changed) {
+            double db = B.data()[co] - B.base_data()[co];
+            for (int64_t n = 0; n < g.n; ++n)
+                for (int64_t p = 0; p < plane; ++p) add(n, co, p / g.wo, p % g.wo, db);
+        }
+    return true;
+}
+
 }  // namespace
 
 // --- im2col and col2im --------------------------------------------------------------------
@@ -726,7 +787,7 @@ Tensor im2col(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding, Int2 dila
     });
     return record("im2col", out, {x}, {}, [kernel, stride, padding, dilation, hw = Int2{g.h, g.w}](const BackwardArgs& a) -> tensor_list {
         return {col2im(a.grad, hw, kernel, stride, padding, dilation)};
-    });
+    }, [kernel, stride, padding, dilation](const tensor_list& in) { return im2col(in[0], kernel, stride, padding, dilation); });
 }
 
 Tensor col2im(const Tensor& cols, Int2 input_hw, Int2 kernel, Int2 stride, Int2 padding, Int2 dilation)
@@ -755,6 +816,8 @@ Tensor col2im(const Tensor& cols, Int2 input_hw, Int2 kernel, Int2 stride, Int2 
     });
     return record("col2im", out, {cols}, {}, [kernel, stride, padding, dilation](const BackwardArgs& a) -> tensor_list {
         return {im2col(a.grad, kernel, stride, padding, dilation)};
+    }, [input_hw, kernel, stride, padding, dilation](const tensor_list& in) {
+        return col2im(in[0], input_hw, kernel, stride, padding, dilation);
     });
 }
 
@@ -823,7 +886,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Int2 st
                                     ptr(dw), ptr(db));
         });
         return {dx, dw, db};
-    });
+    }, [stride, padding, dilation, groups](const tensor_list& in) {
+        return conv2d(in[0], in[1], in[2], stride, padding, dilation, groups);
+    }, [s](DeltaArgs& d) { return conv2d_delta(d, s); });
 }
 
 namespace {

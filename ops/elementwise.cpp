@@ -3,9 +3,11 @@
 #include "ops/elementwise.hpp"
 
 #include <cmath>
+#include <cstring>
 
 #include "engine/autograd.hpp"
 #include "engine/registry.hpp"
+#include "engine/replay.hpp"
 #include "ops/kernels.hpp"
 #include "ops/shape.hpp"
 
@@ -48,6 +50,123 @@ Tensor unary_forward(const char* op, const Tensor& x, F f)
 
 Tensor like(const Tensor& t, double v) { return scalar(v, t.dtype()); }
 
+// --- replay (the model gradcheck's partial re-evaluation, engine/replay.hpp) -------------
+
+auto unary_replay(Tensor (*op)(const Tensor&))
+{
+    return [op](const tensor_list& in) { return op(in[0]); };
+}
+auto binary_replay(Tensor (*op)(const Tensor&, const Tensor&))
+{
+    return [op](const tensor_list& in) { return op(in[0], in[1]); };
+}
+
+// y = f(x) again where x changed.
+template <class F>
+auto unary_delta(F f)
+{
+    return [f](DeltaArgs& d) {
+        const ReplayInput& x = d.inputs[0];
+        const double* xv = x.data();
+        for (int64_t i : *x.changed) {
+            double y = f(xv[i]);
+            if (std::memcmp(&y, &d.out[i], sizeof y) == 0) continue;
+            d.out[i] = y;
+            d.touch(i);
+        }
+        return true;
+    };
+}
+
+// out = f(a, b) again at every output element a changed element of a or b
+// reaches (all its broadcast copies).
+template <class F>
+auto binary_delta(F f)
+{
+    return [f](DeltaArgs& d) {
+        const shape_type& so = d.base_out.shape();
+        const int rank = int(so.size());
+        const double* av = d.inputs[0].data();
+        const double* bv = d.inputs[1].data();
+        shape_type sh[2] = {d.inputs[0].base->shape(), d.inputs[1].base->shape()};
+        // Per output axis: each operand's stride (0 where it broadcasts).
+        int64_t out_stride[8], stride[2][8];
+        if (rank > 8) return false;
+        for (int op = 0; op < 2; ++op) {
+            int64_t st = 1;
+            for (int ax = rank - 1; ax >= 0; --ax) {
+                int src = ax - (rank - int(sh[op].size()));
+                int64_t dim = src >= 0 ? sh[op][size_t(src)] : 1;
+                stride[op][ax] = dim == 1 ? 0 : st;
+                st *= dim;
+            }
+        }
+        for (int64_t st = 1, ax = rank - 1; ax >= 0; --ax) {
+            out_stride[ax] = st;
+            st *= so[size_t(ax)];
+        }
+        auto index_in = [&](int op, int64_t o) {  // operand op's element read by output o
+            int64_t at = 0;
+            for (int ax = 0; ax < rank; ++ax) {
+                at += (o / out_stride[ax]) % so[size_t(ax)] * stride[op][ax];
+            }
+            return at;
+        };
+        auto set = [&](int64_t o, int64_t ia, int64_t ib) {
+            double y = f(av[ia], bv[ib]);
+            if (std::memcmp(&y, &d.out[o], sizeof y) == 0) return;
+            d.out[o] = y;
+            d.touch(o);
+        };
+        const int64_t budget = d.base_out.numel();
+        int64_t work = 0;
+        for (int op = 0; op < 2; ++op) {
+            const ReplayInput& x = d.inputs[size_t(op)];
+            if (x.unchanged()) continue;
+            if (sh[op] == so) {  // the element is read by one output element only
+                for (int64_t o : *x.changed) set(o, index_in(0, o), index_in(1, o));
+                continue;
+            }
+            // The element's coordinates on the axes it has; it is read by every
+            // combination of the axes it is broadcast along.
+            for (int64_t flat : *x.changed) {
+                int64_t coord[8], free_dims[8];
+                int free_axes[8], nfree = 0;
+                int64_t r = flat;
+                for (int ax = rank - 1; ax >= 0; --ax) {
+                    int src = ax - (rank - int(sh[op].size()));
+                    int64_t dim = src >= 0 ? sh[op][size_t(src)] : 1;
+                    coord[ax] = r % dim;
+                    r /= dim;
+                    if (dim == 1 && so[size_t(ax)] > 1) {
+                        free_axes[nfree] = ax;
+                        free_dims[nfree++] = so[size_t(ax)];
+                    }
+                }
+                int64_t combos = 1;
+                for (int k = 0; k < nfree; ++k) combos *= free_dims[k];
+                work += combos;
+                if (work > budget / 2) return false;  // a full replay is as cheap
+                for (int64_t c = 0; c < combos; ++c) {
+                    int64_t rem = c;
+                    for (int k = nfree - 1; k >= 0; --k) {
+                        coord[free_axes[k]] = rem % free_dims[k];
+                        rem /= free_dims[k];
+                    }
+                    int64_t o = 0, ia = 0, ib = 0;
+                    for (int ax = 0; ax < rank; ++ax) {
+                        o += coord[ax] * out_stride[ax];
+                        ia += coord[ax] * stride[0][ax];
+                        ib += coord[ax] * stride[1][ax];
+                    }
+                    set(o, ia, ib);
+                }
+            }
+        }
+        return true;
+    };
+}
+
 // The samples every broadcasting binary op is checked with.
 std::vector<OpSample> binary_samples(OpFn fn, Domain a_domain = Domain::real,
                                      Domain b_domain = Domain::real)
@@ -78,43 +197,47 @@ std::vector<OpSample> unary_samples(OpFn fn, Domain domain = Domain::real, std::
 
 Tensor add(const Tensor& a, const Tensor& b)
 {
-    Tensor out = binary_forward("add", a, b, [](auto x, auto y) { return x + y; });
+    auto f = [](auto x, auto y) { return x + y; };
+    Tensor out = binary_forward("add", a, b, f);
     return record("add", out, {a, b}, {}, [sa = a.shape(), sb = b.shape()](const BackwardArgs& g) -> tensor_list {
         return {g.needs_grad(0) ? sum_to(g.grad, sa) : Tensor(),
                 g.needs_grad(1) ? sum_to(g.grad, sb) : Tensor()};
-    });
+    }, binary_replay(add), binary_delta(f));
 }
 TG_REGISTER_OP("add", binary_samples([](const tensor_list& x) { return add(x[0], x[1]); }));
 
 Tensor sub(const Tensor& a, const Tensor& b)
 {
-    Tensor out = binary_forward("sub", a, b, [](auto x, auto y) { return x - y; });
+    auto f = [](auto x, auto y) { return x - y; };
+    Tensor out = binary_forward("sub", a, b, f);
     return record("sub", out, {a, b}, {}, [sa = a.shape(), sb = b.shape()](const BackwardArgs& g) -> tensor_list {
         return {g.needs_grad(0) ? sum_to(g.grad, sa) : Tensor(),
                 g.needs_grad(1) ? sum_to(neg(g.grad), sb) : Tensor()};
-    });
+    }, binary_replay(sub), binary_delta(f));
 }
 TG_REGISTER_OP("sub", binary_samples([](const tensor_list& x) { return sub(x[0], x[1]); }));
 
 Tensor mul(const Tensor& a, const Tensor& b)
 {
-    Tensor out = binary_forward("mul", a, b, [](auto x, auto y) { return x * y; });
+    auto f = [](auto x, auto y) { return x * y; };
+    Tensor out = binary_forward("mul", a, b, f);
     return record("mul", out, {a, b}, {a, b}, [](const BackwardArgs& g) -> tensor_list {
         const Tensor &a = g.saved[0], &b = g.saved[1];
         return {g.needs_grad(0) ? sum_to(mul(g.grad, b), a.shape()) : Tensor(),
                 g.needs_grad(1) ? sum_to(mul(g.grad, a), b.shape()) : Tensor()};
-    });
+    }, binary_replay(mul), binary_delta(f));
 }
 TG_REGISTER_OP("mul", binary_samples([](const tensor_list& x) { return mul(x[0], x[1]); }));
 
 Tensor div(const Tensor& a, const Tensor& b)
 {
-    Tensor out = binary_forward("div", a, b, [](auto x, auto y) { return x / y; });
+    auto f = [](auto x, auto y) { return x / y; };
+    Tensor out = binary_forward("div", a, b, f);
     return record("div", out, {a, b}, {a, b}, [](const BackwardArgs& g) -> tensor_list {
         const Tensor &a = g.saved[0], &b = g.saved[1];
         return {g.needs_grad(0) ? sum_to(div(g.grad, b), a.shape()) : Tensor(),
                 g.needs_grad(1) ? sum_to(neg(div(mul(g.grad, a), mul(b, b))), b.shape()) : Tensor()};
-    });
+    }, binary_replay(div), binary_delta(f));
 }
 TG_REGISTER_OP("div", binary_samples([](const tensor_list& x) { return div(x[0], x[1]); },
                                      Domain::real, Domain::positive));
@@ -123,12 +246,13 @@ TG_REGISTER_OP("div", binary_samples([](const tensor_list& x) { return div(x[0],
 
 Tensor pow(const Tensor& a, const Tensor& b)
 {
-    Tensor out = binary_forward("pow", a, b, [](auto x, auto y) { return std::pow(x, y); });
+    auto f = [](auto x, auto y) { return std::pow(x, y); };
+    Tensor out = binary_forward("pow", a, b, f);
     return record("pow", out, {a, b}, {a, b, out}, [](const BackwardArgs& g) -> tensor_list {
         const Tensor &a = g.saved[0], &b = g.saved[1], &out = g.saved[2];
         return {g.needs_grad(0) ? sum_to(mul(g.grad, mul(b, pow(a, sub(b, like(b, 1))))), a.shape()) : Tensor(),
                 g.needs_grad(1) ? sum_to(mul(g.grad, mul(out, log(a))), b.shape()) : Tensor()};
-    });
+    }, binary_replay(pow), binary_delta(f));
 }
 Tensor pow(const Tensor& base, double exponent) { return pow(base, like(base, exponent)); }
 TG_REGISTER_OP("pow", binary_samples([](const tensor_list& x) { return pow(x[0], x[1]); },
@@ -158,7 +282,8 @@ Tensor extremum(const char* op, const Tensor& a, const Tensor& b, bool greater)
         Tensor share = winner_share(a, b, greater);
         return {g.needs_grad(0) ? sum_to(mul(g.grad, share), a.shape()) : Tensor(),
                 g.needs_grad(1) ? sum_to(mul(g.grad, sub(like(share, 1), share)), b.shape()) : Tensor()};
-    });
+    }, [greater](const tensor_list& in) { return greater ? maximum(in[0], in[1]) : minimum(in[0], in[1]); },
+    binary_delta([greater](double x, double y) { return greater ? (x >= y ? x : y) : (x <= y ? x : y); }));
 }
 }  // namespace
 
@@ -171,106 +296,118 @@ TG_REGISTER_OP("minimum", binary_samples([](const tensor_list& x) { return minim
 
 Tensor neg(const Tensor& x)
 {
-    Tensor out = unary_forward("neg", x, [](auto v) { return -v; });
-    return record("neg", out, {x}, {}, [](const BackwardArgs& g) -> tensor_list { return {neg(g.grad)}; });
+    auto f = [](auto v) { return -v; };
+    Tensor out = unary_forward("neg", x, f);
+    return record("neg", out, {x}, {}, [](const BackwardArgs& g) -> tensor_list { return {neg(g.grad)}; },
+                  unary_replay(neg), unary_delta(f));
 }
 TG_REGISTER_OP("neg", unary_samples([](const tensor_list& x) { return neg(x[0]); }));
 
 Tensor exp(const Tensor& x)
 {
-    Tensor out = unary_forward("exp", x, [](auto v) { return std::exp(v); });
+    auto f = [](auto v) { return std::exp(v); };
+    Tensor out = unary_forward("exp", x, f);
     return record("exp", out, {x}, {out}, [](const BackwardArgs& g) -> tensor_list {
         return {mul(g.grad, g.saved[0])};
-    });
+    }, unary_replay(exp), unary_delta(f));
 }
 TG_REGISTER_OP("exp", unary_samples([](const tensor_list& x) { return exp(x[0]); }));
 
 Tensor log(const Tensor& x)
 {
-    Tensor out = unary_forward("log", x, [](auto v) { return std::log(v); });
+    auto f = [](auto v) { return std::log(v); };
+    Tensor out = unary_forward("log", x, f);
     return record("log", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
         return {div(g.grad, g.saved[0])};
-    });
+    }, unary_replay(log), unary_delta(f));
 }
 TG_REGISTER_OP("log", unary_samples([](const tensor_list& x) { return log(x[0]); }, Domain::positive));
 
 Tensor log1p(const Tensor& x)
 {
-    Tensor out = unary_forward("log1p", x, [](auto v) { return std::log1p(v); });
+    auto f = [](auto v) { return std::log1p(v); };
+    Tensor out = unary_forward("log1p", x, f);
     return record("log1p", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
         return {div(g.grad, add(g.saved[0], like(g.saved[0], 1)))};
-    });
+    }, unary_replay(log1p), unary_delta(f));
 }
 TG_REGISTER_OP("log1p", unary_samples([](const tensor_list& x) { return log1p(x[0]); }, Domain::positive));
 
 Tensor sqrt(const Tensor& x)
 {
-    Tensor out = unary_forward("sqrt", x, [](auto v) { return std::sqrt(v); });
+    auto f = [](auto v) { return std::sqrt(v); };
+    Tensor out = unary_forward("sqrt", x, f);
     return record("sqrt", out, {x}, {out}, [](const BackwardArgs& g) -> tensor_list {
         return {div(g.grad, mul(g.saved[0], like(g.saved[0], 2)))};
-    });
+    }, unary_replay(sqrt), unary_delta(f));
 }
 TG_REGISTER_OP("sqrt", unary_samples([](const tensor_list& x) { return sqrt(x[0]); }, Domain::positive));
 
 Tensor abs(const Tensor& x)
 {
-    Tensor out = unary_forward("abs", x, [](auto v) { return std::abs(v); });
+    auto f = [](auto v) { return std::abs(v); };
+    Tensor out = unary_forward("abs", x, f);
     return record("abs", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
         return {mul(g.grad, sign(g.saved[0]))};
-    });
+    }, unary_replay(abs), unary_delta(f));
 }
 TG_REGISTER_OP("abs", unary_samples([](const tensor_list& x) { return abs(x[0]); }, Domain::away_from_zero));
 
 Tensor sin(const Tensor& x)
 {
-    Tensor out = unary_forward("sin", x, [](auto v) { return std::sin(v); });
+    auto f = [](auto v) { return std::sin(v); };
+    Tensor out = unary_forward("sin", x, f);
     return record("sin", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
         return {mul(g.grad, cos(g.saved[0]))};
-    });
+    }, unary_replay(sin), unary_delta(f));
 }
 TG_REGISTER_OP("sin", unary_samples([](const tensor_list& x) { return sin(x[0]); }));
 
 Tensor cos(const Tensor& x)
 {
-    Tensor out = unary_forward("cos", x, [](auto v) { return std::cos(v); });
+    auto f = [](auto v) { return std::cos(v); };
+    Tensor out = unary_forward("cos", x, f);
     return record("cos", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
         return {neg(mul(g.grad, sin(g.saved[0])))};
-    });
+    }, unary_replay(cos), unary_delta(f));
 }
 TG_REGISTER_OP("cos", unary_samples([](const tensor_list& x) { return cos(x[0]); }));
 
 Tensor tanh(const Tensor& x)
 {
-    Tensor out = unary_forward("tanh", x, [](auto v) { return std::tanh(v); });
+    auto f = [](auto v) { return std::tanh(v); };
+    Tensor out = unary_forward("tanh", x, f);
     return record("tanh", out, {x}, {out}, [](const BackwardArgs& g) -> tensor_list {
         const Tensor& y = g.saved[0];
         return {mul(g.grad, sub(like(y, 1), mul(y, y)))};
-    });
+    }, unary_replay(tanh), unary_delta(f));
 }
 TG_REGISTER_OP("tanh", unary_samples([](const tensor_list& x) { return tanh(x[0]); }));
 
 Tensor sigmoid(const Tensor& x)
 {
     // 1 / (1 + e^-x) overflows e^-x for very negative x; this form does not.
-    Tensor out = unary_forward("sigmoid", x, [](auto v) {
+    auto f = [](auto v) {
         using T = decltype(v);
         if (v >= 0) return T(1) / (T(1) + std::exp(-v));
         T e = std::exp(v);
         return e / (T(1) + e);
-    });
+    };
+    Tensor out = unary_forward("sigmoid", x, f);
     return record("sigmoid", out, {x}, {out}, [](const BackwardArgs& g) -> tensor_list {
         const Tensor& y = g.saved[0];
         return {mul(g.grad, mul(y, sub(like(y, 1), y)))};
-    });
+    }, unary_replay(sigmoid), unary_delta(f));
 }
 TG_REGISTER_OP("sigmoid", unary_samples([](const tensor_list& x) { return sigmoid(x[0]); }));
 
 Tensor relu(const Tensor& x)
 {
-    Tensor out = unary_forward("relu", x, [](auto v) { return v > 0 ? v : decltype(v)(0); });
+    auto f = [](auto v) { return v > 0 ? v : decltype(v)(0); };
+    Tensor out = unary_forward("relu", x, f);
     return record("relu", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
         return {mul(g.grad, gt(g.saved[0], 0.0))};
-    });
+    }, unary_replay(relu), unary_delta(f));
 }
 TG_REGISTER_OP("relu", unary_samples([](const tensor_list& x) { return relu(x[0]); }, Domain::away_from_zero));
 

@@ -263,6 +263,10 @@ Tensor batch_norm_training(const Tensor& x, const Tensor& weight, const Tensor& 
             dx = mul(sub(sub(g, mul(sg, inv_m)), mul(xhat, mul(sgx, inv_m))), scale);
         }
         return {dx, need_w ? reshape(sgx, {v.c}) : Tensor(), need_b ? reshape(sg, {v.c}) : Tensor()};
+    }, [eps](const tensor_list& in) {  // the batch statistics again; the running ones are left alone
+        Tensor mean;
+        std::vector<double> var;
+        return batch_norm_training(in[0], in[1], in[2], eps, mean, var);
     });
 }
 

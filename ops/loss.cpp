@@ -211,7 +211,7 @@ Tensor cross_entropy_rows(const Rows& rows, const XentConfig& cfg)
         });
         Tensor w = mul(per_row ? reshape(g, {m, 1}) : g, mask);
         return {mul(sub(softmax(z, 1), q), w)};
-    });
+    }, [t, c, cfg](const tensor_list& in) { return cross_entropy_rows(Rows{in[0], t, c, cfg.valid}, cfg); });
 }
 
 // --- nll_loss's primitives -----------------------------------------------------------------
@@ -231,7 +231,7 @@ Tensor pick_rows(const Tensor& x, const Tensor& t, int64_t ignore_index)
     });
     return record("nll_loss", out, {x}, {t}, [c, ignore_index](const BackwardArgs& b) -> tensor_list {
         return {place_rows(b.grad, b.saved[0], c, ignore_index)};
-    });
+    }, [t, ignore_index](const tensor_list& in) { return pick_rows(in[0], t, ignore_index); });
 }
 
 // The adjoint of pick_rows: out [M, C] zero except out[r, t[r]] = g[r].
@@ -248,7 +248,7 @@ Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ign
     });
     return record("nll_loss backward", out, {g}, {t}, [ignore_index](const BackwardArgs& b) -> tensor_list {
         return {pick_rows(b.grad, b.saved[0], ignore_index)};
-    });
+    }, [t, classes, ignore_index](const tensor_list& in) { return place_rows(in[0], t, classes, ignore_index); });
 }
 
 // --- binary_cross_entropy_with_logits' primitive ----------------------------------------------
@@ -266,7 +266,7 @@ Tensor log1p_exp(const Tensor& x)
     });
     return record("binary_cross_entropy_with_logits", out, {x}, {x}, [](const BackwardArgs& b) -> tensor_list {
         return {mul(b.grad, sigmoid(b.saved[0]))};
-    });
+    }, [](const tensor_list& in) { return log1p_exp(in[0]); });
 }
 
 OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)

@@ -4,11 +4,65 @@
 #include "engine/autograd.hpp"
 #include "engine/blas.hpp"
 #include "engine/registry.hpp"
+#include "engine/replay.hpp"
 #include "ops/kernels.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {
+
+namespace {
+
+// Replay of bmm for a few changed elements: C' − C = (A' − A)·op(B') + op(A)·(B' − B),
+// so each changed element of A updates one row of C, each one of B one column.
+bool bmm_delta(DeltaArgs& d, bool ta, bool tb)
+{
+    const ReplayInput &A = d.inputs[0], &B = d.inputs[1];
+    const shape_type &sa = A.base->shape(), &sb = B.base->shape(), &sc = d.base_out.shape();
+    const int64_t batch = sc[0], m = sc[1], n = sc[2], k = ta ? sa[1] : sa[2];
+    const int64_t a_batches = sa[0] == 1 ? batch : 1, b_batches = sb[0] == 1 ? batch : 1;
+    int64_t work = (A.unchanged() ? 0 : int64_t(A.changed->size()) * n * a_batches) +
+                   (B.unchanged() ? 0 : int64_t(B.changed->size()) * m * b_batches);
+    if (work > batch * m * n * k / 4) return false;  // a GEMM is cheaper
+    const double *a0 = A.base_data(), *a1 = A.data(), *b1 = B.data(), *b0 = B.base_data();
+    const int64_t a_mat = sa[1] * sa[2], b_mat = sb[1] * sb[2];
+    auto op_a = [&](const double* a, int64_t i, int64_t r, int64_t c) {  // op(A)[i][r][c]
+        return ta ? a[i * a_mat + c * sa[2] + r] : a[i * a_mat + r * sa[2] + c];
+    };
+    auto op_b = [&](const double* b, int64_t i, int64_t r, int64_t c) {
+        return tb ? b[i * b_mat + c * sb[2] + r] : b[i * b_mat + r * sb[2] + c];
+    };
+    if (!A.unchanged())
+        for (int64_t f : *A.changed) {
+            double da = a1[f] - a0[f];
+            int64_t ia = f / a_mat, r = f % a_mat / sa[2], c = f % sa[2];
+            int64_t row = ta ? c : r, inner = ta ? r : c;
+            for (int64_t i = sa[0] == 1 ? 0 : ia; i < (sa[0] == 1 ? batch : ia + 1); ++i) {
+                int64_t ib = sb[0] == 1 ? 0 : i;
+                double* out = d.out + (i * m + row) * n;
+                for (int64_t j = 0; j < n; ++j) {
+                    out[j] += da * op_b(b1, ib, inner, j);
+                    d.touch((i * m + row) * n + j);
+                }
+            }
+        }
+    if (!B.unchanged())
+        for (int64_t f : *B.changed) {
+            double db = b1[f] - b0[f];
+            int64_t ib = f / b_mat, r = f % b_mat / sb[2], c = f % sb[2];
+            int64_t col = tb ? r : c, inner = tb ? c : r;
+            for (int64_t i = sb[0] == 1 ? 0 : ib; i < (sb[0] == 1 ? batch : ib + 1); ++i) {
+                int64_t ia = sa[0] == 1 ? 0 : i;
+                for (int64_t row = 0; row < m; ++row) {
+                    d.out[(i * m + row) * n + col] += op_a(a0, ia, row, inner) * db;
+                    d.touch((i * m + row) * n + col);
+                }
+            }
+        }
+    return true;
+}
+
+}  // namespace
 
 Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb)
 {
@@ -54,7 +108,8 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb)
             if (b.shape()[0] == 1 && db.shape()[0] != 1) db = sum(db, {0}, true);
         }
         return {da, db};
-    });
+    }, [ta, tb](const tensor_list& in) { return bmm(in[0], in[1], ta, tb); },
+    [ta, tb](DeltaArgs& d) { return bmm_delta(d, ta, tb); });
 }
 
 namespace {

@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <vector>
 
 #include "engine/autograd.hpp"
 #include "engine/parallel.hpp"
 #include "engine/registry.hpp"
+#include "engine/replay.hpp"
 #include "ops/kernels.hpp"
 #include "ops/shape.hpp"
 
@@ -177,6 +179,35 @@ OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
     return OpSample{std::move(label), std::move(inputs), std::move(fn)};
 }
 
+// Replay of max pooling for a few changed inputs (engine/replay.hpp): the
+// maximum again over each window that holds a changed element.
+bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
+{
+    const ReplayInput& x = d.inputs[0];
+    const Windows win = pool_windows(x.base->shape(), pp, true);
+    const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
+    const double* xv = x.data();
+    for (int64_t f : *x.changed) {
+        int64_t p = f / plane, ih = f % plane / win.w, iw = f % win.w;
+        for (int64_t oh = 0; oh < ho; ++oh) {
+            if (ih < win.rows.begin[size_t(oh)] || ih >= win.rows.end[size_t(oh)]) continue;
+            for (int64_t ow = 0; ow < wo; ++ow) {
+                if (iw < win.cols.begin[size_t(ow)] || iw >= win.cols.end[size_t(ow)]) continue;
+                const double* xp = xv + p * plane;
+                double v = xp[win.rows.begin[size_t(oh)] * win.w + win.cols.begin[size_t(ow)]];
+                for (int64_t r = win.rows.begin[size_t(oh)]; r < win.rows.end[size_t(oh)] && !std::isnan(v); ++r)
+                    for (int64_t c = win.cols.begin[size_t(ow)]; c < win.cols.end[size_t(ow)]; ++c)
+                        if (xp[r * win.w + c] > v || std::isnan(xp[r * win.w + c])) v = xp[r * win.w + c];
+                int64_t o = (p * ho + oh) * wo + ow;
+                if (std::memcmp(&v, &d.out[o], sizeof v) == 0) continue;
+                d.out[o] = v;
+                d.touch(o);
+            }
+        }
+    }
+    return true;
+}
+
 }  // namespace
 
 // --- max pooling ------------------------------------------------------------------------------
@@ -224,7 +255,8 @@ std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, Int2 kernel, 
     });
     y = record("max_pool2d", y, {x}, {indices}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
         return {max_pool2d_backward(a.grad, a.saved[0], xs)};
-    });
+    }, [pp](const tensor_list& in) { return max_pool2d(in[0], pp.kernel, pp.stride, pp.padding); },
+    [pp](DeltaArgs& d) { return max_pool2d_delta(d, pp); });
     return {y, indices};
 }
 
@@ -268,7 +300,7 @@ Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const shap
     });
     return record("max_pool2d_backward", dx, {grad}, {indices}, [](const BackwardArgs& a) -> tensor_list {
         return {max_pool2d_gather(a.grad, a.saved[0])};
-    });
+    }, [indices, input_shape](const tensor_list& in) { return max_pool2d_backward(in[0], indices, input_shape); });
 }
 
 Tensor max_pool2d_gather(const Tensor& x, const Tensor& indices)
@@ -297,7 +329,7 @@ Tensor max_pool2d_gather(const Tensor& x, const Tensor& indices)
     });
     return record("max_pool2d_gather", y, {x}, {indices}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
         return {max_pool2d_backward(a.grad, a.saved[0], xs)};
-    });
+    }, [indices](const tensor_list& in) { return max_pool2d_gather(in[0], indices); });
 }
 
 TG_REGISTER_OP("max_pool2d", {
@@ -330,6 +362,8 @@ Tensor avg_pool2d(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding, bool 
     Tensor y = mean_forward("avg_pool2d", x, pool_windows(x.shape(), pp, count_include_pad));
     return record("avg_pool2d", y, {x}, {}, [pp, count_include_pad, xs = x.shape()](const BackwardArgs& a) -> tensor_list {
         return {avg_pool2d_backward(a.grad, xs, pp.kernel, pp.stride, pp.padding, count_include_pad)};
+    }, [pp, count_include_pad](const tensor_list& in) {
+        return avg_pool2d(in[0], pp.kernel, pp.stride, pp.padding, count_include_pad);
     });
 }
 
@@ -346,6 +380,8 @@ Tensor avg_pool2d_backward(const Tensor& grad, const shape_type& input_shape, In
     });
     return record("avg_pool2d_backward", dx, {grad}, {}, [pp, count_include_pad](const BackwardArgs& a) -> tensor_list {
         return {avg_pool2d(a.grad, pp.kernel, pp.stride, pp.padding, count_include_pad)};
+    }, [input_shape, pp, count_include_pad](const tensor_list& in) {
+        return avg_pool2d_backward(in[0], input_shape, pp.kernel, pp.stride, pp.padding, count_include_pad);
     });
 }
 
@@ -377,7 +413,7 @@ Tensor adaptive_avg_pool2d(const Tensor& x, Int2 output_size)
     Tensor y = mean_forward("adaptive_avg_pool2d", x, adaptive_windows(x.shape(), output_size));
     return record("adaptive_avg_pool2d", y, {x}, {}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
         return {adaptive_avg_pool2d_backward(a.grad, xs)};
-    });
+    }, [output_size](const tensor_list& in) { return adaptive_avg_pool2d(in[0], output_size); });
 }
 
 Tensor adaptive_avg_pool2d_backward(const Tensor& grad, const shape_type& input_shape)
@@ -394,7 +430,7 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& grad, const shape_type& input_
     });
     return record("adaptive_avg_pool2d_backward", dx, {grad}, {}, [out](const BackwardArgs& a) -> tensor_list {
         return {adaptive_avg_pool2d(a.grad, out)};
-    });
+    }, [input_shape](const tensor_list& in) { return adaptive_avg_pool2d_backward(in[0], input_shape); });
 }
 
 TG_REGISTER_OP("adaptive_avg_pool2d", {

@@ -119,7 +119,7 @@ Tensor sum(const Tensor& x, const axes_type& axes, bool keepdims)
     Tensor out = keepdims ? kept : reshape(kept, dropped_shape(x.shape(), ax));
     return record("sum", out, {x}, {}, [from = x.shape(), keep = kept.shape()](const BackwardArgs& g) -> tensor_list {
         return {broadcast_to(reshape(g.grad, keep), from)};
-    });
+    }, [ax, keepdims](const tensor_list& in) { return sum(in[0], ax, keepdims); });
 }
 TG_REGISTER_OP("sum", {
     sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return sum(x[0]); }),
@@ -158,7 +158,7 @@ Tensor max(const Tensor& x, const axes_type& axes, bool keepdims)
             if (keep[size_t(d)] == 1 && x.shape()[size_t(d)] != 1) axes.push_back(d);
         Tensor ties = sum(winners, axes, true).detach();
         return {mul(broadcast_to(reshape(g.grad, keep), x.shape()), div(winners, ties))};
-    });
+    }, [ax, keepdims](const tensor_list& in) { return max(in[0], ax, keepdims); });
 }
 TG_REGISTER_OP("max", {
     sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return max(x[0]); }),

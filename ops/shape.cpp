@@ -8,6 +8,7 @@
 #include "engine/autograd.hpp"
 #include "engine/memory.hpp"
 #include "engine/registry.hpp"
+#include "engine/replay.hpp"
 #include "ops/kernels.hpp"
 #include "ops/reduction.hpp"
 
@@ -58,6 +59,14 @@ Tensor reshape(const Tensor& x, const shape_type& shape)
     if (s == x.shape() && !x.requires_grad()) return x;
     return record("reshape", alias(x, s), {x}, {}, [from = x.shape()](const BackwardArgs& g) -> tensor_list {
         return {reshape(g.grad, from)};
+    }, [s](const tensor_list& in) { return reshape(in[0], s); },
+    [](DeltaArgs& d) {  // the same elements in the same order
+        const double* x = d.inputs[0].data();
+        for (int64_t i : *d.inputs[0].changed) {
+            d.out[i] = x[i];
+            d.touch(i);
+        }
+        return true;
     });
 }
 TG_REGISTER_OP("reshape", {
@@ -160,6 +169,25 @@ Tensor permute(const Tensor& x, const axes_type& axes)
     for (size_t i = 0; i < perm.size(); ++i) inverse[size_t(perm[i])] = int64_t(i);
     return record("permute", out, {x}, {}, [inverse](const BackwardArgs& g) -> tensor_list {
         return {permute(g.grad, inverse)};
+    }, [perm](const tensor_list& in) { return permute(in[0], perm); },
+    [perm](DeltaArgs& d) {  // moves each changed element to its place in the output
+        const shape_type& xs = d.inputs[0].base->shape();
+        const shape_type& os = d.base_out.shape();
+        const double* x = d.inputs[0].data();
+        size_t rank = xs.size();
+        shape_type coord(rank);
+        for (int64_t i : *d.inputs[0].changed) {
+            int64_t r = i;
+            for (size_t ax = rank; ax-- > 0;) {
+                coord[ax] = r % xs[ax];
+                r /= xs[ax];
+            }
+            int64_t o = 0;
+            for (size_t ax = 0; ax < rank; ++ax) o = o * os[ax] + coord[size_t(perm[ax])];
+            d.out[o] = x[i];
+            d.touch(o);
+        }
+        return true;
     });
 }
 TG_REGISTER_OP("permute", {
@@ -231,7 +259,7 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
     });
     return record("slice", out, {x}, {}, [full = x.shape(), r](const BackwardArgs& g) -> tensor_list {
         return {unslice(g.grad, full, r.axis, r.start, r.step)};
-    });
+    }, [r](const tensor_list& in) { return slice(in[0], r.axis, r.start, r.start + (r.count - 1) * r.step + 1, r.step); });
 }
 TG_REGISTER_OP("slice", {
     sample("[7,3] axis 0, 1:6:2", {real("x", {7, 3})}, [](const tensor_list& x) { return slice(x[0], 0, 1, 6, 2); }),
@@ -257,7 +285,7 @@ Tensor unslice(const Tensor& g, const shape_type& shape, int64_t axis, int64_t s
     });
     return record("unslice", out, {g}, {}, [r](const BackwardArgs& b) -> tensor_list {
         return {slice(b.grad, r.axis, r.start, r.start + (r.count - 1) * r.step + 1, r.step)};
-    });
+    }, [shape, r](const tensor_list& in) { return unslice(in[0], shape, r.axis, r.start, r.step); });
 }
 TG_REGISTER_OP("unslice", {
     sample("[3,2] into [7,2] at 1 step 2", {real("g", {3, 2})},
@@ -322,7 +350,7 @@ Tensor concat(const tensor_list& xs, int64_t axis)
             begin += sizes[k];
         }
         return grads;
-    });
+    }, [a](const tensor_list& in) { return concat(in, a); });
 }
 TG_REGISTER_OP("concat", {
     sample("[2,3] [4,3] [1,3] axis 0", {real("a", {2, 3}), real("b", {4, 3}), real("c", {1, 3})},
@@ -364,7 +392,7 @@ Tensor broadcast_to(const Tensor& x, const shape_type& shape)
     });
     return record("broadcast_to", out, {x}, {}, [from = x.shape()](const BackwardArgs& g) -> tensor_list {
         return {sum_to(g.grad, from)};
-    });
+    }, [shape](const tensor_list& in) { return broadcast_to(in[0], shape); });
 }
 TG_REGISTER_OP("broadcast_to", {
     sample("[3,1] -> [2,3,4]", {real("x", {3, 1})}, [](const tensor_list& x) { return broadcast_to(x[0], {2, 3, 4}); }),

@@ -323,7 +323,7 @@ Tensor softmax_impl(const char* op, const Tensor& x, int64_t axis, bool log)
         // create_graph: the same formulas in ops, differentiable again.
         if (log) return {sub(g, mul(exp(y), sum(g, {a}, true)))};
         return {mul(y, sub(g, sum(mul(g, y), {a}, true)))};
-    });
+    }, [a, log](const tensor_list& in) { return log ? log_softmax(in[0], a) : softmax(in[0], a); });
 }
 
 OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
