@@ -1,0 +1,142 @@
+// Partial replay (engine/replay.hpp): every registered op keeps a forward that
+// reproduces its recorded output, and every delta rule gives what a fresh
+// forward on the changed inputs gives. The model gradcheck's numbers rest on both.
+#include "tests/helpers.hpp"
+
+#include <cmath>
+
+namespace {
+
+// |a − b| within rounding of the output's scale, element by element.
+std::string compare(const tg::Tensor& got, const tg::Tensor& want)
+{
+    if (got.shape() != want.shape()) return "shape " + tg::shape_str(got.shape()) + " vs " + tg::shape_str(want.shape());
+    const double* a = got.data<double>();
+    const double* b = want.data<double>();
+    double scale = 0;
+    for (int64_t i = 0; i < want.numel(); ++i)
+        if (std::isfinite(b[i])) scale = std::max(scale, std::abs(b[i]));
+    for (int64_t i = 0; i < want.numel(); ++i) {
+        bool same = a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i]));
+        if (!same && !(std::abs(a[i] - b[i]) <= 1e-12 * (std::abs(b[i]) + scale) + 1e-300))
+            return "element " + std::to_string(i) + ": replay " + std::to_string(a[i]) + ", fresh " +
+                   std::to_string(b[i]);
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("replay: every registered op replays its output, and partial replays equal fresh forwards")
+{
+    int64_t samples = 0, element_runs = 0;
+    for (const tg::OpInfo& op : tg::registered_ops()) {
+        for (const tg::OpSample& sample : op.samples) {
+            CAPTURE(op.name);
+            CAPTURE(sample.label);
+            tg::tensor_list inputs = tg::make_inputs(sample, tg::float64, 11);
+            tg::tensor_list leaves;
+            for (const tg::Tensor& t : inputs)
+                if (t.requires_grad()) leaves.push_back(t);
+            tg::Tensor out;
+            {
+                tg::EnableGradGuard on;
+                tg::ReplayCapture capture;
+                out = sample.fn(inputs);
+            }
+            if (!out.requires_grad() || out.is_leaf() || out.dtype() != tg::float64) continue;  // identity samples
+            tg::ReplayTape tape(out, leaves);
+            REQUIRE_MESSAGE(tape.complete(), "no replay closure for: ", tape.missing());
+            CHECK(tape.verify() == "");
+
+            tg::Replayer replayer(tape);
+            tg::Generator gen(uint64_t(samples) + 1);
+            for (size_t k = 0; k < leaves.size(); ++k) {
+                CAPTURE(k);
+                int64_t n = leaves[k].numel();
+                // A few single elements (first, last, random), as the checker perturbs them.
+                std::vector<int64_t> picks{0, n - 1, int64_t(gen.uniform() * double(n)) % n};
+                for (int64_t e : picks) {
+                    double x = leaves[k].data<double>()[e];
+                    double v = x + 1e-3 * (1 + std::abs(x)) * (x >= 0 ? 1 : -1);  // stays in the sample's domain
+                    tg::Tensor got = replayer.run_element(k, e, v).clone();
+                    tg::tensor_list changed = inputs;
+                    for (size_t i = 0; i < inputs.size(); ++i)
+                        if (inputs[i].same(leaves[k])) {
+                            changed[i] = inputs[i].detach().clone();
+                            changed[i].data<double>()[e] = v;
+                        }
+                    tg::Tensor want;
+                    {
+                        tg::NoGradGuard off;
+                        want = sample.fn(changed);
+                    }
+                    CHECK_MESSAGE(compare(got, want) == "", "element ", e, ": ", compare(got, want));
+                    ++element_runs;
+                }
+                // Every element at once (a fast-mode probe), then back.
+                double* xd = replayer.leaf_data(k);
+                std::vector<double> saved(xd, xd + n);
+                for (int64_t e = 0; e < n; ++e) xd[e] *= 1.001;
+                tg::Tensor got = replayer.run().clone();
+                tg::tensor_list changed = inputs;
+                for (size_t i = 0; i < inputs.size(); ++i)
+                    if (inputs[i].same(leaves[k])) {
+                        changed[i] = inputs[i].detach().clone();
+                        for (int64_t e = 0; e < n; ++e) changed[i].data<double>()[e] = xd[e];
+                    }
+                tg::Tensor want;
+                {
+                    tg::NoGradGuard off;
+                    want = sample.fn(changed);
+                }
+                CHECK_MESSAGE(compare(got, want) == "", "all elements: ", compare(got, want));
+                std::copy(saved.begin(), saved.end(), xd);
+                // The recorded values are back: an unperturbed run gives the recorded output.
+                CHECK(compare(replayer.run(), out.detach()) == "");
+            }
+            ++samples;
+        }
+    }
+    CHECK(samples > 150);
+    CHECK(element_runs > 500);
+}
+
+TEST_CASE("replay: delta rules touch only what the change reaches")
+{
+    // A linear layer's weight element reaches one output column: the replay
+    // takes the bmm delta, not a GEMM.
+    tg::Generator gen(3);
+    tg::Tensor x = tg::randn({4, 7}, tg::float64, &gen);
+    tg::Tensor w = tg::randn({5, 7}, tg::float64, &gen).requires_grad_();
+    tg::Tensor b = tg::randn({5}, tg::float64, &gen).requires_grad_();
+    tg::Tensor out;
+    {
+        tg::ReplayCapture capture;
+        out = tg::sum(tg::relu(tg::linear(x, w, b)));
+    }
+    tg::ReplayTape tape(out, {w, b});
+    tg::Replayer replayer(tape);
+    double base = out.item();
+    double moved = replayer.run_element(0, 8, w.data<double>()[8] + 0.5).item();
+    CHECK(replayer.delta_replays() >= 3);  // reshape, bmm, add, relu
+    CHECK(replayer.dense_replays() == 1);  // only the final sum
+    tg::Tensor w2 = w.detach().clone();
+    w2.data<double>()[8] += 0.5;
+    CHECK(moved == doctest::Approx(tg::sum(tg::relu(tg::linear(x, w2, b))).item()).epsilon(1e-13));
+    CHECK(replayer.run().item() == base);
+}
+
+TEST_CASE("replay: clear errors")
+{
+    tg::Tensor w = tg::ones({3}, tg::float64).requires_grad_();
+    tg::Tensor y = tg::mul(w, w);  // recorded without a capture
+    tg::ReplayTape tape(y, {w});
+    CHECK_FALSE(tape.complete());
+    CHECK(tape.missing() == "mul");
+    CHECK(error_of([&] { tg::Replayer r(tape); }).find("without a replay closure: mul") != std::string::npos);
+    CHECK(error_of([&] { tg::ReplayTape t(tg::ones({2}, tg::float64), {w}); }).find("not recorded") !=
+          std::string::npos);
+    tg::Tensor f = tg::ones({3}).requires_grad_();
+    CHECK(error_of([&] { tg::ReplayTape t(y, {f}); }).find("float64") != std::string::npos);
+}
