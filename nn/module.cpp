@@ -1,5 +1,6 @@
 #include "nn/module.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 
@@ -104,6 +105,9 @@ void Module::train(bool on)
 
 void Module::to(Dtype dtype)
 {
+    // Checked before anything changes: an int64 parameter cannot require grad,
+    // and a half-converted model would be left behind.
+    TG_CHECK(is_floating(dtype), "Module::to: parameters must be float32 or float64, got ", dtype_name(dtype));
     NoGradGuard off;
     for (auto& [name, t] : parameters_) {
         if (t.dtype() == dtype) continue;
@@ -125,8 +129,12 @@ void Module::summarize(std::string& out, const std::string& name, int depth) con
     if (label.size() < 52) line << std::string(52 - label.size(), ' ');
     line << "  " << (ran_ ? shape_str(last_output_shape_) : std::string("-"));
     std::string s = line.str();
-    if (s.size() < 74) s += std::string(74 - s.size(), ' ');
-    out += s + "  " + (own ? std::to_string(own) : std::string("")) + "\n";
+    if (own) {
+        // the count under the header's "parameters" (column 78); no trailing blanks without one
+        if (s.size() < 76) s += std::string(76 - s.size(), ' ');
+        s += "  " + std::to_string(own);
+    }
+    out += s + "\n";
     for (const auto& [n, child] : children_) child->summarize(out, n, depth + 1);
 }
 
@@ -159,20 +167,52 @@ Tensor uniform(const shape_type& shape, double bound, Generator* gen)
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = float((2 * g.uniform() - 1) * bound);
     return t;
 }
+
+// The arguments are checked here, in the member initialisers, before any
+// parameter is allocated, so a bad size is reported as such and not as a
+// failed allocation.
+double linear_bound(int64_t in, int64_t out)
+{
+    TG_CHECK(in > 0 && out > 0, "Linear(", in, ", ", out, "): sizes must be positive");
+    return 1 / std::sqrt(double(in));
+}
+
+double conv_bound(int64_t in, int64_t out, int64_t k, const Conv2dOptions& o)
+{
+    const char* what = "Conv2d(";
+    TG_CHECK(in > 0 && out > 0 && k > 0, what, in, ", ", out, ", kernel=", k, "): sizes must be positive");
+    TG_CHECK(o.stride >= 1 && o.padding >= 0 && o.dilation >= 1, what, in, ", ", out, ", kernel=", k, "): stride ",
+             o.stride, " and dilation ", o.dilation, " must be positive, padding ", o.padding, " non-negative");
+    TG_CHECK(o.groups >= 1 && in % o.groups == 0 && out % o.groups == 0, what, in, ", ", out,
+             "): channels must be divisible by groups = ", o.groups);
+    return 1 / std::sqrt(double(in / o.groups * k * k));
+}
+
+void check_input_dtype(const Module& m, const Tensor& x, const Tensor& weight)
+{
+    TG_CHECK(x.dtype() == weight.dtype(), m.describe(), ": input of shape ", x.shape(), " is ", dtype_name(x.dtype()),
+             " but the layer's parameters are ", dtype_name(weight.dtype()), " (convert one of them: x.to(), module.to())");
+}
 }  // namespace
 
 // --- layers ---------------------------------------------------------------------------------
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator* gen)
-    : weight(register_parameter("weight", uniform({out_features, in_features}, 1 / std::sqrt(double(in_features)), gen))),
+    : weight(register_parameter("weight", uniform({out_features, in_features}, linear_bound(in_features, out_features), gen))),
       bias(has_bias ? &register_parameter("bias", uniform({out_features}, 1 / std::sqrt(double(in_features)), gen)) : nullptr),
       in_(in_features),
       out_(out_features)
 {
-    TG_CHECK(in_features > 0 && out_features > 0, "Linear(", in_features, ", ", out_features, "): sizes must be positive");
 }
 
-Tensor Linear::forward(const Tensor& x) { return linear(x, weight, bias ? *bias : Tensor()); }
+Tensor Linear::forward(const Tensor& x)
+{
+    TG_CHECK(x.defined(), describe(), ": undefined input");
+    TG_CHECK(x.dim() >= 1 && x.shape().back() == in_, describe(), ": input of shape ", x.shape(), " does not end in ",
+             in_, " input features");
+    check_input_dtype(*this, x, weight);
+    return linear(x, weight, bias ? *bias : Tensor());
+}
 
 std::string Linear::describe() const
 {
@@ -180,23 +220,25 @@ std::string Linear::describe() const
 }
 
 Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv2dOptions o, Generator* gen)
-    : weight(register_parameter(
-          "weight", uniform({out_channels, in_channels / std::max<int64_t>(o.groups, 1), kernel_size, kernel_size},
-                            1 / std::sqrt(double(in_channels / std::max<int64_t>(o.groups, 1) * kernel_size * kernel_size)), gen))),
-      bias(o.bias ? &register_parameter("bias", uniform({out_channels},
-                                                        1 / std::sqrt(double(in_channels / std::max<int64_t>(o.groups, 1) * kernel_size * kernel_size)), gen))
+    : weight(register_parameter("weight", uniform({out_channels, in_channels / std::max<int64_t>(o.groups, 1), kernel_size, kernel_size},
+                                                  conv_bound(in_channels, out_channels, kernel_size, o), gen))),
+      bias(o.bias ? &register_parameter("bias", uniform({out_channels}, conv_bound(in_channels, out_channels, kernel_size, o), gen))
                   : nullptr),
       in_(in_channels),
       out_(out_channels),
       kernel_(kernel_size),
       options_(o)
 {
-    TG_CHECK(o.groups >= 1 && in_channels % o.groups == 0 && out_channels % o.groups == 0, "Conv2d(", in_channels, ", ",
-             out_channels, "): channels must be divisible by groups = ", o.groups);
 }
 
 Tensor Conv2d::forward(const Tensor& x)
 {
+    TG_CHECK(x.defined(), describe(), ": undefined input");
+    // [N, C, H, W] or unbatched [C, H, W], as conv2d takes them.
+    int64_t c_axis = x.dim() == 4 ? 1 : 0;
+    TG_CHECK((x.dim() == 4 || x.dim() == 3) && x.shape()[size_t(c_axis)] == in_, describe(), ": expected an input [N, ",
+             in_, ", H, W] (or [", in_, ", H, W]), got ", x.shape());
+    check_input_dtype(*this, x, weight);
     return conv2d(x, weight, bias ? *bias : Tensor(), options_.stride, options_.padding, options_.dilation, options_.groups);
 }
 
@@ -268,7 +310,9 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
 
 Tensor BatchNorm2d::forward(const Tensor& x)
 {
-    TG_CHECK(x.dim() == 4, "BatchNorm2d: expected an input [N, C, H, W], got ", x.shape());
+    TG_CHECK(x.defined(), describe(), ": undefined input");
+    TG_CHECK(x.dim() == 4 && x.shape()[1] == channels_, describe(), ": expected an input [N, ", channels_,
+             ", H, W], got ", x.shape());
     return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum_, eps_);
 }
 std::string BatchNorm2d::describe() const { return "BatchNorm2d(" + std::to_string(channels_) + ")"; }
@@ -280,7 +324,14 @@ LayerNorm::LayerNorm(const shape_type& shape, double eps)
       eps_(eps)
 {
 }
-Tensor LayerNorm::forward(const Tensor& x) { return layer_norm(x, shape_, weight, bias, eps_); }
+Tensor LayerNorm::forward(const Tensor& x)
+{
+    TG_CHECK(x.defined(), describe(), ": undefined input");
+    bool fits = x.dim() >= int64_t(shape_.size()) &&
+                std::equal(shape_.begin(), shape_.end(), x.shape().end() - int64_t(shape_.size()));
+    TG_CHECK(fits, describe(), ": input of shape ", x.shape(), " does not end in ", shape_);
+    return layer_norm(x, shape_, weight, bias, eps_);
+}
 std::string LayerNorm::describe() const { return "LayerNorm(" + shape_str(shape_) + ")"; }
 
 Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules)

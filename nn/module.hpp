@@ -17,7 +17,13 @@ namespace tg::nn {
 
 class Module {
 public:
+    Module() = default;
     virtual ~Module() = default;
+    // Not copyable: layers keep references (weight, bias) into their own
+    // parameter list, which a copy would still point into. Share a module
+    // through its shared_ptr instead.
+    Module(const Module&) = delete;
+    Module& operator=(const Module&) = delete;
 
     virtual Tensor forward(const Tensor& x) = 0;
     // Runs forward and remembers the output shape for summary().
@@ -39,8 +45,8 @@ public:
     void train(bool on = true);
     void eval() { train(false); }
     bool is_training() const { return training_; }
-    // Converts every parameter and buffer to `dtype` (parameters stay leaves
-    // that require grad).
+    // Converts every parameter and floating buffer to `dtype`, float32 or
+    // float64 (parameters stay leaves that require grad).
     void to(Dtype dtype);
 
     // One line describing this module alone: "Conv2d(1, 32, kernel=3, padding=1)".
