@@ -7,7 +7,8 @@
 //    forward loop, then record(...) with a backward rule in tapegrad ops, and
 //    TG_REGISTER_OP samples so the registry sweep checks it like a library op.
 // C. Both are gradchecked in float64 (first and second order): the op on its
-//    inputs, and each layer as a function of its input and its parameters.
+//    inputs, and each layer as a function of its input and its parameters;
+//    after training, the whole model with one call, tg::gradcheck(model, loss, batch).
 // D. A small network made of them is trained on a Fashion-MNIST subset (or a
 //    synthetic problem when the dataset is not installed) and the loss must go
 //    down.
@@ -121,10 +122,15 @@ tg::Tensor learned_swish(const tg::Tensor& x, const tg::Tensor& beta)
         tg::Tensor gx = a.needs_grad(0) ? a.grad * (s + z * ds) : tg::Tensor();
         tg::Tensor gb = a.needs_grad(1) ? tg::sum_to(a.grad * x * x * ds, beta.shape()) : tg::Tensor();
         return {gx, gb};
-    });
+    },
+    // 3. Optional: the op's forward as a closure over its inputs, so the
+    //    whole-model gradcheck can replay just this entry when a parameter
+    //    upstream of it is perturbed (without it, that check re-runs the whole
+    //    loss for every perturbed element).
+    [](const tg::tensor_list& in) { return learned_swish(in[0], in[1]); });
 }
 
-// 3. Samples for the registry: the sweep (doctest case, samples/gradcheck_all)
+// 4. Samples for the registry: the sweep (doctest case, samples/gradcheck_all)
 //    now checks learned_swish first and second order and float32 vs float64.
 TG_REGISTER_OP("learned_swish", {
     tg::OpSample{"[3,5] beta [5]", {tg::real("x", {3, 5}), tg::real("beta", {5})},
@@ -345,6 +351,18 @@ void train()
     expect(last < 0.6 * first, "loss went down (first " + std::to_string(first) + ", last " + std::to_string(last) + ")");
     expect(acc_after > acc_before + 0.3, "test accuracy rose by more than 30 points");
     expect(hi - lo > 0.05, "beta was trained");
+
+    // The trained model, every parameter (about 200,000), with one call:
+    // tg::gradcheck runs it on float64 stand-ins and replays only the part of
+    // the tape each perturbed element reaches.
+    tg::Batch batch = *loader.begin();
+    batch = {tg::slice(batch.x, 0, 0, 4), tg::slice(batch.y, 0, 0, 4)};
+    tg::GradcheckResult whole = tg::gradcheck(
+        *model, [](nn::Module& m, const tg::Batch& b) { return tg::cross_entropy(m(b.x), b.y); }, batch);
+    std::printf("  whole-model gradcheck of the trained network: %s, %lld parameters in %.2f s\n",
+                whole.passed() ? "pass" : "FAIL", (long long)model->parameter_count(), whole.seconds);
+    if (!whole.passed()) std::printf("%s", whole.to_string().c_str());
+    expect(whole.passed(), "whole-model gradcheck of the trained network");
 }
 
 }  // namespace
