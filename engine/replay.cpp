@@ -135,7 +135,8 @@ Replayer::Replayer(const ReplayTape& tape)
 void Replayer::prepare(State& s, const Tensor& base)
 {
     if (!s.current.defined()) {
-        s.current = base.clone();
+        NoGradGuard off;
+        s.current = base.detach().clone();
         s.marks.assign(size_t(base.numel()), 0);
     }
 }
@@ -279,7 +280,10 @@ const Tensor& Replayer::result()
         State& s = nodes_[size_t(tape_.output_entry_)];
         out = s.touched ? &s.current : &tape_.nodes_[size_t(tape_.output_entry_)].info->output;
     }
-    if (!out_copy_.defined() || out_copy_.numel() != out->numel()) out_copy_ = out->clone();
+    if (!out_copy_.defined() || out_copy_.numel() != out->numel()) {
+        NoGradGuard off;
+        out_copy_ = out->detach().clone();
+    }
     else std::memcpy(out_copy_.data<double>(), out->data<double>(), size_t(out->numel()) * sizeof(double));
     restore();
     return out_copy_;
