@@ -10,13 +10,56 @@ namespace tg {
 namespace {
 thread_local bool grad_mode = true;
 std::atomic<int64_t> live_nodes{0};
+// The entries still to be released by the outermost ~Node running on this thread.
+thread_local std::vector<std::shared_ptr<Node>>* teardown_list = nullptr;
+
+void hand_over(std::vector<std::shared_ptr<Node>>& list, std::shared_ptr<Node>& node) noexcept
+{
+    try {
+        list.push_back(std::move(node));
+    } catch (...) {
+        // Out of memory: the entry is released in place, recursively.
+    }
+}
 }  // namespace
 
 bool grad_enabled() { return grad_mode; }
 void set_grad_enabled(bool enabled) { grad_mode = enabled; }
 
 Node::Node() { live_nodes.fetch_add(1, std::memory_order_relaxed); }
-Node::~Node() { live_nodes.fetch_sub(1, std::memory_order_relaxed); }
+
+Node::~Node()
+{
+    live_nodes.fetch_sub(1, std::memory_order_relaxed);
+    // Dropping an input entry here would destroy it inside this destructor, and
+    // its inputs inside that one: a chain of a million ops would recurse a
+    // million deep. The outermost ~Node on the thread collects the inputs and
+    // releases them one at a time; nested ones only hand theirs over.
+    if (teardown_list) {
+        for (Edge& e : inputs)
+            if (e.node) hand_over(*teardown_list, e.node);
+        return;
+    }
+    bool any = false;
+    for (const Edge& e : inputs) any = any || e.node;
+    if (!any) return;
+    std::vector<std::shared_ptr<Node>> pending;
+    teardown_list = &pending;
+    for (Edge& e : inputs)
+        if (e.node) hand_over(pending, e.node);
+    // The saved inputs hold the same entries through their grad_fn: they go
+    // now, while `pending` keeps those entries alive, rather than after this
+    // body, where the last of them would start a teardown one level deeper.
+    saved.clear();
+    grad_sum = Tensor();
+    while (!pending.empty()) {
+        std::shared_ptr<Node> n = std::move(pending.back());
+        pending.pop_back();
+        n.reset();  // may append its own inputs to `pending`
+    }
+    teardown_list = nullptr;
+}
+
 int64_t live_tape_entries() { return live_nodes.load(); }
 
 namespace detail {

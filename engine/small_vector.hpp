@@ -30,13 +30,13 @@ public:
     template <class It, class = decltype(*std::declval<It>(), ++std::declval<It&>())>
     SmallVector(It first, It last) { assign(first, last); }
     SmallVector(const std::vector<T>& v) { assign(v.begin(), v.end()); }  // NOLINT: implicit on purpose
-    SmallVector(const SmallVector& o) { assign(o.begin(), o.end()); }
+    SmallVector(const SmallVector& o) { copy_from(o); }
     SmallVector(SmallVector&& o) noexcept { take(std::move(o)); }
     ~SmallVector() { release(); }
 
     SmallVector& operator=(const SmallVector& o)
     {
-        if (this != &o) assign(o.begin(), o.end());
+        if (this != &o) copy_from(o);
         return *this;
     }
     SmallVector& operator=(SmallVector&& o) noexcept
@@ -152,7 +152,11 @@ public:
 
     friend bool operator==(const SmallVector& a, const SmallVector& b)
     {
-        return a.size_ == b.size_ && std::equal(a.begin(), a.end(), b.begin());
+        // A loop rather than std::equal, which calls memcmp: shapes are a few elements.
+        if (a.size_ != b.size_) return false;
+        for (size_t i = 0; i < a.size_; ++i)
+            if (!(a.data_[i] == b.data_[i])) return false;
+        return true;
     }
     friend bool operator!=(const SmallVector& a, const SmallVector& b) { return !(a == b); }
     friend bool operator<(const SmallVector& a, const SmallVector& b)
@@ -168,10 +172,23 @@ private:
         capacity_ = N;
         size_ = 0;
     }
+    // Copies of short vectors move the whole inline buffer: a fixed-size copy
+    // is a few register moves, where a copy of size_ elements calls memcpy.
+    // Either buffer holds at least N elements (a heap one holds more than N).
+    void copy_from(const SmallVector& o)
+    {
+        if (o.size_ <= N) {
+            release();
+            std::memcpy(static_cast<void*>(inline_), o.data_, N * sizeof(T));
+            size_ = o.size_;
+        } else {
+            assign(o.begin(), o.end());
+        }
+    }
     void take(SmallVector&& o)
     {
         if (o.data_ == o.inline_) {
-            std::memcpy(static_cast<void*>(inline_), o.inline_, o.size_ * sizeof(T));
+            std::memcpy(static_cast<void*>(inline_), o.inline_, N * sizeof(T));
             data_ = inline_;
             capacity_ = N;
         } else {

@@ -2,6 +2,7 @@
 // ops, and the samples the registry sweep gradchecks it with.
 #include "ops/elementwise.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -411,6 +412,32 @@ Tensor relu(const Tensor& x)
 }
 TG_REGISTER_OP("relu", unary_samples([](const tensor_list& x) { return relu(x[0]); }, Domain::away_from_zero));
 
+Tensor softplus(const Tensor& x)
+{
+    // log(1 + e^x) = max(x, 0) + log1p(e^-|x|): e^x never overflows, and the
+    // small term is not lost for very negative x. A primitive rather than a
+    // composite of relu and abs, whose derivatives at exactly 0 add up to 0
+    // instead of σ(0) = 1/2.
+    Tensor out = unary_forward("softplus", x, [](auto v) {
+        using T = decltype(v);
+        return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
+    });
+    return record("softplus", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
+        return {mul(g.grad, sigmoid(g.saved[0]))};
+    });
+}
+TG_REGISTER_OP("softplus", [] {
+    auto fn = [](const tensor_list& x) { return softplus(x[0]); };
+    std::vector<OpSample> samples = unary_samples(fn);
+    // Far out on both sides, where the naive log(1 + e^x) overflows or rounds to
+    // 0, next to elements near 0 (there the second derivative is not ~1e-22).
+    samples.push_back({"x ± 50 and near 0, [2,4]", {InputSpec{"x", {2, 4}, Domain::real, 0}}, [](const tensor_list& x) {
+                           Tensor shift = from_values({50, -50, 0, 0, -50, 50, 0, 0}, {2, 4}, x[0].dtype());
+                           return softplus(add(x[0], shift));
+                       }});
+    return samples;
+}());
+
 // --- composites: their gradients come from the primitives above ----------------------------
 
 Tensor square(const Tensor& x) { return mul(x, x); }
@@ -424,9 +451,6 @@ Tensor leaky_relu(const Tensor& x, double negative_slope)
 TG_REGISTER_OP("leaky_relu", unary_samples([](const tensor_list& x) { return leaky_relu(x[0], 0.1); },
                                            Domain::away_from_zero));
 
-Tensor softplus(const Tensor& x) { return add(relu(x), log1p(exp(neg(abs(x))))); }
-TG_REGISTER_OP("softplus", unary_samples([](const tensor_list& x) { return softplus(x[0]); },
-                                         Domain::away_from_zero));
 
 Tensor clamp(const Tensor& x, double low, double high)
 {

@@ -1,0 +1,47 @@
+// Elementwise ops at the points the registry's random samples do not reach.
+#include <doctest/doctest.h>
+
+#include "helpers.hpp"
+#include <tapegrad/tapegrad.hpp>
+
+#include <cmath>
+
+TEST_CASE("softplus: value, gradient and second derivative at 0 and far out")
+{
+    // σ(x) = 1 / (1 + e^-x) in long double, as the reference.
+    auto sigma = [](double x) { return double(1.0L / (1.0L + std::exp(-(long double)x))); };
+    const Values xs{0.0, 50.0, -50.0, 1000.0, -1000.0, 2.5, -2.5};
+    for (tg::Dtype dtype : {tg::float64, tg::float32}) {
+        INFO("dtype ", tg::dtype_name(dtype));
+        const double tol = dtype == tg::float64 ? 1e-15 : 4e-7;  // relative
+        tg::Tensor x = tg::from_values(xs, {int64_t(xs.size())}, dtype).requires_grad_();
+        tg::Tensor y = tg::softplus(x);
+        tg::GradOptions options;
+        options.create_graph = true;
+        tg::Tensor dy = tg::grad({tg::sum(y)}, {x}, {}, options)[0];
+        tg::Tensor d2y = tg::grad({tg::sum(dy)}, {x})[0];
+        Values v = y.to_vector(), g = dy.to_vector(), h = d2y.to_vector();
+        for (size_t i = 0; i < xs.size(); ++i) {
+            const double xi = xs[i];
+            INFO("x = ", xi);
+            REQUIRE(std::isfinite(v[i]));
+            REQUIRE(std::isfinite(g[i]));
+            REQUIRE(std::isfinite(h[i]));
+            // log(1 + e^x), to a relative tolerance also where it is as small as 2e-22.
+            const double value = xi > 0 ? xi + std::log1p(std::exp(-xi)) : std::log1p(std::exp(xi));
+            CHECK(std::abs(v[i] - value) <= tol * value);
+            const double s = sigma(xi);
+            CHECK(std::abs(g[i] - s) <= tol * s);
+            CHECK(std::abs(h[i] - s * (1 - s)) <= 4 * tol * std::max(s * (1 - s), 1e-300));
+        }
+        // The points the composite relu + log1p(e^-|x|) got wrong or lost.
+        CHECK(g[0] == 0.5);
+        CHECK(h[0] == 0.25);
+        CHECK(v[0] == doctest::Approx(std::log(2.0)).epsilon(tol));
+        CHECK(g[1] == 1.0);
+        CHECK(g[2] > 0);
+        CHECK(g[2] == doctest::Approx(std::exp(-50.0)).epsilon(1e-6));
+        CHECK(v[3] == 1000.0);
+        CHECK(v[4] == 0.0);
+    }
+}
