@@ -418,13 +418,14 @@ Tensor softplus(const Tensor& x)
     // small term is not lost for very negative x. A primitive rather than a
     // composite of relu and abs, whose derivatives at exactly 0 add up to 0
     // instead of σ(0) = 1/2.
-    Tensor out = unary_forward("softplus", x, [](auto v) {
+    auto f = [](auto v) {
         using T = decltype(v);
         return std::max(v, T(0)) + std::log1p(std::exp(-std::abs(v)));
-    });
+    };
+    Tensor out = unary_forward("softplus", x, f);
     return record("softplus", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
         return {mul(g.grad, sigmoid(g.saved[0]))};
-    });
+    }, unary_replay(softplus), unary_delta(f));
 }
 TG_REGISTER_OP("softplus", [] {
     auto fn = [](const tensor_list& x) { return softplus(x[0]); };

@@ -251,24 +251,6 @@ Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ign
     }, [t, classes, ignore_index](const tensor_list& in) { return place_rows(in[0], t, classes, ignore_index); });
 }
 
-// --- binary_cross_entropy_with_logits' primitive ----------------------------------------------
-
-// log(1 + e^x) = max(x, 0) + log1p(e^-|x|), with the gradient σ(x) everywhere
-// (tg::softplus is composed of relu and abs, whose derivatives at exactly 0
-// do not add up to σ(0) = 1/2).
-Tensor log1p_exp(const Tensor& x)
-{
-    Tensor out = Tensor::empty(x.shape(), x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), "binary_cross_entropy_with_logits", [&] {
-        kernels::map_unary(x.data<scalar_t>(), out.data<scalar_t>(), x.numel(), [](scalar_t v) {
-            return std::max(v, scalar_t(0)) + std::log1p(std::exp(-std::abs(v)));
-        });
-    });
-    return record("binary_cross_entropy_with_logits", out, {x}, {x}, [](const BackwardArgs& b) -> tensor_list {
-        return {mul(b.grad, sigmoid(b.saved[0]))};
-    }, [](const tensor_list& in) { return log1p_exp(in[0]); });
-}
-
 OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
 {
     return OpSample{std::move(label), std::move(inputs), std::move(fn)};
@@ -379,7 +361,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
              dtype_name(target.dtype()));
     // (1 - t)·x + w·log(1 + e^-x), w = 1 + (pos_weight - 1)·t.
     Tensor linear_part = sub(logits, mul(target, logits));
-    Tensor neg_log_sigmoid = log1p_exp(neg(logits));
+    Tensor neg_log_sigmoid = softplus(neg(logits));  // log(1 + e^-x), stable for any x
     if (!pos_weight.defined()) return reduce_loss(add(linear_part, neg_log_sigmoid), reduction);
     TG_CHECK(pos_weight.dtype() == logits.dtype(), op, ": pos_weight is ", dtype_name(pos_weight.dtype()),
              ", logits are ", dtype_name(logits.dtype()));
