@@ -234,12 +234,13 @@ __attribute__((target("avx2,fma"))) inline void max2x2_8(const float* r0, const 
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), lo);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 4), hi);
     } else {
-        const __m256i n = _mm256_set1_epi32(int32_t(r));
-        _mm256_maskstore_ps(y, _mm256_cmpgt_epi32(n, ramp0), v);
-        const __m256i n64 = _mm256_set1_epi64x(r);
-        const __m256i q0 = _mm256_setr_epi64x(0, 1, 2, 3), q1 = _mm256_setr_epi64x(4, 5, 6, 7);
-        _mm256_maskstore_epi64(reinterpret_cast<long long*>(idx), _mm256_cmpgt_epi64(n64, q0), lo);
-        _mm256_maskstore_epi64(reinterpret_cast<long long*>(idx + 4), _mm256_cmpgt_epi64(n64, q1), hi);
+        // Through the stack: masked stores are microcoded and slow on AMD cores.
+        alignas(32) float yv[8];
+        alignas(32) int64_t iv[8];
+        _mm256_store_ps(yv, v);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(iv), lo);
+        _mm256_store_si256(reinterpret_cast<__m256i*>(iv + 4), hi);
+        for (int64_t j = 0; j < r; ++j) y[j] = yv[j], idx[j] = iv[j];
     }
 }
 
