@@ -19,6 +19,7 @@ namespace {
 thread_local bool in_region = false;
 
 constexpr auto spin_time = std::chrono::microseconds(2000);
+constexpr auto pure_spin_time = std::chrono::microseconds(50);
 
 inline void cpu_relax()
 {
@@ -119,10 +120,16 @@ private:
             // microseconds to wake, longer than a whole elementwise op, and
             // the caller then ran most of such ops alone. Ops of a training
             // step follow each other within a millisecond.
-            const auto deadline = std::chrono::steady_clock::now() + spin_time;
+            // After a short pure spin it yields between checks, so on a
+            // loaded machine the spinning worker gives its core to the
+            // caller (or anyone) instead of competing with it.
+            const auto start = std::chrono::steady_clock::now();
             for (int spin = 0; generation_.load(std::memory_order_acquire) == seen; ++spin) {
                 cpu_relax();
-                if (spin % 256 == 255 && std::chrono::steady_clock::now() > deadline) break;
+                if (spin % 64 != 63) continue;
+                const auto waited = std::chrono::steady_clock::now() - start;
+                if (waited > spin_time) break;
+                if (waited > pure_spin_time) sched_yield();
             }
             generation_.wait(seen, std::memory_order_acquire);
             seen = generation_.load(std::memory_order_acquire);
