@@ -53,19 +53,25 @@ void gemm_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const
         return;
     }
     // Split the larger side of C across the threads, in blocks that keep
-    // OpenBLAS's micro-kernels full.
+    // OpenBLAS's micro-kernels full, one piece per thread: each call packs
+    // the whole other operand again (a Linear layer's 64x3136 input was
+    // packed eight times when split in pieces of 16 columns).
     const int64_t block = 16;
     if (std::max(m, n) >= block * threads) {
         if (n >= m) {
-            int64_t blocks = (n + block - 1) / block;
-            parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+            const int64_t blocks = (n + block - 1) / block;
+            parallel_for(threads, 1, [&](int64_t t0, int64_t t1) {
+                const int64_t b0 = blocks * t0 / threads, b1 = blocks * t1 / threads;
+                if (b1 == b0) return;
                 int64_t j0 = b0 * block, j1 = std::min(n, b1 * block);
                 const T* bp = tb ? b + j0 * ldb : b + j0;
                 call_blas(ta, tb, m, j1 - j0, k, alpha, a, lda, bp, ldb, beta, c + j0, ldc);
             });
         } else {
-            int64_t blocks = (m + block - 1) / block;
-            parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+            const int64_t blocks = (m + block - 1) / block;
+            parallel_for(threads, 1, [&](int64_t t0, int64_t t1) {
+                const int64_t b0 = blocks * t0 / threads, b1 = blocks * t1 / threads;
+                if (b1 == b0) return;
                 int64_t i0 = b0 * block, i1 = std::min(m, b1 * block);
                 const T* ap = ta ? a + i0 : a + i0 * lda;
                 call_blas(ta, tb, i1 - i0, n, k, alpha, ap, lda, b, ldb, beta, c + i0 * ldc, ldc);

@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdlib>
 #include <exception>
 #include <mutex>
@@ -16,6 +17,18 @@ namespace tg {
 namespace {
 
 thread_local bool in_region = false;
+
+constexpr auto spin_time = std::chrono::microseconds(2000);
+constexpr auto pure_spin_time = std::chrono::microseconds(50);
+
+inline void cpu_relax()
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#else
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+#endif
+}
 
 int default_threads()
 {
@@ -103,9 +116,21 @@ private:
     {
         in_region = true;
         while (true) {
-            // Spin briefly: back-to-back ops arrive within microseconds.
-            for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen; ++spin)
-                std::atomic_signal_fence(std::memory_order_seq_cst);
+            // Spin a while before sleeping: a sleeping worker takes tens of
+            // microseconds to wake, longer than a whole elementwise op, and
+            // the caller then ran most of such ops alone. Ops of a training
+            // step follow each other within a millisecond.
+            // After a short pure spin it yields between checks, so on a
+            // loaded machine the spinning worker gives its core to the
+            // caller (or anyone) instead of competing with it.
+            const auto start = std::chrono::steady_clock::now();
+            for (int spin = 0; generation_.load(std::memory_order_acquire) == seen; ++spin) {
+                cpu_relax();
+                if (spin % 64 != 63) continue;
+                const auto waited = std::chrono::steady_clock::now() - start;
+                if (waited > spin_time) break;
+                if (waited > pure_spin_time) sched_yield();
+            }
             generation_.wait(seen, std::memory_order_acquire);
             seen = generation_.load(std::memory_order_acquire);
             if (stopping_) return;

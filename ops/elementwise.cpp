@@ -407,10 +407,27 @@ Tensor relu(const Tensor& x)
     auto f = [](auto v) { return v > 0 ? v : decltype(v)(0); };
     Tensor out = unary_forward("relu", x, f);
     return record("relu", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
-        return {mul(g.grad, gt(g.saved[0], 0.0))};
+        return {relu_backward(g.grad, g.saved[0])};
     }, unary_replay(relu), unary_delta(f));
 }
 TG_REGISTER_OP("relu", unary_samples([](const tensor_list& x) { return relu(x[0]); }, Domain::away_from_zero));
+
+// One pass instead of mul(grad, gt(x, 0)): two passes and a mask as large as x.
+Tensor relu_backward(const Tensor& grad, const Tensor& x)
+{
+    check_binary("relu_backward", grad, x);
+    if (grad.shape() != x.shape()) return mul(grad, gt(x, 0.0));
+    Tensor out = binary_forward("relu_backward", grad, x, [](auto g, auto v) { return v > 0 ? g : decltype(g)(0); });
+    return record("relu_backward", out, {grad, x}, {x}, [](const BackwardArgs& g) -> tensor_list {
+        // Zero almost everywhere in x.
+        return {g.needs_grad(0) ? relu_backward(g.grad, g.saved[0]) : Tensor(), Tensor()};
+    }, binary_replay(relu_backward), binary_delta([](double g, double v) { return v > 0 ? g : 0.0; }));
+}
+TG_REGISTER_OP("relu_backward", {
+    {"[3,5]", {real("grad", {3, 5}), away_from_zero("x", {3, 5})},
+     [](const tensor_list& x) { return relu_backward(x[0], x[1]); }},
+    {"0-d", {real("grad", {}), away_from_zero("x", {})}, [](const tensor_list& x) { return relu_backward(x[0], x[1]); }},
+});
 
 Tensor softplus(const Tensor& x)
 {

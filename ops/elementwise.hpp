@@ -30,6 +30,8 @@ Tensor cos(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor relu(const Tensor& x);
+// grad where x > 0, else 0: relu's backward (PyTorch's threshold_backward).
+Tensor relu_backward(const Tensor& grad, const Tensor& x);
 Tensor square(const Tensor& x);
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 Tensor softplus(const Tensor& x);  // log(1 + e^x), stable for large |x|

@@ -188,17 +188,30 @@ void SGD::step()
             const T* gp = g.data<T>();
             T* bp = buf.defined() ? buf.data<T>() : nullptr;
             const T wd = T(o.weight_decay), mom = T(o.momentum), keep = T(1 - o.dampening), step = T(lr);
-            parallel_for(p.numel(), grain, [&](int64_t begin, int64_t end) {
-                for (int64_t k = begin; k < end; ++k) {
-                    T d = gp[k];
-                    if (wd != 0) d += wd * pp[k];
-                    if (bp) {
-                        bp[k] = first ? d : mom * bp[k] + keep * d;
-                        d = o.nesterov ? d + mom * bp[k] : bp[k];
+            // The options as template flags: with tests in the loop it stayed scalar.
+            auto update = [&]<bool Wd, bool Buf, bool First, bool Nesterov>() {
+                parallel_for(p.numel(), grain, [&](int64_t begin, int64_t end) {
+                    for (int64_t k = begin; k < end; ++k) {
+                        T d = gp[k];
+                        if constexpr (Wd) d += wd * pp[k];
+                        if constexpr (Buf) {
+                            const T b = First ? d : mom * bp[k] + keep * d;
+                            bp[k] = b;
+                            d = Nesterov ? d + mom * b : b;
+                        }
+                        pp[k] -= step * d;
                     }
-                    pp[k] -= step * d;
-                }
-            });
+                });
+            };
+            auto with_buf = [&]<bool Wd>() {
+                if (!bp) update.template operator()<Wd, false, false, false>();
+                else if (first && o.nesterov) update.template operator()<Wd, true, true, true>();
+                else if (first) update.template operator()<Wd, true, true, false>();
+                else if (o.nesterov) update.template operator()<Wd, true, false, true>();
+                else update.template operator()<Wd, true, false, false>();
+            };
+            if (wd != 0) with_buf.template operator()<true>();
+            else with_buf.template operator()<false>();
         });
         p.bump_version();
         if (buf.defined()) buf.bump_version();

@@ -337,7 +337,7 @@ const std::vector<PoolCase>& pool_cases()
     static const std::vector<PoolCase> cases = {
         {{2, 3, 4, 4}, 2, 2, 0},          {{2, 2, 5, 5}, 3, 2, 1},         {{1, 3, 5, 7}, {2, 3}, {1, 2}, {1, 1}},
         {{2, 2, 7, 6}, 3, 1, 1},          {{1, 2, 9, 9}, 3, 3, 0},         {{3, 1, 6, 5}, {3, 2}, {2, 3}, {1, 1}},
-        {{2, 4, 28, 28}, 2, 2, 0},
+        {{2, 4, 28, 28}, 2, 2, 0},        {{1, 2, 7, 37}, 2, 2, 0},
     };
     return cases;
 }
@@ -375,6 +375,39 @@ TEST_CASE("max_pool2d: ties go to the first maximum in scan order; padding never
     // A tie between two later elements: the first of them.
     tg::Tensor t = tg::from_values({0, 5, 5, 1}, {1, 1, 2, 2}, tg::float64);
     CHECK(tg::max_pool2d_with_indices(t, 2).second.to_vector() == Values{1});
+}
+
+TEST_CASE("max_pool2d 2x2: ties and NaN in the vectorised rows as in the generic loop")
+{
+    // 2 x 40 input: 20 windows, 16 of them in the 8-wide vector path.
+    for (tg::Dtype dt : {tg::float32, tg::float64}) {
+        INFO(tg::dtype_name(dt));
+        std::vector<double> v(80, 1.0);
+        v[2 * 3 + 1] = v[40 + 2 * 3] = 2.0;  // window 3: a tie between (0, 7) and (1, 6): the first wins
+        v[40 + 2 * 5 + 1] = std::nan("");    // window 5: the NaN at (1, 11) wins
+        v[2 * 9] = std::nan("");              // window 9: the first NaN (0, 18) wins over the later one
+        v[40 + 2 * 9 + 1] = std::nan("");
+        v[2 * 12 + 1] = 5.0;                  // window 12: a maximum, then a NaN: the NaN
+        v[40 + 2 * 12] = std::nan("");
+        v[2 * 19 + 1] = 3.0;                  // window 19 (scalar tail): (0, 39)
+        tg::Tensor x = tg::from_values(v, {1, 1, 2, 40}, dt);
+        auto [y, idx] = tg::max_pool2d_with_indices(x, 2);
+        std::vector<double> want_idx(20);
+        for (int64_t o = 0; o < 20; ++o) want_idx[size_t(o)] = double(2 * o);
+        want_idx[3] = 7;
+        want_idx[5] = 40 + 11;
+        want_idx[9] = 18;
+        want_idx[12] = 40 + 24;
+        want_idx[19] = 39;
+        CHECK(idx.to_vector() == want_idx);
+        std::vector<double> got = y.to_vector();
+        CHECK(got[3] == 2.0);
+        CHECK(std::isnan(got[5]));
+        CHECK(std::isnan(got[9]));
+        CHECK(std::isnan(got[12]));
+        CHECK(got[19] == 3.0);
+        CHECK(got[0] == 1.0);
+    }
 }
 
 TEST_CASE("max_pool2d_backward scatters (adding repeats) and max_pool2d_gather gathers")
