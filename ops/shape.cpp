@@ -259,7 +259,19 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
     });
     return record("slice", out, {x}, {}, [full = x.shape(), r](const BackwardArgs& g) -> tensor_list {
         return {unslice(g.grad, full, r.axis, r.start, r.step)};
-    }, [r](const tensor_list& in) { return slice(in[0], r.axis, r.start, r.start + (r.count - 1) * r.step + 1, r.step); });
+    }, [r](const tensor_list& in) { return slice(in[0], r.axis, r.start, r.start + (r.count - 1) * r.step + 1, r.step); },
+    [r, s](DeltaArgs& d) {  // a changed element inside the slice moves to its place in the output
+        const double* x = d.inputs[0].data();
+        for (int64_t f : *d.inputs[0].changed) {
+            int64_t inner = f % s.inner, at = f / s.inner % s.n, outer = f / (s.inner * s.n);
+            int64_t k = at - r.start;
+            if (k % r.step != 0 || k / r.step < 0 || k / r.step >= r.count) continue;
+            int64_t o = (outer * r.count + k / r.step) * s.inner + inner;
+            d.out[o] = x[f];
+            d.touch(o);
+        }
+        return true;
+    });
 }
 TG_REGISTER_OP("slice", {
     sample("[7,3] axis 0, 1:6:2", {real("x", {7, 3})}, [](const tensor_list& x) { return slice(x[0], 0, 1, 6, 2); }),
