@@ -402,11 +402,41 @@ Tensor sigmoid(const Tensor& x)
 }
 TG_REGISTER_OP("sigmoid", unary_samples([](const tensor_list& x) { return sigmoid(x[0]); }));
 
+namespace {
+// relu's first-order rule when the incoming gradient is a temporary nothing
+// else holds (in a CNN, max_pool2d_backward's output) and no graph is being
+// built: the mask is applied in the gradient's own buffer, so no fresh buffer
+// as large as x is written. Undefined when that does not apply.
+Tensor relu_backward_in_place(const Tensor& grad, const Tensor& x)
+{
+    if (grad_enabled() || grad.requires_grad() || grad.grad_fn() || grad.shape() != x.shape() ||
+        grad.dtype() != x.dtype())
+        return Tensor();
+    const std::shared_ptr<TensorImpl>& impl = grad.impl_ptr();
+    if (impl.use_count() != 1 || impl->storage.use_count() != 1 || impl->storage->owner) return Tensor();
+    Tensor out = grad;
+    TG_DISPATCH_FLOATING(out.dtype(), "relu_backward", [&] {
+        // Distinct buffers (nothing else holds the gradient's): restrict lets
+        // the loop vectorise without an overlap check.
+        scalar_t* gd = out.data<scalar_t>();
+        const scalar_t* xd = x.data<scalar_t>();
+        parallel_for(out.numel(), kernels::elementwise_grain, [gd, xd](int64_t b, int64_t e) {
+            scalar_t* __restrict g = gd;
+            const scalar_t* __restrict v = xd;
+            for (int64_t i = b; i < e; ++i) g[i] = v[i] > 0 ? g[i] : scalar_t(0);
+        });
+    });
+    out.bump_version();
+    return out;
+}
+}  // namespace
+
 Tensor relu(const Tensor& x)
 {
     auto f = [](auto v) { return v > 0 ? v : decltype(v)(0); };
     Tensor out = unary_forward("relu", x, f);
     return record("relu", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list {
+        if (Tensor d = relu_backward_in_place(g.grad, g.saved[0]); d.defined()) return {d};
         return {relu_backward(g.grad, g.saved[0])};
     }, unary_replay(relu), unary_delta(f));
 }

@@ -236,13 +236,29 @@ __attribute__((target("avx2,fma"))) inline void max2x2_8(const float* r0, const 
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), lo);
         _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 4), hi);
     } else {
-        // Through the stack: masked stores are microcoded and slow on AMD cores.
-        alignas(32) float yv[8];
-        alignas(32) int64_t iv[8];
-        _mm256_store_ps(yv, v);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(iv), lo);
-        _mm256_store_si256(reinterpret_cast<__m256i*>(iv + 4), hi);
-        for (int64_t j = 0; j < r; ++j) y[j] = yv[j], idx[j] = iv[j];
+        // In pieces of 4, 2 and 1: masked stores are microcoded and slow on AMD
+        // cores, and a copy loop through the stack became two memmove calls.
+        __m128 v4 = _mm256_castps256_ps128(v);
+        __m256i i4 = lo;
+        int64_t j = 0;
+        if (r & 4) {
+            _mm_storeu_ps(y, v4);
+            _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), lo);
+            v4 = _mm256_extractf128_ps(v, 1);
+            i4 = hi;
+            j = 4;
+        }
+        if (r & 2) {
+            _mm_storel_pi(reinterpret_cast<__m64*>(y + j), v4);
+            _mm_storeu_si128(reinterpret_cast<__m128i*>(idx + j), _mm256_castsi256_si128(i4));
+            v4 = _mm_movehl_ps(v4, v4);
+            i4 = _mm256_permute4x64_epi64(i4, 0xEE);
+            j += 2;
+        }
+        if (r & 1) {
+            _mm_store_ss(y + j, v4);
+            idx[j] = _mm_cvtsi128_si64(_mm256_castsi256_si128(i4));
+        }
     }
 }
 
@@ -274,6 +290,112 @@ void max_pool_2x2(const T* x, T* y, int64_t* idx, int64_t planes, int64_t h, int
                 max2x2_row_scalar(r0, r0 + w, 2 * oh * w, w, 0, wo, yo, io);
             }
     });
+}
+
+// Backward of 2×2 stride-2 pooling for one output row, written densely into
+// input rows d0 and d1 (d0 at plane offset base): g at each window's argmax and
+// 0 at its other three places, instead of a fill and a scatter. Returns false
+// when an index is not in its own window (the op takes any indices); the
+// caller then fills and scatters. Writes 0 + g, as the scatter does (-0 → +0).
+__attribute__((target("avx2,fma"))) inline __m256i in_window(__m256i r, __m256i w, __m256i w1)
+{
+    return _mm256_or_si256(
+        _mm256_or_si256(_mm256_cmpeq_epi64(r, _mm256_setzero_si256()), _mm256_cmpeq_epi64(r, _mm256_set1_epi64x(1))),
+        _mm256_or_si256(_mm256_cmpeq_epi64(r, w), _mm256_cmpeq_epi64(r, w1)));
+}
+
+// d[0..2r) = a0 b0 a1 b1 ... from the first r entries of a and b (r <= 8),
+// in pieces of 8, 4 and 2 floats: masked stores are slow on AMD cores.
+__attribute__((target("avx2,fma"))) inline void store_pairs(float* d, __m256 a, __m256 b, int64_t r)
+{
+    const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
+    __m256 p0 = _mm256_permute2f128_ps(lo, hi, 0x20);
+    const __m256 p1 = _mm256_permute2f128_ps(lo, hi, 0x31);
+    if (r == 8) {
+        _mm256_storeu_ps(d, p0);
+        _mm256_storeu_ps(d + 8, p1);
+        return;
+    }
+    int64_t j = 0;
+    if (r & 4) {
+        _mm256_storeu_ps(d, p0);
+        p0 = p1;
+        j = 8;
+    }
+    __m128 q = _mm256_castps256_ps128(p0);
+    if (r & 2) {
+        _mm_storeu_ps(d + j, q);
+        q = _mm256_extractf128_ps(p0, 1);
+        j += 4;
+    }
+    if (r & 1) _mm_storel_pi(reinterpret_cast<__m64*>(d + j), q);
+}
+
+// g where the offset o is k, else 0.
+__attribute__((target("avx2,fma"))) inline __m256 g_at(__m256 g, __m256i o, int64_t k)
+{
+    return _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(o, _mm256_set1_epi32(int32_t(k)))));
+}
+
+// Eight outputs (the first r when not Full): false when an index is outside its window.
+template <bool Full>
+__attribute__((target("avx2,fma"))) inline bool unpool2x2_8(const float* g, const int64_t* idx, int64_t base, int64_t w,
+                                                            float* d0, float* d1, int64_t r)
+{
+    const __m256i w64 = _mm256_set1_epi64x(w), w164 = _mm256_set1_epi64x(w + 1);
+    const __m256i b = _mm256_add_epi64(_mm256_set1_epi64x(base), _mm256_setr_epi64x(0, 2, 4, 6));
+    const __m256i b8 = _mm256_add_epi64(b, _mm256_set1_epi64x(8));
+    __m256i ia, ib, va, vb;
+    __m256 gv;
+    if constexpr (Full) {
+        ia = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx));
+        ib = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + 4));
+        gv = _mm256_loadu_ps(g);
+    } else {
+        const __m256i n = _mm256_set1_epi64x(r);
+        const __m256i ma = _mm256_cmpgt_epi64(n, _mm256_setr_epi64x(0, 1, 2, 3));
+        const __m256i mb = _mm256_cmpgt_epi64(n, _mm256_setr_epi64x(4, 5, 6, 7));
+        // Lanes past r read as their window's first index.
+        ia = _mm256_blendv_epi8(b, _mm256_maskload_epi64(reinterpret_cast<const long long*>(idx), ma), ma);
+        ib = _mm256_blendv_epi8(b8, _mm256_maskload_epi64(reinterpret_cast<const long long*>(idx + 4), mb), mb);
+        gv = _mm256_maskload_ps(g, _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(r)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
+    }
+    const __m256i ra = _mm256_sub_epi64(ia, b), rb = _mm256_sub_epi64(ib, b8);
+    va = in_window(ra, w64, w164);
+    vb = in_window(rb, w64, w164);
+    if (_mm256_movemask_epi8(_mm256_and_si256(va, vb)) != -1) return false;
+    // The offsets are small now: 32 bits hold them.
+    const __m256i narrow = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i o = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(ra, narrow))),
+        _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(rb, narrow)), 1);
+    gv = _mm256_add_ps(_mm256_setzero_ps(), gv);
+    store_pairs(d0, g_at(gv, o, 0), g_at(gv, o, 1), Full ? 8 : r);
+    store_pairs(d1, g_at(gv, o, w), g_at(gv, o, w + 1), Full ? 8 : r);
+    return true;
+}
+
+__attribute__((target("avx2,fma"))) bool unpool2x2_row_avx2(const float* g, const int64_t* idx, int64_t base,
+                                                           int64_t w, int64_t wo, float* d0, float* d1)
+{
+    int64_t ow = 0;
+    for (; ow + 8 <= wo; ow += 8)
+        if (!unpool2x2_8<true>(g + ow, idx + ow, base + 2 * ow, w, d0 + 2 * ow, d1 + 2 * ow, 8)) return false;
+    return ow == wo || unpool2x2_8<false>(g + ow, idx + ow, base + 2 * ow, w, d0 + 2 * ow, d1 + 2 * ow, wo - ow);
+}
+
+// The dense backward of one plane; false (part of the plane written) when an
+// index is outside its window.
+template <class T>
+bool unpool2x2_plane(const T* g, const int64_t* idx, int64_t ho, int64_t wo, int64_t w, T* d)
+{
+    if constexpr (std::is_same_v<T, float>) {
+        for (int64_t oh = 0; oh < ho; ++oh)
+            if (!unpool2x2_row_avx2(g + oh * wo, idx + oh * wo, 2 * oh * w, w, wo, d + 2 * oh * w, d + (2 * oh + 1) * w))
+                return false;
+        return true;
+    }
+    return false;
 }
 
 Tensor mean_forward(const char* op, const Tensor& x, const Windows& win)
@@ -419,9 +541,14 @@ Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const shap
         const scalar_t* g = grad.data<scalar_t>();
         const int64_t* idx = indices.data<int64_t>();
         scalar_t* d = dx.data<scalar_t>();
+        const int64_t h = input_shape[2], w = input_shape[3], ho = grad.shape()[2], wo = grad.shape()[3];
+        // Non-overlapping 2×2 windows tiling the plane: written densely.
+        const bool dense = std::is_same_v<scalar_t, float> && h % 2 == 0 && w % 2 == 0 && ho == h / 2 &&
+                           wo == w / 2 && plane < (int64_t(1) << 30) && have_avx2_pool();
         parallel_for(input_shape[0] * input_shape[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
             for (int64_t p = p0; p < p1; ++p) {
                 scalar_t* dp = d + p * plane;
+                if (dense && unpool2x2_plane(g + p * out, idx + p * out, ho, wo, w, dp)) continue;
                 std::fill(dp, dp + plane, scalar_t(0));
                 for (int64_t o = 0; o < out; ++o) {
                     const int64_t i = idx[p * out + o];

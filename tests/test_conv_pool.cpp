@@ -422,6 +422,31 @@ TEST_CASE("max_pool2d_backward scatters (adding repeats) and max_pool2d_gather g
     CHECK(error_of([&] { tg::max_pool2d_backward(g, bad, {1, 1, 3, 3}); }).find("index 9 outside") != std::string::npos);
 }
 
+TEST_CASE("max_pool2d_backward 2x2 float32: dense writes, and indices outside their windows still scatter")
+{
+    // 2 x 20 input: 10 windows, 8 of them in the vector path, 2 in the scalar tail.
+    tg::Tensor g = tg::arange(1, 11, 1, tg::float32).reshape({1, 1, 1, 10});
+    std::vector<double> own(10), want(40, 0.0);
+    for (int64_t o = 0; o < 10; ++o) {
+        own[size_t(o)] = double(2 * o + (o % 4 == 1 ? 1 : 0) + (o % 4 == 2 ? 20 : 0) + (o % 4 == 3 ? 21 : 0));
+        want[size_t(own[size_t(o)])] = double(o + 1);
+    }
+    tg::Tensor idx = tg::from_values(own, {1, 1, 1, 10}, tg::int64);
+    CHECK(tg::max_pool2d_backward(g, idx, {1, 1, 2, 20}).to_vector() == want);
+    // A -0 gradient lands as +0, as 0 + g in the scatter.
+    tg::Tensor mz = tg::full({1, 1, 1, 10}, -0.0, tg::float32);
+    for (double v : tg::max_pool2d_backward(mz, idx, {1, 1, 2, 20}).to_vector()) CHECK(!std::signbit(v));
+    // Indices of other windows (vector part, then tail): the repeats add up.
+    for (int64_t at : {3, 9}) {
+        INFO("foreign index at output ", at);
+        std::vector<double> bad = own, want_bad(40, 0.0);
+        bad[size_t(at)] = own[0];
+        for (int64_t o = 0; o < 10; ++o) want_bad[size_t(bad[size_t(o)])] += double(o + 1);
+        tg::Tensor ib = tg::from_values(bad, {1, 1, 1, 10}, tg::int64);
+        CHECK(tg::max_pool2d_backward(g, ib, {1, 1, 2, 20}).to_vector() == want_bad);
+    }
+}
+
 TEST_CASE("avg_pool2d: both count_include_pad settings match direct loops, forward and backward")
 {
     for (const PoolCase& c : pool_cases())

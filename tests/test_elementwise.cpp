@@ -45,3 +45,25 @@ TEST_CASE("softplus: value, gradient and second derivative at 0 and far out")
         CHECK(v[4] == 0.0);
     }
 }
+
+TEST_CASE("relu backward: masks in the incoming gradient's buffer only when nothing else holds it")
+{
+    using Values = std::vector<double>;
+    for (tg::Dtype dt : {tg::float32, tg::float64}) {
+        INFO(tg::dtype_name(dt));
+        tg::Tensor x = tg::from_values({-1, 2, 0, 3, -4, 5}, {2, 3}, dt).requires_grad_();
+        // A temporary gradient (from mul's backward): the in-place path.
+        tg::Tensor y = tg::mul(tg::relu(x), tg::from_values({1, 2, 3, 4, 5, 6}, {2, 3}, dt));
+        CHECK(tg::grad({tg::sum(y)}, {x})[0].to_vector() == Values{0, 2, 0, 4, 0, 6});
+        // A gradient the caller holds: left unchanged.
+        tg::Tensor r = tg::relu(x);
+        tg::Tensor gout = tg::from_values({7, 8, 9, 10, 11, 12}, {2, 3}, dt);
+        CHECK(tg::grad({r}, {x}, {gout})[0].to_vector() == Values{0, 8, 0, 10, 0, 12});
+        CHECK(gout.to_vector() == Values{7, 8, 9, 10, 11, 12});
+        // With create_graph the rule stays differentiable.
+        tg::Tensor r2 = tg::relu(x);
+        tg::Tensor g2 = tg::grad({tg::sum(tg::mul(r2, r2))}, {x}, {}, {.create_graph = true})[0];
+        CHECK(g2.to_vector() == Values{0, 4, 0, 6, 0, 10});
+        CHECK(g2.requires_grad());
+    }
+}
