@@ -6,6 +6,7 @@
 
 #include <deque>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -179,7 +180,13 @@ private:
 // generator (seeded), so a run is reproducible; identity in evaluation.
 class Dropout : public Module {
 public:
-    explicit Dropout(double p = 0.5, uint64_t seed = 0) : p_(p), gen_(seed) {}
+    // Without a seed, one is drawn from the thread's default generator: two
+    // unseeded layers then drop different positions, and seeding the default
+    // generator first still fixes them.
+    explicit Dropout(double p = 0.5, std::optional<uint64_t> seed = std::nullopt)
+        : p_(p), gen_(seed ? *seed : default_generator().next_u64())
+    {
+    }
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
     Generator& generator() { return gen_; }

@@ -645,3 +645,15 @@ TEST_CASE("nn: reference_mlp with SGD fits random data: the loss goes down")
     for (int64_t i = 0; i < 64; ++i) right += pred.at({i}) == y.at({i});
     CHECK(right >= 60);
 }
+
+TEST_CASE("Dropout: unseeded layers drop different positions; seeding the default generator fixes them")
+{
+    auto mask_of = [](nn::Dropout& d) { return d(tg::ones({64})).to_vector(); };
+    tg::default_generator().manual_seed(123);
+    nn::Dropout a(0.5), b(0.5);
+    std::vector<double> ma = mask_of(a), mb = mask_of(b);
+    CHECK(ma != mb);
+    tg::default_generator().manual_seed(123);
+    nn::Dropout a2(0.5);
+    CHECK(mask_of(a2) == ma);
+}
