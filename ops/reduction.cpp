@@ -6,6 +6,7 @@
 
 #include "engine/autograd.hpp"
 #include "engine/registry.hpp"
+#include "engine/replay.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/kernels.hpp"
 #include "ops/shape.hpp"
@@ -119,7 +120,26 @@ Tensor sum(const Tensor& x, const axes_type& axes, bool keepdims)
     Tensor out = keepdims ? kept : reshape(kept, dropped_shape(x.shape(), ax));
     return record("sum", out, {x}, {}, [from = x.shape(), keep = kept.shape()](const BackwardArgs& g) -> tensor_list {
         return {broadcast_to(reshape(g.grad, keep), from)};
-    }, [ax, keepdims](const tensor_list& in) { return sum(in[0], ax, keepdims); });
+    }, [ax, keepdims](const tensor_list& in) { return sum(in[0], ax, keepdims); },
+    [ax](DeltaArgs& d) {  // each changed element moves its own output by what it changed
+        const shape_type& xs = d.inputs[0].base->shape();
+        std::vector<bool> reduced(xs.size(), false);
+        for (int64_t a : ax) reduced[size_t(a)] = true;
+        const double *x1 = d.inputs[0].data(), *x0 = d.inputs[0].base_data();
+        for (int64_t f : *d.inputs[0].changed) {
+            int64_t o = 0, stride = 1, r = f;
+            for (size_t k = xs.size(); k-- > 0;) {
+                int64_t c = r % xs[k];
+                r /= xs[k];
+                if (reduced[k]) continue;
+                o += c * stride;
+                stride *= xs[k];
+            }
+            d.out[o] += x1[f] - x0[f];
+            d.touch(o);
+        }
+        return true;
+    });
 }
 TG_REGISTER_OP("sum", {
     sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return sum(x[0]); }),
