@@ -62,6 +62,9 @@ ReplayTape::ReplayTape(const Tensor& output, const tensor_list& leaves) : leaves
             for (size_t i = 0; i < e.info->inputs.size(); ++i)
                 TG_CHECK(!e.info->inputs[i].defined() || e.info->inputs[i].version() == e.info->input_versions[i],
                          "replay: input ", i, " of '", node->op, "' was modified in place after the op ran");
+        if (e.info)
+            TG_CHECK(e.info->output.version() == e.info->output_version, "replay: the output of '", node->op,
+                     "' was modified in place after the op ran");
         e.sources.assign(node->inputs.size(), constant_source);
         for (size_t i = 0; i < node->inputs.size(); ++i) {
             const Edge& edge = node->inputs[i];
@@ -188,8 +191,7 @@ const Tensor& Replayer::run()
     }
     std::sort(merged_.begin(), merged_.end());
     merged_.erase(std::unique(merged_.begin(), merged_.end()), merged_.end());
-    std::vector<int> order = merged_;
-    propagate(order);
+    propagate(merged_);
     return result();
 }
 

@@ -11,22 +11,12 @@
 #include <memory>
 #include <tapegrad/tapegrad.hpp>
 
+#include "tests/helpers.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-    fs::path path;
-    TempDir()
-    {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("tg_test_ckpt_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::vector<uint8_t> read_bytes(const std::string& path)
 {
@@ -47,16 +37,6 @@ void fix_crc(std::vector<uint8_t>& bytes)
     std::memcpy(bytes.data() + bytes.size() - 4, &c, 4);
 }
 
-template <class F> std::string error_of(F&& f)
-{
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 bool same_bits(const tg::Tensor& a, const tg::Tensor& b)
 {

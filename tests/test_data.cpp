@@ -9,23 +9,12 @@
 #include <set>
 #include <tapegrad/tapegrad.hpp>
 
+#include "tests/helpers.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory removed at the end of the test.
-struct TempDir {
-    fs::path path;
-    TempDir()
-    {
-        static int counter = 0;
-        path = fs::temp_directory_path() /
-               ("tg_test_data_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-        fs::create_directories(path);
-    }
-    ~TempDir() { fs::remove_all(path); }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 void write_plain(const std::string& path, const std::vector<uint8_t>& bytes)
 {
@@ -65,17 +54,7 @@ std::vector<uint8_t> idx_bytes(const std::vector<uint32_t>& dims, const std::vec
     return b;
 }
 
-template <class F> std::string error_of(F&& f)
-{
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::vector<uint8_t> iota_bytes(size_t n)
 {

@@ -9,37 +9,10 @@
 
 #include <tapegrad/tapegrad.hpp>
 
+#include "tests/helpers.hpp"
+
 using namespace tg;
 
-namespace {
-
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol)
-{
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-        INFO("element " << i);
-        CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol).scale(1.0));
-    }
-}
-
-GradOptions graph_options(bool create_graph)
-{
-    GradOptions o;
-    o.create_graph = create_graph;
-    return o;
-}
-
-std::string error_of(const std::function<void()>& f)
-{
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
-
-}  // namespace
 
 TEST_CASE("linear: x·Wᵀ + b for 1-d, 2-d and 3-d inputs, with and without bias")
 {

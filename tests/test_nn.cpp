@@ -13,7 +13,6 @@ namespace nn = tg::nn;
 
 namespace {
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 std::vector<std::string> names_of(const tg::named_tensors& named)
 {

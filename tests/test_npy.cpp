@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 #include <tapegrad/tapegrad.hpp>
 
+#include "tests/helpers.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cstring>
@@ -16,23 +18,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A fresh directory under the system temp dir, removed with everything in it.
-struct TempDir {
-    fs::path path;
-    TempDir()
-    {
-        std::random_device rd;
-        path = fs::temp_directory_path() /
-               ("tapegrad_npy_" + std::to_string(rd()) + "_" + std::to_string(rd()));
-        fs::create_directories(path);
-    }
-    ~TempDir()
-    {
-        std::error_code ec;
-        fs::remove_all(path, ec);
-    }
-    std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 std::string read_bytes(const std::string& path)
 {

@@ -6,22 +6,14 @@
 #include <cmath>
 #include <tapegrad/tapegrad.hpp>
 
+#include "tests/helpers.hpp"
+
 using tg::optim::Adam;
 using tg::optim::AdamW;
 using tg::optim::SGD;
 
 namespace {
 
-template <class F> std::string error_of(F&& f)
-{
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // One scalar float64 parameter named "p".
 tg::named_tensors scalar_param(double value)

@@ -137,6 +137,17 @@ TEST_CASE("replay: clear errors")
     CHECK(error_of([&] { tg::Replayer r(tape); }).find("without a replay closure: mul") != std::string::npos);
     CHECK(error_of([&] { tg::ReplayTape t(tg::ones({2}, tg::float64), {w}); }).find("not recorded") !=
           std::string::npos);
+    tg::Tensor captured;
+    {
+        tg::ReplayCapture capture;
+        captured = tg::mul(w, w);
+    }
+    {
+        tg::NoGradGuard off;
+        captured.add_(tg::ones({3}, tg::float64));  // the recorded value is gone
+    }
+    CHECK(error_of([&] { tg::ReplayTape t(captured, {w}); }).find("'mul' was modified in place") !=
+          std::string::npos);
     tg::Tensor f = tg::ones({3}).requires_grad_();
     CHECK(error_of([&] { tg::ReplayTape t(y, {f}); }).find("float64") != std::string::npos);
 }

@@ -10,6 +10,8 @@
 
 #include <tapegrad/tapegrad.hpp>
 
+#include "tests/helpers.hpp"
+
 using namespace tg;
 
 namespace {
@@ -31,14 +33,6 @@ std::vector<double> naive_softmax(const std::vector<double>& x, int64_t n, bool 
     return y;
 }
 
-void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol)
-{
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-        INFO("element " << i);
-        CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol).scale(1.0));
-    }
-}
 
 // cross-entropy of one row, PyTorch's definition with label smoothing.
 double naive_xent_row(const std::vector<double>& z, int64_t t, double eps)
@@ -49,22 +43,7 @@ double naive_xent_row(const std::vector<double>& z, int64_t t, double eps)
     return (1 - eps) * -lp[size_t(t)] + eps * smooth / double(z.size());
 }
 
-GradOptions graph_options(bool create_graph)
-{
-    GradOptions o;
-    o.create_graph = create_graph;
-    return o;
-}
 
-std::string error_of(const std::function<void()>& f)
-{
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
-}
 
 Tensor targets(std::vector<double> v, shape_type shape = {})
 {
