@@ -5,7 +5,7 @@
 #include <filesystem>
 
 #include "data/idx.hpp"
-#include "engine/autograd.hpp"
+#include "engine/core/autograd.hpp"
 
 namespace tg {
 

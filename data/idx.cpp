@@ -9,7 +9,7 @@
 #include <filesystem>
 #include <system_error>
 
-#include "engine/error.hpp"
+#include "engine/core/error.hpp"
 
 namespace tg {
 

@@ -1,38 +1,52 @@
 #include "nn/gradcheck.hpp"
 
-#include "engine/autograd.hpp"
+#include "engine/core/autograd.hpp"
 
 namespace tg {
 
 namespace {
 
-// Puts float64 stand-ins into a module's slots and the originals back when it goes.
+// Gives a module's parameters and buffers float64 stand-ins in place
+// (Tensor::set_data) and their own data back when it goes: the model reads
+// the stand-ins through the very tensors it holds, while its data, its
+// gradients, an optimizer's state and batch norm's running statistics stay
+// as they were.
 class Float64StandIns {
 public:
     explicit Float64StandIns(nn::Module& model)
     {
         NoGradGuard off;
-        for (auto& [name, slot] : model.parameter_slots()) {
-            saved_.emplace_back(slot, *slot);
-            *slot = slot->detach().to(float64).requires_grad_(true);
-            parameters_.emplace_back(name, *slot);
-        }
-        for (auto& [name, slot] : model.buffer_slots()) {
-            saved_.emplace_back(slot, *slot);
-            if (is_floating(slot->dtype())) *slot = slot->to(float64);
-            else *slot = slot->clone();
-        }
+        for (auto& [name, t] : model.named_parameters())
+            if (swap_in(t)) parameters_.emplace_back(name, t);
+        for (auto& [name, t] : model.named_buffers()) swap_in(t);
     }
     ~Float64StandIns()
     {
-        for (auto& [slot, original] : saved_) *slot = original;
+        for (Original& o : originals_) {
+            o.tensor.set_data(o.data);
+            o.tensor.set_grad(o.grad);
+        }
     }
     Float64StandIns(const Float64StandIns&) = delete;
     Float64StandIns& operator=(const Float64StandIns&) = delete;
     const named_tensors& parameters() const { return parameters_; }
 
 private:
-    std::vector<std::pair<Tensor*, Tensor>> saved_;
+    struct Original {
+        Tensor tensor, data, grad;
+    };
+    // False for a tensor already swapped (shared by two modules).
+    bool swap_in(Tensor t)
+    {
+        for (const Original& o : originals_)
+            if (o.tensor.same(t)) return false;
+        Tensor stand_in = is_floating(t.dtype()) ? t.detach().to(float64) : t.detach();
+        if (stand_in.impl().storage == t.impl().storage) stand_in = stand_in.clone();  // never the model's own memory
+        originals_.push_back({t, t.detach(), t.grad()});
+        t.set_data(stand_in);
+        return true;
+    }
+    std::vector<Original> originals_;
     named_tensors parameters_;
 };
 

@@ -5,7 +5,7 @@
 #include <functional>
 
 #include "data/dataset.hpp"
-#include "engine/gradcheck.hpp"
+#include "engine/check/gradcheck.hpp"
 #include "nn/module.hpp"
 
 namespace tg {

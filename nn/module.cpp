@@ -1,10 +1,14 @@
 #include "nn/module.hpp"
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <sstream>
+#include <typeinfo>
 
-#include "engine/autograd.hpp"
+#include "engine/core/autograd.hpp"
 #include "ops/conv.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/layers.hpp"
@@ -23,44 +27,46 @@ Tensor Module::operator()(const Tensor& x)
     return y;
 }
 
-Tensor& Module::register_parameter(const std::string& name, Tensor value)
+namespace {
+void check_new_name(const named_tensors& list, const std::string& name, const char* what)
 {
-    for (auto& [n, t] : parameters_) TG_CHECK(n != name, "Module: parameter '", name, "' registered twice");
-    value.requires_grad_(true);
+    TG_CHECK(!name.empty() && name.find('.') == std::string::npos, "Module: ", what, " name '", name,
+             "' must be non-empty and without '.'");
+    for (const auto& [n, t] : list) TG_CHECK(n != name, "Module: ", what, " '", name, "' registered twice");
+}
+}  // namespace
+
+Tensor Module::register_parameter(const std::string& name, Tensor value, bool requires_grad)
+{
+    if (!value.defined()) return value;
+    check_new_name(parameters_, name, "parameter");
+    value.requires_grad_(requires_grad);
     parameters_.emplace_back(name, value);
-    return parameters_.back().second;
+    return value;
 }
 
-Tensor& Module::register_buffer(const std::string& name, Tensor value)
+Tensor Module::register_buffer(const std::string& name, Tensor value)
 {
+    if (!value.defined()) return value;
+    check_new_name(buffers_, name, "buffer");
     buffers_.emplace_back(name, value);
-    return buffers_.back().second;
+    return value;
+}
+
+std::string Module::describe() const
+{
+    int status = 0;
+    char* demangled = abi::__cxa_demangle(typeid(*this).name(), nullptr, nullptr, &status);
+    std::string name = status == 0 && demangled ? demangled : typeid(*this).name();
+    std::free(demangled);
+    if (size_t colon = name.rfind("::"); colon != std::string::npos) name = name.substr(colon + 2);
+    return name + "()";
 }
 
 void Module::collect(const std::string& prefix, named_tensors& out, bool buffers) const
 {
     for (const auto& [name, t] : buffers ? buffers_ : parameters_) out.emplace_back(prefix + name, t);
     for (const auto& [name, child] : children_) child->collect(prefix + name + ".", out, buffers);
-}
-
-void Module::collect_slots(const std::string& prefix, std::vector<std::pair<std::string, Tensor*>>& out, bool buffers)
-{
-    for (auto& [name, t] : buffers ? buffers_ : parameters_) out.emplace_back(prefix + name, &t);
-    for (auto& [name, child] : children_) child->collect_slots(prefix + name + ".", out, buffers);
-}
-
-std::vector<std::pair<std::string, Tensor*>> Module::parameter_slots()
-{
-    std::vector<std::pair<std::string, Tensor*>> out;
-    collect_slots("", out, false);
-    return out;
-}
-
-std::vector<std::pair<std::string, Tensor*>> Module::buffer_slots()
-{
-    std::vector<std::pair<std::string, Tensor*>> out;
-    collect_slots("", out, true);
-    return out;
 }
 
 named_tensors Module::named_parameters() const
@@ -109,13 +115,10 @@ void Module::to(Dtype dtype)
     // and a half-converted model would be left behind.
     TG_CHECK(is_floating(dtype), "Module::to: parameters must be float32 or float64, got ", dtype_name(dtype));
     NoGradGuard off;
-    for (auto& [name, t] : parameters_) {
-        if (t.dtype() == dtype) continue;
-        t = t.detach().to(dtype);
-        t.requires_grad_(true);
-    }
+    for (auto& [name, t] : parameters_)
+        if (t.dtype() != dtype) t.set_data(t.detach().to(dtype));
     for (auto& [name, t] : buffers_)
-        if (t.dtype() != dtype && is_floating(t.dtype())) t = t.to(dtype);
+        if (t.dtype() != dtype && is_floating(t.dtype())) t.set_data(t.detach().to(dtype));
     for (auto& [name, child] : children_) child->to(dtype);
 }
 
@@ -177,15 +180,20 @@ double linear_bound(int64_t in, int64_t out)
     return 1 / std::sqrt(double(in));
 }
 
-double conv_bound(int64_t in, int64_t out, int64_t k, const Conv2dOptions& o)
+// "3" for (3, 3), "(3, 1)" otherwise, as PyTorch prints them.
+std::string pair_str(Int2 v) { return v.h == v.w ? std::to_string(v.h) : "(" + std::to_string(v.h) + ", " + std::to_string(v.w) + ")"; }
+
+double conv_bound(int64_t in, int64_t out, Int2 k, const Conv2dOptions& o)
 {
-    const char* what = "Conv2d(";
-    TG_CHECK(in > 0 && out > 0 && k > 0, what, in, ", ", out, ", kernel=", k, "): sizes must be positive");
-    TG_CHECK(o.stride >= 1 && o.padding >= 0 && o.dilation >= 1, what, in, ", ", out, ", kernel=", k, "): stride ",
-             o.stride, " and dilation ", o.dilation, " must be positive, padding ", o.padding, " non-negative");
-    TG_CHECK(o.groups >= 1 && in % o.groups == 0 && out % o.groups == 0, what, in, ", ", out,
+    const std::string what = "Conv2d(" + std::to_string(in) + ", " + std::to_string(out) + ", kernel=" + pair_str(k);
+    TG_CHECK(in > 0 && out > 0 && k.h > 0 && k.w > 0, what, "): sizes must be positive");
+    TG_CHECK(o.stride.h >= 1 && o.stride.w >= 1 && o.dilation.h >= 1 && o.dilation.w >= 1 && o.padding.h >= 0 &&
+                 o.padding.w >= 0,
+             what, "): stride ", pair_str(o.stride), " and dilation ", pair_str(o.dilation),
+             " must be positive, padding ", pair_str(o.padding), " non-negative");
+    TG_CHECK(o.groups >= 1 && in % o.groups == 0 && out % o.groups == 0, what,
              "): channels must be divisible by groups = ", o.groups);
-    return 1 / std::sqrt(double(in / o.groups * k * k));
+    return 1 / std::sqrt(double(in / o.groups * k.h * k.w));
 }
 
 void check_input_dtype(const Module& m, const Tensor& x, const Tensor& weight)
@@ -198,11 +206,11 @@ void check_input_dtype(const Module& m, const Tensor& x, const Tensor& weight)
 // --- layers ---------------------------------------------------------------------------------
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator* gen)
-    : weight(register_parameter("weight", uniform({out_features, in_features}, linear_bound(in_features, out_features), gen))),
-      bias(has_bias ? &register_parameter("bias", uniform({out_features}, 1 / std::sqrt(double(in_features)), gen)) : nullptr),
-      in_(in_features),
-      out_(out_features)
+    : in_(in_features), out_(out_features)
 {
+    double bound = linear_bound(in_features, out_features);
+    weight = register_parameter("weight", uniform({out_features, in_features}, bound, gen));
+    if (has_bias) bias = register_parameter("bias", uniform({out_features}, bound, gen));
 }
 
 Tensor Linear::forward(const Tensor& x)
@@ -211,24 +219,20 @@ Tensor Linear::forward(const Tensor& x)
     TG_CHECK(x.dim() >= 1 && x.shape().back() == in_, describe(), ": input of shape ", x.shape(), " does not end in ",
              in_, " input features");
     check_input_dtype(*this, x, weight);
-    return linear(x, weight, bias ? *bias : Tensor());
+    return linear(x, weight, bias);
 }
 
 std::string Linear::describe() const
 {
-    return "Linear(" + std::to_string(in_) + ", " + std::to_string(out_) + (bias ? ")" : ", bias=false)");
+    return "Linear(" + std::to_string(in_) + ", " + std::to_string(out_) + (bias.defined() ? ")" : ", bias=false)");
 }
 
-Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv2dOptions o, Generator* gen)
-    : weight(register_parameter("weight", uniform({out_channels, in_channels / std::max<int64_t>(o.groups, 1), kernel_size, kernel_size},
-                                                  conv_bound(in_channels, out_channels, kernel_size, o), gen))),
-      bias(o.bias ? &register_parameter("bias", uniform({out_channels}, conv_bound(in_channels, out_channels, kernel_size, o), gen))
-                  : nullptr),
-      in_(in_channels),
-      out_(out_channels),
-      kernel_(kernel_size),
-      options_(o)
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Int2 k, Conv2dOptions o, Generator* gen)
+    : in_(in_channels), out_(out_channels), kernel_(k), options_(o)
 {
+    double bound = conv_bound(in_channels, out_channels, k, o);
+    weight = register_parameter("weight", uniform({out_channels, in_channels / o.groups, k.h, k.w}, bound, gen));
+    if (o.bias) bias = register_parameter("bias", uniform({out_channels}, bound, gen));
 }
 
 Tensor Conv2d::forward(const Tensor& x)
@@ -239,45 +243,46 @@ Tensor Conv2d::forward(const Tensor& x)
     TG_CHECK((x.dim() == 4 || x.dim() == 3) && x.shape()[size_t(c_axis)] == in_, describe(), ": expected an input [N, ",
              in_, ", H, W] (or [", in_, ", H, W]), got ", x.shape());
     check_input_dtype(*this, x, weight);
-    return conv2d(x, weight, bias ? *bias : Tensor(), options_.stride, options_.padding, options_.dilation, options_.groups);
+    return conv2d(x, weight, bias, options_.stride, options_.padding, options_.dilation, options_.groups);
 }
 
 std::string Conv2d::describe() const
 {
-    std::string s = "Conv2d(" + std::to_string(in_) + ", " + std::to_string(out_) + ", kernel=" + std::to_string(kernel_);
-    if (options_.stride != 1) s += ", stride=" + std::to_string(options_.stride);
-    if (options_.padding != 0) s += ", padding=" + std::to_string(options_.padding);
-    if (options_.dilation != 1) s += ", dilation=" + std::to_string(options_.dilation);
+    std::string s = "Conv2d(" + std::to_string(in_) + ", " + std::to_string(out_) + ", kernel=" + pair_str(kernel_);
+    if (options_.stride != 1) s += ", stride=" + pair_str(options_.stride);
+    if (options_.padding != 0) s += ", padding=" + pair_str(options_.padding);
+    if (options_.dilation != 1) s += ", dilation=" + pair_str(options_.dilation);
     if (options_.groups != 1) s += ", groups=" + std::to_string(options_.groups);
     if (!options_.bias) s += ", bias=false";
     return s + ")";
 }
 
-MaxPool2d::MaxPool2d(int64_t k, int64_t s, int64_t p) : kernel_(k), stride_(s < 0 ? k : s), padding_(p) {}
-Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, kernel_, stride_, padding_); }
-std::string MaxPool2d::describe() const
+namespace {
+// "2", "2, stride=1", "(2, 3), stride=(1, 2), padding=1": a pool's arguments as PyTorch prints them.
+std::string pool_args(Int2 kernel, Int2 stride, Int2 padding)
 {
-    return "MaxPool2d(" + std::to_string(kernel_) + (stride_ != kernel_ ? ", stride=" + std::to_string(stride_) : "") +
-           (padding_ ? ", padding=" + std::to_string(padding_) : "") + ")";
+    return pair_str(kernel) + (stride != kernel ? ", stride=" + pair_str(stride) : "") +
+           (padding != 0 ? ", padding=" + pair_str(padding) : "");
 }
+}  // namespace
 
-AvgPool2d::AvgPool2d(int64_t k, int64_t s, int64_t p, bool cip)
-    : kernel_(k), stride_(s < 0 ? k : s), padding_(p), count_include_pad_(cip)
+MaxPool2d::MaxPool2d(Int2 k, Int2 s, Int2 p) : kernel_(k), stride_(s.given() ? s : k), padding_(p) {}
+Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, kernel_, stride_, padding_); }
+std::string MaxPool2d::describe() const { return "MaxPool2d(" + pool_args(kernel_, stride_, padding_) + ")"; }
+
+AvgPool2d::AvgPool2d(Int2 k, Int2 s, Int2 p, bool cip) : kernel_(k), stride_(s.given() ? s : k), padding_(p), count_include_pad_(cip)
 {
 }
 Tensor AvgPool2d::forward(const Tensor& x) { return avg_pool2d(x, kernel_, stride_, padding_, count_include_pad_); }
 std::string AvgPool2d::describe() const
 {
-    return "AvgPool2d(" + std::to_string(kernel_) + (stride_ != kernel_ ? ", stride=" + std::to_string(stride_) : "") +
-           (padding_ ? ", padding=" + std::to_string(padding_) : "") + ")";
+    return "AvgPool2d(" + pool_args(kernel_, stride_, padding_) + (count_include_pad_ ? "" : ", count_include_pad=false") +
+           ")";
 }
 
-AdaptiveAvgPool2d::AdaptiveAvgPool2d(int64_t h, int64_t w) : h_(h), w_(w) {}
-Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return adaptive_avg_pool2d(x, {h_, w_}); }
-std::string AdaptiveAvgPool2d::describe() const
-{
-    return "AdaptiveAvgPool2d(" + std::to_string(h_) + ", " + std::to_string(w_) + ")";
-}
+AdaptiveAvgPool2d::AdaptiveAvgPool2d(Int2 size) : size_(size) {}
+Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return adaptive_avg_pool2d(x, size_); }
+std::string AdaptiveAvgPool2d::describe() const { return "AdaptiveAvgPool2d(" + pair_str(size_) + ")"; }
 
 Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 Tensor Tanh::forward(const Tensor& x) { return tanh(x); }

@@ -4,15 +4,15 @@
 // gradcheck use.
 #pragma once
 
-#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
-#include "engine/random.hpp"
-#include "engine/tensor.hpp"
+#include "engine/core/random.hpp"
+#include "engine/core/tensor.hpp"
+#include "ops/options.hpp"
 
 namespace tg::nn {
 
@@ -20,9 +20,8 @@ class Module {
 public:
     Module() = default;
     virtual ~Module() = default;
-    // Not copyable: layers keep references (weight, bias) into their own
-    // parameter list, which a copy would still point into. Share a module
-    // through its shared_ptr instead.
+    // Not copyable: a copy would share its parameters with the original (the
+    // same tensors), which is what a shared_ptr to one module says better.
     Module(const Module&) = delete;
     Module& operator=(const Module&) = delete;
 
@@ -35,11 +34,6 @@ public:
     named_tensors named_buffers() const;
     tensor_list parameters() const;
     int64_t parameter_count() const;
-    // The module's own slots holding each parameter (buffer), by the same
-    // names: for code that swaps the tensors and puts them back (the model
-    // gradcheck runs on float64 stand-ins). The pointers live as long as the module.
-    std::vector<std::pair<std::string, Tensor*>> parameter_slots();
-    std::vector<std::pair<std::string, Tensor*>> buffer_slots();
 
     void zero_grad();
     // Training mode (batch statistics, dropout) or evaluation mode; recursive.
@@ -47,11 +41,13 @@ public:
     void eval() { train(false); }
     bool is_training() const { return training_; }
     // Converts every parameter and floating buffer to `dtype`, float32 or
-    // float64 (parameters stay leaves that require grad).
+    // float64, in place (Tensor::set_data): members, an optimizer and any
+    // other handle see the converted tensors.
     void to(Dtype dtype);
 
-    // One line describing this module alone: "Conv2d(1, 32, kernel=3, padding=1)".
-    virtual std::string describe() const = 0;
+    // One line describing this module alone: "Conv2d(1, 32, kernel=3, padding=1)";
+    // by default the class's name.
+    virtual std::string describe() const;
     // The tree of modules with each one's last output shape and parameter
     // count; runs a forward on zeros of `input_shape` first (no tape).
     std::string summary(const shape_type& input_shape);
@@ -59,9 +55,11 @@ public:
     const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& children() const { return children_; }
 
 protected:
-    // The returned reference stays valid for the module's life.
-    Tensor& register_parameter(const std::string& name, Tensor value);
-    Tensor& register_buffer(const std::string& name, Tensor value);
+    // Registers `value` under `name` and returns it: keep it as a plain member
+    // (`weight = register_parameter("weight", ...)`). An undefined value
+    // registers nothing (an optional bias).
+    Tensor register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
+    Tensor register_buffer(const std::string& name, Tensor value);
     template <class M>
     std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module)
     {
@@ -71,10 +69,9 @@ protected:
 
 private:
     void collect(const std::string& prefix, named_tensors& out, bool buffers) const;
-    void collect_slots(const std::string& prefix, std::vector<std::pair<std::string, Tensor*>>& out, bool buffers);
     void summarize(std::string& out, const std::string& name, int depth) const;
 
-    std::deque<std::pair<std::string, Tensor>> parameters_, buffers_;
+    named_tensors parameters_, buffers_;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
     bool training_ = true;
     shape_type last_output_shape_;
@@ -91,79 +88,79 @@ public:
     Linear(int64_t in_features, int64_t out_features, bool bias = true, Generator* gen = nullptr);
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
-    Tensor& weight;
-    Tensor* bias;  // null without bias
+    Tensor weight, bias;  // bias undefined without one
 
 private:
     int64_t in_, out_;
 };
 
+// (height, width) pairs, or one number for both: {.stride = {2, 1}, .padding = 1}.
 struct Conv2dOptions {
-    int64_t stride = 1, padding = 0, dilation = 1, groups = 1;
+    Int2 stride = 1, padding = 0, dilation = 1;
+    int64_t groups = 1;
     bool bias = true;
 };
 
 class Conv2d : public Module {
 public:
-    Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, Conv2dOptions options = {},
+    Conv2d(int64_t in_channels, int64_t out_channels, Int2 kernel_size, Conv2dOptions options = {},
            Generator* gen = nullptr);
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
-    Tensor& weight;
-    Tensor* bias;
+    Tensor weight, bias;  // bias undefined without one
 
 private:
-    int64_t in_, out_, kernel_;
+    int64_t in_, out_;
+    Int2 kernel_;
     Conv2dOptions options_;
 };
 
+// A stride not given is the kernel size, as in PyTorch.
 class MaxPool2d : public Module {
 public:
-    explicit MaxPool2d(int64_t kernel_size, int64_t stride = -1, int64_t padding = 0);
+    explicit MaxPool2d(Int2 kernel_size, Int2 stride = Int2(), Int2 padding = 0);
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
 
 private:
-    int64_t kernel_, stride_, padding_;
+    Int2 kernel_, stride_, padding_;
 };
 
 class AvgPool2d : public Module {
 public:
-    explicit AvgPool2d(int64_t kernel_size, int64_t stride = -1, int64_t padding = 0, bool count_include_pad = true);
+    explicit AvgPool2d(Int2 kernel_size, Int2 stride = Int2(), Int2 padding = 0, bool count_include_pad = true);
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
 
 private:
-    int64_t kernel_, stride_, padding_;
+    Int2 kernel_, stride_, padding_;
     bool count_include_pad_;
 };
 
 class AdaptiveAvgPool2d : public Module {
 public:
-    AdaptiveAvgPool2d(int64_t out_h, int64_t out_w);
+    explicit AdaptiveAvgPool2d(Int2 output_size);
+    AdaptiveAvgPool2d(int64_t out_h, int64_t out_w) : AdaptiveAvgPool2d(Int2{out_h, out_w}) {}
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
 
 private:
-    int64_t h_, w_;
+    Int2 size_;
 };
 
 class ReLU : public Module {
 public:
     Tensor forward(const Tensor& x) override;
-    std::string describe() const override { return "ReLU()"; }
 };
 
 class Tanh : public Module {
 public:
     Tensor forward(const Tensor& x) override;
-    std::string describe() const override { return "Tanh()"; }
 };
 
 class Sigmoid : public Module {
 public:
     Tensor forward(const Tensor& x) override;
-    std::string describe() const override { return "Sigmoid()"; }
 };
 
 class Flatten : public Module {
@@ -201,7 +198,7 @@ public:
     explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
-    Tensor &weight, &bias, &running_mean, &running_var;
+    Tensor weight, bias, running_mean, running_var;
 
 private:
     int64_t channels_;
@@ -213,7 +210,7 @@ public:
     explicit LayerNorm(const shape_type& normalized_shape, double eps = 1e-5);
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
-    Tensor &weight, &bias;
+    Tensor weight, bias;
 
 private:
     shape_type shape_;
@@ -231,7 +228,7 @@ public:
 };
 
 template <class M, class... Args>
-std::shared_ptr<Module> make(Args&&... args)
+std::shared_ptr<M> make(Args&&... args)
 {
     return std::make_shared<M>(std::forward<Args>(args)...);
 }

@@ -14,11 +14,9 @@
 
 #include <immintrin.h>
 
-#include "engine/autograd.hpp"
-#include "engine/blas.hpp"
-#include "engine/parallel.hpp"
-#include "engine/registry.hpp"
-#include "engine/replay.hpp"
+#include "engine/core/op.hpp"
+#include "engine/core/parallel.hpp"
+#include "engine/kernels/gemm.hpp"
 #include "ops/matmul.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
@@ -678,7 +676,7 @@ void conv_backward(const ConvShape& s, const T* x, const T* w, const T* gy, T* d
 tensor_list conv_backward_composite(const BackwardArgs& a, const ConvShape& s, const shape_type& w_shape)
 {
     const Geometry& g = s.g;
-    const Tensor &x = a.saved[0], &w = a.saved[1];
+    const Tensor &x = a.input(0), &w = a.input(1);
     const int64_t n = g.n, groups = s.groups, og = s.og(), k = s.k(), cols = g.columns();
     const Int2 kernel{g.kh, g.kw}, stride{g.sh, g.sw}, padding{g.ph, g.pw}, dilation{g.dh, g.dw};
     Tensor gy = reshape(a.grad, {n * groups, og, cols});
@@ -698,12 +696,9 @@ tensor_list conv_backward_composite(const BackwardArgs& a, const ConvShape& s, c
         dw = reshape(sum(per_image, {0}), w_shape);
     }
     if (a.needs_grad(2)) db = sum(a.grad, {0, 2, 3});
-    return {dx, dw, db};
-}
-
-OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
-{
-    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
+    tensor_list grads{dx, dw, db};
+    grads.resize(a.inputs());  // no bias: two inputs
+    return grads;
 }
 
 // Replay of conv2d for a few changed elements (engine/replay.hpp). Conv is
@@ -770,159 +765,223 @@ bool conv2d_delta(DeltaArgs& d, const ConvShape& s)
 
 // --- im2col and col2im --------------------------------------------------------------------
 
+namespace {
+struct Im2col : Op<Im2col> {
+    static constexpr const char* name = "im2col";
+    static constexpr ReplayForm replay = ReplayForm::index_map;  // every column entry is an input pixel or 0
+    struct Attrs {
+        Int2 kernel, stride = 1, padding = 0, dilation = 1;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor& x = in[0];
+        TG_CHECK(x.defined(), "im2col: undefined input");
+        TG_CHECK(x.dim() == 4, "im2col: expected a 4-d input [N, C, H, W], got shape ", x.shape());
+        Geometry g = make_geometry("im2col", x.shape(), a.kernel, a.stride, a.padding, a.dilation);
+        const int64_t kk = g.kk(), cols = g.columns();
+        const Taps taps = make_taps(g);
+        Tensor out = Tensor::empty({g.n, g.c * kk, cols}, x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), "im2col", [&] {
+            const scalar_t* src = x.data<scalar_t>();
+            scalar_t* dst = out.data<scalar_t>();
+            parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, kk * cols)), [&](int64_t b, int64_t e) {
+                for (int64_t p = b; p < e; ++p) im2col_block(g, taps, src + p * g.h * g.w, 1, 0, cols, dst + p * kk * cols, cols);
+            });
+        });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        const shape_type& xs = g.input_shape(0);
+        return {col2im(g.grad, {xs[2], xs[3]}, a.kernel, a.stride, a.padding, a.dilation)};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,2,4,5] k3 p1", {real("x", {2, 2, 4, 5})}, Attrs{3, 1, 1, 1}),
+                sample("[1,2,7,6] k(2,3) s(2,1) p(1,0) d(2,1)", {real("x", {1, 2, 7, 6})},
+                       Attrs{{2, 3}, {2, 1}, {1, 0}, {2, 1}}),
+                sample("[2,1,5,5] k2 s2 (edge windows dropped)", {real("x", {2, 1, 5, 5})}, Attrs{2, 2, 0, 1})};
+    }
+};
+TG_REGISTER_OP(Im2col);
+}  // namespace
+
 Tensor im2col(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding, Int2 dilation)
 {
-    TG_CHECK(x.defined(), "im2col: undefined input");
-    TG_CHECK(x.dim() == 4, "im2col: expected a 4-d input [N, C, H, W], got shape ", x.shape());
-    Geometry g = make_geometry("im2col", x.shape(), kernel, stride, padding, dilation);
-    const int64_t kk = g.kk(), cols = g.columns();
-    const Taps taps = make_taps(g);
-    Tensor out = Tensor::empty({g.n, g.c * kk, cols}, x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), "im2col", [&] {
-        const scalar_t* src = x.data<scalar_t>();
-        scalar_t* dst = out.data<scalar_t>();
-        parallel_for(g.n * g.c, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, kk * cols)), [&](int64_t b, int64_t e) {
-            for (int64_t p = b; p < e; ++p) im2col_block(g, taps, src + p * g.h * g.w, 1, 0, cols, dst + p * kk * cols, cols);
-        });
-    });
-    return record("im2col", out, {x}, {}, [kernel, stride, padding, dilation, hw = Int2{g.h, g.w}](const BackwardArgs& a) -> tensor_list {
-        return {col2im(a.grad, hw, kernel, stride, padding, dilation)};
-    }, [kernel, stride, padding, dilation](const tensor_list& in) { return im2col(in[0], kernel, stride, padding, dilation); });
+    return Im2col::call({x}, {kernel, stride, padding, dilation});
 }
+
+namespace {
+struct Col2im : Op<Col2im> {
+    static constexpr const char* name = "col2im";
+    struct Attrs {
+        Int2 input_hw, kernel, stride = 1, padding = 0, dilation = 1;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor& cols = in[0];
+        TG_CHECK(cols.defined(), "col2im: undefined input");
+        TG_CHECK(cols.dim() == 3, "col2im: expected a 3-d input [N, C·kH·kW, L], got shape ", cols.shape());
+        TG_CHECK(a.input_hw.h >= 1 && a.input_hw.w >= 1, "col2im: input size (", a.input_hw.h, ", ", a.input_hw.w,
+                 ") must be positive");
+        const int64_t kk = a.kernel.h * a.kernel.w;
+        TG_CHECK(kk > 0 && cols.shape()[1] % kk == 0, "col2im: ", cols.shape()[1], " rows in ", cols.shape(),
+                 " are not a multiple of the kernel's ", a.kernel.h, "x", a.kernel.w, " = ", kk);
+        const int64_t c = cols.shape()[1] / kk;
+        Geometry g = make_geometry("col2im", {cols.shape()[0], c, a.input_hw.h, a.input_hw.w}, a.kernel, a.stride,
+                                   a.padding, a.dilation);
+        TG_CHECK(cols.shape()[2] == g.columns(), "col2im: ", cols.shape()[2], " columns in ", cols.shape(),
+                 " but the windows over (", g.h, ", ", g.w, ") make ", g.ho, "x", g.wo, " = ", g.columns());
+        const Taps taps = make_taps(g);
+        Tensor out = zeros({g.n, c, g.h, g.w}, cols.dtype());
+        TG_DISPATCH_FLOATING(cols.dtype(), "col2im", [&] {
+            const scalar_t* src = cols.data<scalar_t>();
+            scalar_t* dst = out.data<scalar_t>();
+            const int64_t l = g.columns();
+            parallel_for(g.n * c, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, kk * l)), [&](int64_t b, int64_t e) {
+                for (int64_t p = b; p < e; ++p) col2im_block(g, taps, src + p * kk * l, 1, 0, l, dst + p * g.h * g.w, l);
+            });
+        });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        return {im2col(g.grad, a.kernel, a.stride, a.padding, a.dilation)};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,18,20] into 4x5, k3 p1", {real("cols", {2, 18, 20})}, Attrs{{4, 5}, 3, 1, 1, 1}),
+                sample("[1,12,16] into 7x6, k(2,3) s(2,1) p(1,0) d(2,1)", {real("cols", {1, 12, 16})},
+                       Attrs{{7, 6}, {2, 3}, {2, 1}, {1, 0}, {2, 1}})};
+    }
+};
+TG_REGISTER_OP(Col2im);
+}  // namespace
 
 Tensor col2im(const Tensor& cols, Int2 input_hw, Int2 kernel, Int2 stride, Int2 padding, Int2 dilation)
 {
-    TG_CHECK(cols.defined(), "col2im: undefined input");
-    TG_CHECK(cols.dim() == 3, "col2im: expected a 3-d input [N, C·kH·kW, L], got shape ", cols.shape());
-    TG_CHECK(input_hw.h >= 1 && input_hw.w >= 1, "col2im: input size (", input_hw.h, ", ", input_hw.w,
-             ") must be positive");
-    const int64_t kk = kernel.h * kernel.w;
-    TG_CHECK(kk > 0 && cols.shape()[1] % kk == 0, "col2im: ", cols.shape()[1], " rows in ", cols.shape(),
-             " are not a multiple of the kernel's ", kernel.h, "x", kernel.w, " = ", kk);
-    const int64_t c = cols.shape()[1] / kk;
-    Geometry g = make_geometry("col2im", {cols.shape()[0], c, input_hw.h, input_hw.w}, kernel, stride, padding,
-                               dilation);
-    TG_CHECK(cols.shape()[2] == g.columns(), "col2im: ", cols.shape()[2], " columns in ", cols.shape(),
-             " but the windows over (", g.h, ", ", g.w, ") make ", g.ho, "x", g.wo, " = ", g.columns());
-    const Taps taps = make_taps(g);
-    Tensor out = zeros({g.n, c, g.h, g.w}, cols.dtype());
-    TG_DISPATCH_FLOATING(cols.dtype(), "col2im", [&] {
-        const scalar_t* src = cols.data<scalar_t>();
-        scalar_t* dst = out.data<scalar_t>();
-        const int64_t l = g.columns();
-        parallel_for(g.n * c, std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(1, kk * l)), [&](int64_t b, int64_t e) {
-            for (int64_t p = b; p < e; ++p) col2im_block(g, taps, src + p * kk * l, 1, 0, l, dst + p * g.h * g.w, l);
-        });
-    });
-    return record("col2im", out, {cols}, {}, [kernel, stride, padding, dilation](const BackwardArgs& a) -> tensor_list {
-        return {im2col(a.grad, kernel, stride, padding, dilation)};
-    }, [input_hw, kernel, stride, padding, dilation](const tensor_list& in) {
-        return col2im(in[0], input_hw, kernel, stride, padding, dilation);
-    });
+    return Col2im::call({cols}, {input_hw, kernel, stride, padding, dilation});
 }
-
-TG_REGISTER_OP("im2col", {
-    sample("[2,2,4,5] k3 p1", {real("x", {2, 2, 4, 5})},
-           [](const tensor_list& x) { return im2col(x[0], 3, 1, 1); }),
-    sample("[1,2,7,6] k(2,3) s(2,1) p(1,0) d(2,1)", {real("x", {1, 2, 7, 6})},
-           [](const tensor_list& x) { return im2col(x[0], {2, 3}, {2, 1}, {1, 0}, {2, 1}); }),
-    sample("[2,1,5,5] k2 s2 (edge windows dropped)", {real("x", {2, 1, 5, 5})},
-           [](const tensor_list& x) { return im2col(x[0], 2, 2); }),
-});
-TG_REGISTER_OP("col2im", {
-    sample("[2,18,20] into 4x5, k3 p1", {real("cols", {2, 18, 20})},
-           [](const tensor_list& x) { return col2im(x[0], {4, 5}, 3, 1, 1); }),
-    sample("[1,12,16] into 7x6, k(2,3) s(2,1) p(1,0) d(2,1)", {real("cols", {1, 12, 16})},
-           [](const tensor_list& x) { return col2im(x[0], {7, 6}, {2, 3}, {2, 1}, {1, 0}, {2, 1}); }),
-});
 
 // --- conv2d ---------------------------------------------------------------------------------
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Int2 stride, Int2 padding, Int2 dilation,
-              int64_t groups)
-{
-    TG_CHECK(x.defined(), "conv2d: undefined input");
-    TG_CHECK(weight.defined(), "conv2d: undefined weight");
-    if (x.dim() == 3)  // unbatched [C, H, W], as in PyTorch
-        return squeeze(conv2d(unsqueeze(x, 0), weight, bias, stride, padding, dilation, groups), 0);
-    TG_CHECK(x.dim() == 4, "conv2d: expected input [N, C, H, W] (or [C, H, W]), got shape ", x.shape());
-    TG_CHECK(weight.dim() == 4, "conv2d: expected weight [out_channels, in_channels / groups, kH, kW], got shape ",
-             weight.shape(), " for input ", x.shape());
-    TG_CHECK(is_floating(x.dtype()), "conv2d: input must be float32 or float64, got ", dtype_name(x.dtype()));
-    TG_CHECK(weight.dtype() == x.dtype(), "conv2d: weight is ", dtype_name(weight.dtype()), " ", weight.shape(),
-             " but input is ", dtype_name(x.dtype()), " ", x.shape(), " (convert one with .to(dtype))");
-    const int64_t cin = x.shape()[1], cout = weight.shape()[0];
-    TG_CHECK(groups >= 1, "conv2d: groups must be positive, got ", groups);
-    TG_CHECK(cin % groups == 0, "conv2d: input channels ", cin, " of input ", x.shape(),
-             " are not divisible by groups = ", groups);
-    TG_CHECK(cout % groups == 0, "conv2d: output channels ", cout, " of weight ", weight.shape(),
-             " are not divisible by groups = ", groups);
-    TG_CHECK(weight.shape()[1] == cin / groups, "conv2d: weight ", weight.shape(), " expects ",
-             weight.shape()[1] * groups, " input channels (", weight.shape()[1], " per group, groups = ", groups,
-             ") but input ", x.shape(), " has ", cin);
-    if (bias.defined()) {
-        TG_CHECK(bias.dtype() == x.dtype(), "conv2d: bias is ", dtype_name(bias.dtype()), " ", bias.shape(),
-                 " but input is ", dtype_name(x.dtype()), " ", x.shape());
-        TG_CHECK(bias.dim() == 1 && bias.shape()[0] == cout, "conv2d: bias of shape ", bias.shape(),
-                 " for weight ", weight.shape(), "; expected [", cout, "]");
+namespace {
+struct Conv2d : Op<Conv2d> {
+    static constexpr const char* name = "conv2d";
+    static constexpr Saves saves = save_input(0) | save_input(1);
+    struct Attrs {
+        Int2 stride = 1, padding = 0, dilation = 1;
+        int64_t groups = 1;
+        ConvShape shape{};  // set by forward
+    };
+    // Inputs: x [N, C, H, W], weight, and optionally bias.
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& x = in[0];
+        const Tensor& weight = in[1];
+        const Tensor bias = in.size() > 2 ? in[2] : Tensor();
+        TG_CHECK(x.defined(), "conv2d: undefined input");
+        TG_CHECK(weight.defined(), "conv2d: undefined weight");
+        TG_CHECK(x.dim() == 4, "conv2d: expected input [N, C, H, W] (or [C, H, W]), got shape ", x.shape());
+        TG_CHECK(weight.dim() == 4, "conv2d: expected weight [out_channels, in_channels / groups, kH, kW], got shape ",
+                 weight.shape(), " for input ", x.shape());
+        TG_CHECK(is_floating(x.dtype()), "conv2d: input must be float32 or float64, got ", dtype_name(x.dtype()));
+        TG_CHECK(weight.dtype() == x.dtype(), "conv2d: weight is ", dtype_name(weight.dtype()), " ", weight.shape(),
+                 " but input is ", dtype_name(x.dtype()), " ", x.shape(), " (convert one with .to(dtype))");
+        const int64_t cin = x.shape()[1], cout = weight.shape()[0], groups = a.groups;
+        TG_CHECK(groups >= 1, "conv2d: groups must be positive, got ", groups);
+        TG_CHECK(cin % groups == 0, "conv2d: input channels ", cin, " of input ", x.shape(),
+                 " are not divisible by groups = ", groups);
+        TG_CHECK(cout % groups == 0, "conv2d: output channels ", cout, " of weight ", weight.shape(),
+                 " are not divisible by groups = ", groups);
+        TG_CHECK(weight.shape()[1] == cin / groups, "conv2d: weight ", weight.shape(), " expects ",
+                 weight.shape()[1] * groups, " input channels (", weight.shape()[1], " per group, groups = ", groups,
+                 ") but input ", x.shape(), " has ", cin);
+        if (bias.defined()) {
+            TG_CHECK(bias.dtype() == x.dtype(), "conv2d: bias is ", dtype_name(bias.dtype()), " ", bias.shape(),
+                     " but input is ", dtype_name(x.dtype()), " ", x.shape());
+            TG_CHECK(bias.dim() == 1 && bias.shape()[0] == cout, "conv2d: bias of shape ", bias.shape(),
+                     " for weight ", weight.shape(), "; expected [", cout, "]");
+        }
+        a.shape = ConvShape{make_geometry("conv2d", x.shape(), {weight.shape()[2], weight.shape()[3]}, a.stride,
+                                          a.padding, a.dilation),
+                            groups, cout};
+        const ConvShape& s = a.shape;
+        Tensor y = Tensor::empty({s.g.n, cout, s.g.ho, s.g.wo}, x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
+            conv_forward<scalar_t>(s, x.data<scalar_t>(), weight.data<scalar_t>(),
+                                   bias.defined() ? bias.data<scalar_t>() : nullptr, y.data<scalar_t>());
+        });
+        return y;
     }
-    ConvShape s{make_geometry("conv2d", x.shape(), {weight.shape()[2], weight.shape()[3]}, stride, padding, dilation),
-                groups, cout};
-    Tensor y = Tensor::empty({s.g.n, cout, s.g.ho, s.g.wo}, x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
-        conv_forward<scalar_t>(s, x.data<scalar_t>(), weight.data<scalar_t>(),
-                               bias.defined() ? bias.data<scalar_t>() : nullptr, y.data<scalar_t>());
-    });
-    return record("conv2d", y, {x, weight, bias}, {x, weight},
-                  [s, xs = x.shape(), ws = weight.shape()](const BackwardArgs& a) -> tensor_list {
-        if (grad_enabled()) return conv_backward_composite(a, s, ws);
-        const Tensor &x = a.saved[0], &w = a.saved[1];
-        Tensor dx = a.needs_grad(0) ? Tensor::empty(xs, x.dtype()) : Tensor();
-        Tensor dw = a.needs_grad(1) ? Tensor::empty(ws, x.dtype()) : Tensor();
+    // The same gradients from differentiable ops (im2col, col2im, bmm).
+    static tensor_list backward(const BackwardArgs& a, const Attrs& at)
+    {
+        return conv_backward_composite(a, at.shape, a.input(1).shape());
+    }
+    static tensor_list fused_backward(const BackwardArgs& a, const Attrs& at)
+    {
+        const ConvShape& s = at.shape;
+        const Tensor &x = a.input(0), &w = a.input(1);
+        Tensor dx = a.needs_grad(0) ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+        Tensor dw = a.needs_grad(1) ? Tensor::empty(w.shape(), x.dtype()) : Tensor();
         Tensor db = a.needs_grad(2) ? Tensor::empty({s.out_channels}, x.dtype()) : Tensor();
         TG_DISPATCH_FLOATING(x.dtype(), "conv2d", [&] {
             auto ptr = [](Tensor& t) { return t.defined() ? t.data<scalar_t>() : nullptr; };
             conv_backward<scalar_t>(s, x.data<scalar_t>(), w.data<scalar_t>(), a.grad.data<scalar_t>(), ptr(dx),
                                     ptr(dw), ptr(db));
         });
-        return {dx, dw, db};
-    }, [stride, padding, dilation, groups](const tensor_list& in) {
-        return conv2d(in[0], in[1], in[2], stride, padding, dilation, groups);
-    }, [s](DeltaArgs& d) { return conv2d_delta(d, s); });
-}
-
-namespace {
-OpFn conv_fn(Int2 stride, Int2 padding, Int2 dilation, int64_t groups, bool with_bias)
-{
-    return [=](const tensor_list& x) {
-        return conv2d(x[0], x[1], with_bias ? x[2] : Tensor(), stride, padding, dilation, groups);
-    };
-}
+        tensor_list grads{dx, dw, db};
+        grads.resize(a.inputs());  // no bias: two inputs
+        return grads;
+    }
+    static bool delta(DeltaArgs& d, const Attrs& a) { return conv2d_delta(d, a.shape); }
+    static std::vector<OpSample> samples();
+};
+TG_REGISTER_OP(Conv2d);
 }  // namespace
 
-TG_REGISTER_OP("conv2d", {
-    sample("[2,2,5,5] * [3,2,3,3] + b", {real("x", {2, 2, 5, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
-           conv_fn(1, 0, 1, 1, true)),
-    sample("stride 2, padding 1, odd 7x5", {real("x", {2, 2, 7, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
-           conv_fn(2, 1, 1, 1, true)),
-    sample("dilation 2, padding 2", {real("x", {1, 2, 7, 6}), real("w", {2, 2, 3, 3}), real("b", {2})},
-           conv_fn(1, 2, 2, 1, true)),
-    sample("groups 2", {real("x", {2, 4, 5, 4}), real("w", {4, 2, 3, 3}), real("b", {4})},
-           conv_fn(1, 1, 1, 2, true)),
-    sample("depthwise (groups = Cin = 3), 2 outputs per channel",
-           {real("x", {2, 3, 5, 5}), real("w", {6, 1, 3, 3}), real("b", {6})}, conv_fn(1, 1, 1, 3, true)),
-    sample("kernel 2x3, stride (2,1), padding (1,0)", {real("x", {2, 2, 6, 7}), real("w", {3, 2, 2, 3}), real("b", {3})},
-           conv_fn({2, 1}, {1, 0}, 1, 1, true)),
-    sample("kernel 3x1, stride (1,2), padding (0,1), dilation (1,2), no bias",
-           {real("x", {2, 2, 5, 7}), real("w", {2, 2, 3, 1})}, conv_fn({1, 2}, {0, 1}, {1, 2}, 1, false)),
-    sample("1x1 conv", {real("x", {2, 3, 4, 3}), real("w", {4, 3, 1, 1}), real("b", {4})}, conv_fn(1, 0, 1, 1, true)),
-    sample("1x1 conv, stride 2, padding 1, no bias", {real("x", {2, 3, 5, 4}), real("w", {2, 3, 1, 1})},
-           conv_fn(2, 1, 1, 1, false)),
-    sample("1x1 output (kernel = input)", {real("x", {3, 2, 3, 3}), real("w", {4, 2, 3, 3}), real("b", {4})},
-           conv_fn(1, 0, 1, 1, true)),
-    sample("batch 1, Cin 1, padding 1", {real("x", {1, 1, 6, 5}), real("w", {4, 1, 3, 3}), real("b", {4})},
-           conv_fn(1, 1, 1, 1, true)),
-    sample("no bias, stride 3 uneven", {real("x", {2, 2, 8, 7}), real("w", {3, 2, 2, 2})}, conv_fn(3, 0, 1, 1, false)),
-});
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Int2 stride, Int2 padding, Int2 dilation,
+              int64_t groups)
+{
+    TG_CHECK(x.defined(), "conv2d: undefined input");
+    if (x.dim() == 3)  // unbatched [C, H, W], as in PyTorch
+        return squeeze(conv2d(unsqueeze(x, 0), weight, bias, stride, padding, dilation, groups), 0);
+    Conv2d::Attrs a{stride, padding, dilation, groups};
+    return bias.defined() ? Conv2d::call({x, weight, bias}, a) : Conv2d::call({x, weight}, a);
+}
+
+std::vector<OpSample> Conv2d::samples()
+{
+    auto opts = [](Int2 stride, Int2 padding, Int2 dilation, int64_t groups) {
+        return Attrs{stride, padding, dilation, groups};
+    };
+    return {
+        sample("[2,2,5,5] * [3,2,3,3] + b", {real("x", {2, 2, 5, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
+               opts(1, 0, 1, 1)),
+        sample("stride 2, padding 1, odd 7x5", {real("x", {2, 2, 7, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
+               opts(2, 1, 1, 1)),
+        sample("dilation 2, padding 2", {real("x", {1, 2, 7, 6}), real("w", {2, 2, 3, 3}), real("b", {2})},
+               opts(1, 2, 2, 1)),
+        sample("groups 2", {real("x", {2, 4, 5, 4}), real("w", {4, 2, 3, 3}), real("b", {4})}, opts(1, 1, 1, 2)),
+        sample("depthwise (groups = Cin = 3), 2 outputs per channel",
+               {real("x", {2, 3, 5, 5}), real("w", {6, 1, 3, 3}), real("b", {6})}, opts(1, 1, 1, 3)),
+        sample("kernel 2x3, stride (2,1), padding (1,0)",
+               {real("x", {2, 2, 6, 7}), real("w", {3, 2, 2, 3}), real("b", {3})}, opts({2, 1}, {1, 0}, 1, 1)),
+        sample("kernel 3x1, stride (1,2), padding (0,1), dilation (1,2), no bias",
+               {real("x", {2, 2, 5, 7}), real("w", {2, 2, 3, 1})}, opts({1, 2}, {0, 1}, {1, 2}, 1)),
+        sample("1x1 conv", {real("x", {2, 3, 4, 3}), real("w", {4, 3, 1, 1}), real("b", {4})}, opts(1, 0, 1, 1)),
+        sample("1x1 conv, stride 2, padding 1, no bias", {real("x", {2, 3, 5, 4}), real("w", {2, 3, 1, 1})},
+               opts(2, 1, 1, 1)),
+        sample("1x1 output (kernel = input)", {real("x", {3, 2, 3, 3}), real("w", {4, 2, 3, 3}), real("b", {4})},
+               opts(1, 0, 1, 1)),
+        sample("batch 1, Cin 1, padding 1", {real("x", {1, 1, 6, 5}), real("w", {4, 1, 3, 3}), real("b", {4})},
+               opts(1, 1, 1, 1)),
+        sample("no bias, stride 3 uneven", {real("x", {2, 2, 8, 7}), real("w", {3, 2, 2, 2})}, opts(3, 0, 1, 1)),
+        // The public function's unbatched form.
+        tg::sample("unbatched [2,5,5] * [3,2,3,3] + b", {real("x", {2, 5, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
+                   [](const tensor_list& x) { return conv2d(x[0], x[1], x[2], 1, 1); }),
+    };
+}
 
 }  // namespace tg

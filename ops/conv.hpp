@@ -4,21 +4,10 @@
 // the other's adjoint.
 #pragma once
 
-#include "engine/tensor.hpp"
+#include "engine/core/tensor.hpp"
+#include "ops/options.hpp"
 
 namespace tg {
-
-// A (height, width) pair; one number means the same for both, as in PyTorch:
-// conv2d(x, w, b, 2, {1, 0}) is stride (2, 2), padding (1, 0). Int2() is
-// "not given" (PyTorch's None), for the pools' stride.
-struct Int2 {
-    int64_t h = -1, w = -1;
-    constexpr Int2() = default;
-    constexpr Int2(int64_t v) : h(v), w(v) {}
-    constexpr Int2(int64_t h_, int64_t w_) : h(h_), w(w_) {}
-    constexpr bool operator==(const Int2&) const = default;
-    constexpr bool given() const { return h != -1 || w != -1; }
-};
 
 // y[n, o] = bias[o] + Σ_c w[o, c] ⋆ x[n, g·C/G + c] over the channels of o's
 // group g. x is [N, C, H, W] (or unbatched [C, H, W]), weight

@@ -7,10 +7,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/autograd.hpp"
-#include "engine/parallel.hpp"
-#include "engine/random.hpp"
-#include "engine/registry.hpp"
+#include "engine/core/op.hpp"
+#include "engine/core/parallel.hpp"
+#include "engine/core/random.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"
 #include "ops/reduction.hpp"
@@ -19,11 +18,6 @@
 namespace tg {
 
 namespace {
-
-OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
-{
-    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
-}
 
 void check_same_dtype(const char* op, const char* what, const Tensor& t, const Tensor& x)
 {
@@ -60,7 +54,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias)
     y = reshape(y, shape);
     return bias.defined() ? add(y, bias) : y;
 }
-TG_REGISTER_OP("linear", {
+TG_REGISTER_SAMPLES("linear", {
     sample("[3,4] x [5,4] + [5]", {real("x", {3, 4}), real("weight", {5, 4}), real("bias", {5})},
            [](const tensor_list& x) { return linear(x[0], x[1], x[2]); }),
     sample("[3,4] x [5,4], no bias", {real("x", {3, 4}), real("weight", {5, 4})},
@@ -94,7 +88,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen)
 
 Tensor dropout(const Tensor& x, double p, bool training) { return dropout(x, p, training, default_generator()); }
 
-TG_REGISTER_OP("dropout", {
+TG_REGISTER_SAMPLES("dropout", {
     // The generator is made inside the function, so every evaluation draws the same mask.
     sample("[4,5] p 0.3 training", {real("x", {4, 5})},
            [](const tensor_list& x) {
@@ -212,63 +206,78 @@ void bn_backward(const T* x, const T* g, const T* w, const T* mean, const T* inv
 }
 
 // Training-mode batch norm as one primitive: forward and first-order backward
-// in fused loops; with grad mode on (create_graph) the backward is written in
-// ops, with the batch statistics recomputed from x, so it differentiates again.
-Tensor batch_norm_training(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, Tensor& mean_out,
-                           std::vector<double>& var_out)
-{
-    ChannelView v{x.shape()[0], x.shape()[1], x.numel() / std::max<int64_t>(x.shape()[0] * x.shape()[1], 1)};
-    Tensor y = Tensor::empty(x.shape(), x.dtype());
-    mean_out = Tensor::empty({v.c}, x.dtype());
-    Tensor invstd = Tensor::empty({v.c}, x.dtype());
-    var_out.assign(size_t(v.c), 0.0);
-    TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
-        using T = scalar_t;
-        bn_forward<T>(x.data<T>(), weight.defined() ? weight.data<T>() : nullptr,
-                      bias.defined() ? bias.data<T>() : nullptr, v, eps, y.data<T>(), mean_out.data<T>(),
-                      invstd.data<T>(), var_out.data());
-    });
-    bool has_weight = weight.defined();
-    tensor_list save{x, mean_out, invstd};
-    if (has_weight) save.push_back(weight);
-    return record("batch_norm", y, {x, weight, bias}, save, [v, eps, has_weight](const BackwardArgs& b) -> tensor_list {
-        const Tensor &x = b.saved[0], &mean = b.saved[1], &invstd = b.saved[2];
-        Tensor w = has_weight ? b.saved[3] : Tensor();
-        const Tensor& g = b.grad;
+// in fused loops; its differentiable backward is written in ops, with the
+// batch statistics recomputed from x, so it differentiates again.
+// Inputs: x, weight, bias (either may be undefined).
+struct BatchNormTraining : Op<BatchNormTraining> {
+    static constexpr const char* name = "batch_norm";
+    static constexpr Saves saves = save_input(0) | save_input(1);
+    struct Attrs {
+        double eps;
+    };
+    // Keeps the batch mean and 1/sqrt(var + eps) (x's dtype), and the biased
+    // variance (float64, for the running statistics).
+    static Tensor forward(TensorRefs in, const Attrs& a, OpContext& ctx)
+    {
+        const Tensor &x = in[0], &weight = in[1], &bias = in[2];
+        ChannelView v = channels(x);
+        Tensor y = Tensor::empty(x.shape(), x.dtype());
+        Tensor mean = Tensor::empty({v.c}, x.dtype()), invstd = Tensor::empty({v.c}, x.dtype());
+        Tensor var = Tensor::empty({v.c}, float64);
+        TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
+            using T = scalar_t;
+            bn_forward<T>(x.data<T>(), weight.defined() ? weight.data<T>() : nullptr,
+                          bias.defined() ? bias.data<T>() : nullptr, v, a.eps, y.data<T>(), mean.data<T>(),
+                          invstd.data<T>(), var.data<double>());
+        });
+        ctx.keep(mean);
+        ctx.keep(invstd);
+        ctx.keep(var);
+        return y;
+    }
+    static tensor_list fused_backward(const BackwardArgs& b)
+    {
+        const Tensor &x = b.input(0), &w = b.input(1), &mean = b.kept(0), &invstd = b.kept(1), &g = b.grad;
+        ChannelView v = channels(x);
         bool need_x = b.needs_grad(0), need_w = b.needs_grad(1), need_b = b.needs_grad(2);
-        if (!grad_enabled()) {
-            Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
-            Tensor dw = need_w ? Tensor::empty({v.c}, x.dtype()) : Tensor();
-            Tensor db = need_b ? Tensor::empty({v.c}, x.dtype()) : Tensor();
-            TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
-                using T = scalar_t;
-                bn_backward<T>(x.data<T>(), g.data<T>(), has_weight ? w.data<T>() : nullptr, mean.data<T>(),
-                               invstd.data<T>(), v, need_x ? dx.data<T>() : nullptr,
-                               need_w ? dw.data<T>() : nullptr, need_b ? db.data<T>() : nullptr);
-            });
-            return {dx, dw, db};
-        }
+        Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+        Tensor dw = need_w ? Tensor::empty({v.c}, x.dtype()) : Tensor();
+        Tensor db = need_b ? Tensor::empty({v.c}, x.dtype()) : Tensor();
+        TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
+            using T = scalar_t;
+            bn_backward<T>(x.data<T>(), g.data<T>(), w.defined() ? w.data<T>() : nullptr, mean.data<T>(),
+                           invstd.data<T>(), v, need_x ? dx.data<T>() : nullptr, need_w ? dw.data<T>() : nullptr,
+                           need_b ? db.data<T>() : nullptr);
+        });
+        return {dx, dw, db};
+    }
+    static tensor_list backward(const BackwardArgs& b, const Attrs& a)
+    {
+        const Tensor &x = b.input(0), &w = b.input(1), &g = b.grad;
+        ChannelView v = channels(x);
         std::vector<int64_t> axes{0};
         for (int64_t d = 2; d < x.dim(); ++d) axes.push_back(d);
         shape_type channel_shape(size_t(x.dim()), 1);
         channel_shape[1] = v.c;
         Tensor inv_m = scalar(1.0 / double(v.count()), x.dtype());
         Tensor centered = sub(x, mul(sum(x, axes, true), inv_m));
-        Tensor is = div(scalar(1.0, x.dtype()), sqrt(mul(sum(mul(centered, centered), axes, true), inv_m) + eps));
+        Tensor is = div(scalar(1.0, x.dtype()), sqrt(mul(sum(mul(centered, centered), axes, true), inv_m) + a.eps));
         Tensor xhat = mul(centered, is);
         Tensor sg = sum(g, axes, true), sgx = sum(mul(g, xhat), axes, true);
         Tensor dx;
-        if (need_x) {
-            Tensor scale = has_weight ? mul(is, reshape(w, channel_shape)) : is;
+        if (b.needs_grad(0)) {
+            Tensor scale = w.defined() ? mul(is, reshape(w, channel_shape)) : is;
             dx = mul(sub(sub(g, mul(sg, inv_m)), mul(xhat, mul(sgx, inv_m))), scale);
         }
-        return {dx, need_w ? reshape(sgx, {v.c}) : Tensor(), need_b ? reshape(sg, {v.c}) : Tensor()};
-    }, [eps](const tensor_list& in) {  // the batch statistics again; the running ones are left alone
-        Tensor mean;
-        std::vector<double> var;
-        return batch_norm_training(in[0], in[1], in[2], eps, mean, var);
-    });
-}
+        return {dx, b.needs_grad(1) ? reshape(sgx, {v.c}) : Tensor(), b.needs_grad(2) ? reshape(sg, {v.c}) : Tensor()};
+    }
+    static ChannelView channels(const Tensor& x)
+    {
+        return {x.shape()[0], x.shape()[1], x.numel() / std::max<int64_t>(x.shape()[0] * x.shape()[1], 1)};
+    }
+    static std::vector<OpSample> samples();
+};
+TG_REGISTER_OP(BatchNormTraining);
 
 }  // namespace
 
@@ -304,18 +313,15 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     int64_t count = x.numel() / std::max<int64_t>(c, 1);
     TG_CHECK(count > 1, "batch_norm: expected more than 1 value per channel when training, got an input of shape ",
              x.shape());
-    Tensor mean;
-    std::vector<double> var;  // biased, as used to normalise
-    Tensor y = batch_norm_training(x, weight, bias, eps, mean, var);
+    OpResult r = call_op_kept<BatchNormTraining>({x, weight, bias}, {eps});
     if (running_mean.defined()) {
         NoGradGuard off;
         double unbiased = double(count) / double(count - 1);
         Tensor rm = running_mean, rv = running_var;  // handles on the caller's buffers
-        rm.mul_(1 - momentum).add_(mean, momentum);
-        Tensor v = from_values(var, {c}, x.dtype());
-        rv.mul_(1 - momentum).add_(v, momentum * unbiased);
+        rm.mul_(1 - momentum).add_(r.kept[0], momentum);
+        rv.mul_(1 - momentum).add_(r.kept[2].to(x.dtype()), momentum * unbiased);  // the biased variance
     }
-    return y;
+    return r.output;
 }
 
 namespace {
@@ -326,32 +332,36 @@ Tensor channel_values(const Tensor& like, std::vector<double> values)
 }
 }  // namespace
 
-TG_REGISTER_OP("batch_norm", {
-    sample("[5,3] training, affine", {real("x", {5, 3}), real("weight", {3}), real("bias", {3})},
+// Through the public function: training and evaluation, running statistics or none.
+std::vector<OpSample> BatchNormTraining::samples()
+{
+    return {
+        tg::sample("[5,3] training, affine", {real("x", {5, 3}), real("weight", {3}), real("bias", {3})},
            [](const tensor_list& x) {
                Tensor rm = channel_values(x[0], {0, 0, 0}), rv = channel_values(x[0], {1, 1, 1});
                return batch_norm(x[0], rm, rv, x[1], x[2], true);
            }),
-    sample("[3,2,3,3] training, no affine, no running stats", {real("x", {3, 2, 3, 3})},
+        tg::sample("[3,2,3,3] training, no affine, no running stats", {real("x", {3, 2, 3, 3})},
            [](const tensor_list& x) { return batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true); }),
-    sample("[2,3,5] training, weight only", {real("x", {2, 3, 5}), real("weight", {3})},
+        tg::sample("[2,3,5] training, weight only", {real("x", {2, 3, 5}), real("weight", {3})},
            [](const tensor_list& x) {
                Tensor rm = channel_values(x[0], {0.1, -0.2, 0.3}), rv = channel_values(x[0], {1, 2, 0.5});
                return batch_norm(x[0], rm, rv, x[1], Tensor(), true, 0.2);
            }),
-    sample("[4,3,5] training, bias only", {real("x", {4, 3, 5}), real("bias", {3})},
+        tg::sample("[4,3,5] training, bias only", {real("x", {4, 3, 5}), real("bias", {3})},
            [](const tensor_list& x) { return batch_norm(x[0], Tensor(), Tensor(), Tensor(), x[1], true); }),
-    sample("[4,3,2,2] eval, affine", {real("x", {4, 3, 2, 2}), real("weight", {3}), real("bias", {3})},
+        tg::sample("[4,3,2,2] eval, affine", {real("x", {4, 3, 2, 2}), real("weight", {3}), real("bias", {3})},
            [](const tensor_list& x) {
                Tensor rm = channel_values(x[0], {0.5, -1, 0.25}), rv = channel_values(x[0], {0.8, 1.5, 2});
                return batch_norm(x[0], rm, rv, x[1], x[2], false);
            }),
-    sample("[3,4] eval, no affine", {real("x", {3, 4})},
+        tg::sample("[3,4] eval, no affine", {real("x", {3, 4})},
            [](const tensor_list& x) {
                Tensor rm = channel_values(x[0], {0.5, -1, 0.25, 0}), rv = channel_values(x[0], {0.8, 1.5, 2, 1});
                return batch_norm(x[0], rm, rv, Tensor(), Tensor(), false);
            }),
-});
+    };
+}
 
 // --- layer_norm -------------------------------------------------------------------------------
 
@@ -374,7 +384,7 @@ Tensor layer_norm(const Tensor& x, const shape_type& normalized_shape, const Ten
     if (weight.defined()) y = mul(y, weight);
     return bias.defined() ? add(y, bias) : y;
 }
-TG_REGISTER_OP("layer_norm", {
+TG_REGISTER_SAMPLES("layer_norm", {
     sample("[3,5] over [5], affine", {real("x", {3, 5}), real("weight", {5}), real("bias", {5})},
            [](const tensor_list& x) { return layer_norm(x[0], {5}, x[1], x[2]); }),
     sample("[2,3,4] over [3,4], affine", {real("x", {2, 3, 4}), real("weight", {3, 4}), real("bias", {3, 4})},

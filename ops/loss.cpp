@@ -12,11 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/autograd.hpp"
-#include "engine/parallel.hpp"
-#include "engine/registry.hpp"
+#include "engine/core/op.hpp"
+#include "engine/core/parallel.hpp"
 #include "ops/elementwise.hpp"
-#include "ops/kernels.hpp"
+#include "engine/kernels/elementwise.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
 #include "ops/softmax.hpp"
@@ -106,7 +105,7 @@ struct XentConfig {
     Reduction reduction;
     int64_t ignore_index;
     double smoothing;
-    int64_t valid;
+    int64_t valid = 0;  // targets that are not ignore_index
 };
 
 // Rows per parallel chunk: exp dominates, a few thousand elements per chunk.
@@ -159,44 +158,92 @@ void xent_backward(const T* z, const int64_t* t, const T* lse, const T* g, bool 
     });
 }
 
-// The fused primitive on rows; [M] for Reduction::none, else 0-d.
-Tensor cross_entropy_rows(const Rows& rows, const XentConfig& cfg)
+// The target input with some entries set to `value` (samples that hit ignore_index).
+Tensor with_targets(const Tensor& t, std::initializer_list<int64_t> at, int64_t value)
 {
-    const Tensor &z = rows.x, &t = rows.target;
-    int64_t m = z.shape()[0], c = rows.classes;
-    Tensor lse = Tensor::empty({m}, z.dtype());
-    bool per_row = cfg.reduction == Reduction::none;
-    Tensor out = Tensor::empty(per_row ? shape_type{m} : shape_type{}, z.dtype());
-    TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
-        using T = scalar_t;
-        std::vector<T> row_loss(per_row ? 0 : size_t(m));
-        T* loss = per_row ? out.data<T>() : row_loss.data();
-        xent_forward(z.data<T>(), t.data<int64_t>(), m, c, cfg, lse.data<T>(), loss);
-        if (!per_row) {
-            double total = 0;
-            for (int64_t r = 0; r < m; ++r) total += double(loss[r]);
-            // A mean over no targets is NaN, as in PyTorch.
-            out.data<T>()[0] = T(cfg.reduction == Reduction::mean ? total / double(cfg.valid) : total);
-        }
-    });
-    return record("cross_entropy", out, {z}, {z, t, lse}, [cfg](const BackwardArgs& b) -> tensor_list {
-        const Tensor &z = b.saved[0], &t = b.saved[1], &lse = b.saved[2];
-        const Tensor& g = b.grad;
+    Tensor c = t.clone();
+    for (int64_t i : at) c.data<int64_t>()[i] = value;
+    return c;
+}
+
+Tensor pick_rows(const Tensor& x, const Tensor& t, int64_t ignore_index);
+Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ignore_index);
+
+// Checks class targets against rows of `classes` classes and counts the ones
+// that are not ignore_index.
+int64_t count_valid(const char* op, const Tensor& z, const Tensor& t, int64_t ignore_index)
+{
+    TG_CHECK(z.defined() && t.defined(), op, ": undefined operand");
+    TG_CHECK(z.dim() == 2 && is_floating(z.dtype()), op, ": expected float rows [M, C], got ", dtype_name(z.dtype()),
+             " ", z.shape());
+    TG_CHECK(t.dtype() == int64 && t.dim() == 1 && t.shape()[0] == z.shape()[0], op, ": targets must be int64 [",
+             z.shape()[0], "], got ", dtype_name(t.dtype()), " ", t.shape());
+    const int64_t* tp = t.data<int64_t>();
+    int64_t valid = 0;
+    for (int64_t r = 0; r < t.numel(); ++r) {
+        if (tp[r] == ignore_index) continue;
+        TG_CHECK(tp[r] >= 0 && tp[r] < z.shape()[1], op, ": target[", r, "] = ", tp[r], " is out of range for ",
+                 z.shape()[1], " classes");
+        ++valid;
+    }
+    return valid;
+}
+
+// The fused primitive on rows: inputs logits [M, C] and targets [M]; the
+// result is [M] for Reduction::none, else 0-d.
+struct CrossEntropyRows : Op<CrossEntropyRows> {
+    static constexpr const char* name = "cross_entropy";
+    static constexpr Saves saves = save_input(0) | save_input(1);
+    using Attrs = XentConfig;  // forward counts `valid`
+    // Keeps log Σ exp of each row.
+    static Tensor forward(TensorRefs in, Attrs& cfg, OpContext& ctx)
+    {
+        const Tensor &z = in[0], &t = in[1];
+        cfg.valid = count_valid("cross_entropy", z, t, cfg.ignore_index);
+        int64_t m = z.shape()[0], c = z.shape()[1];
+        Tensor lse = Tensor::empty({m}, z.dtype());
+        bool per_row = cfg.reduction == Reduction::none;
+        Tensor out = Tensor::empty(per_row ? shape_type{m} : shape_type{}, z.dtype());
+        TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
+            using T = scalar_t;
+            std::vector<T> row_loss(per_row ? 0 : size_t(m));
+            T* loss = per_row ? out.data<T>() : row_loss.data();
+            xent_forward(z.data<T>(), t.data<int64_t>(), m, c, cfg, lse.data<T>(), loss);
+            if (!per_row) {
+                double total = 0;
+                for (int64_t r = 0; r < m; ++r) total += double(loss[r]);
+                // A mean over no targets is NaN, as in PyTorch.
+                out.data<T>()[0] = T(cfg.reduction == Reduction::mean ? total / double(cfg.valid) : total);
+            }
+        });
+        ctx.keep(lse);
+        return out;
+    }
+    static double row_scale(const Attrs& cfg)
+    {
+        return cfg.reduction == Reduction::mean ? (cfg.valid > 0 ? 1.0 / double(cfg.valid) : 0.0) : 1.0;
+    }
+    static tensor_list fused_backward(const BackwardArgs& b, const Attrs& cfg)
+    {
+        const Tensor &z = b.input(0), &t = b.input(1), &lse = b.kept(0), &g = b.grad;
         int64_t m = z.shape()[0], c = z.shape()[1];
         bool per_row = cfg.reduction == Reduction::none;
-        double row_scale = cfg.reduction == Reduction::mean ? (cfg.valid > 0 ? 1.0 / double(cfg.valid) : 0.0) : 1.0;
-        if (!grad_enabled()) {
-            Tensor dz = Tensor::empty(z.shape(), z.dtype());
-            TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
-                using T = scalar_t;
-                const T* gp = g.data<T>();
-                xent_backward(z.data<T>(), t.data<int64_t>(), lse.data<T>(), gp, per_row,
-                              per_row ? T(0) : T(double(gp[0]) * row_scale), m, c, cfg, dz.data<T>());
-            });
-            return {dz};
-        }
-        // create_graph: (softmax(z) - q)·w in ops, with the target distribution q
-        // and the row weights' mask as constants.
+        Tensor dz = Tensor::empty(z.shape(), z.dtype());
+        TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
+            using T = scalar_t;
+            const T* gp = g.data<T>();
+            xent_backward(z.data<T>(), t.data<int64_t>(), lse.data<T>(), gp, per_row,
+                          per_row ? T(0) : T(double(gp[0]) * row_scale(cfg)), m, c, cfg, dz.data<T>());
+        });
+        return {dz, Tensor()};
+    }
+    // (softmax(z) - q)·w in ops, with the target distribution q and the row
+    // weights' mask as constants.
+    static tensor_list backward(const BackwardArgs& b, const Attrs& cfg)
+    {
+        const Tensor &z = b.input(0), &t = b.input(1), &g = b.grad;
+        int64_t m = z.shape()[0], c = z.shape()[1];
+        bool per_row = cfg.reduction == Reduction::none;
         Tensor q = zeros({m, c}, z.dtype()), mask = zeros({m, 1}, z.dtype());
         TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
             using T = scalar_t;
@@ -206,62 +253,99 @@ Tensor cross_entropy_rows(const Rows& rows, const XentConfig& cfg)
                 if (tp[r] == cfg.ignore_index) continue;
                 std::fill(qp + r * c, qp + (r + 1) * c, T(cfg.smoothing / double(c)));
                 qp[r * c + tp[r]] += T(1 - cfg.smoothing);
-                mp[r] = T(row_scale);
+                mp[r] = T(row_scale(cfg));
             }
         });
         Tensor w = mul(per_row ? reshape(g, {m, 1}) : g, mask);
-        return {mul(sub(softmax(z, 1), q), w)};
-    }, [t, c, cfg](const tensor_list& in) { return cross_entropy_rows(Rows{in[0], t, c, cfg.valid}, cfg); });
-}
+        return {mul(sub(softmax(z, 1), q), w), Tensor()};
+    }
+    static std::vector<OpSample> samples();
+};
+TG_REGISTER_OP(CrossEntropyRows);
 
 // --- nll_loss's primitives -----------------------------------------------------------------
 
-Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ignore_index);
-
-// out[r] = x[r, t[r]] (0 where t[r] is ignore_index).
-Tensor pick_rows(const Tensor& x, const Tensor& t, int64_t ignore_index)
-{
-    int64_t m = x.shape()[0], c = x.shape()[1];
-    Tensor out = Tensor::empty({m}, x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), "nll_loss", [&] {
-        const scalar_t* xp = x.data<scalar_t>();
-        const int64_t* tp = t.data<int64_t>();
-        scalar_t* o = out.data<scalar_t>();
-        for (int64_t r = 0; r < m; ++r) o[r] = tp[r] == ignore_index ? scalar_t(0) : xp[r * c + tp[r]];
-    });
-    return record("nll_loss", out, {x}, {t}, [c, ignore_index](const BackwardArgs& b) -> tensor_list {
-        return {place_rows(b.grad, b.saved[0], c, ignore_index)};
-    }, [t, ignore_index](const tensor_list& in) { return pick_rows(in[0], t, ignore_index); });
-}
+// out[r] = x[r, t[r]] (0 where t[r] is ignore_index); inputs x [M, C] and t [M].
+struct PickRows : Op<PickRows> {
+    static constexpr const char* name = "pick_rows";
+    static constexpr Saves saves = save_input(1);
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    struct Attrs {
+        int64_t ignore_index;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor &x = in[0], &t = in[1];
+        count_valid("pick_rows", x, t, a.ignore_index);
+        int64_t m = x.shape()[0], c = x.shape()[1];
+        Tensor out = Tensor::empty({m}, x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), "pick_rows", [&] {
+            const scalar_t* xp = x.data<scalar_t>();
+            const int64_t* tp = t.data<int64_t>();
+            scalar_t* o = out.data<scalar_t>();
+            for (int64_t r = 0; r < m; ++r) o[r] = tp[r] == a.ignore_index ? scalar_t(0) : xp[r * c + tp[r]];
+        });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& b, const Attrs& a)
+    {
+        return {place_rows(b.grad, b.input(1), b.input_shape(0)[1], a.ignore_index), Tensor()};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[5,7]", {real("x", {5, 7}), index("target", {5}, 7)}, Attrs{-100}),
+                tg::sample("[6,4] ignore_index 1 hit", {real("x", {6, 4}), index("target", {6}, 4)},
+                           [](const tensor_list& x) { return pick_rows(x[0], with_targets(x[1], {2, 5}, 1), 1); })};
+    }
+};
+TG_REGISTER_OP(PickRows);
 
 // The adjoint of pick_rows: out [M, C] zero except out[r, t[r]] = g[r].
+struct PlaceRows : Op<PlaceRows> {
+    static constexpr const char* name = "place_rows";
+    static constexpr Saves saves = save_input(1);
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    struct Attrs {
+        int64_t classes, ignore_index;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor &g = in[0], &t = in[1];
+        TG_CHECK(g.defined() && g.dim() == 1 && is_floating(g.dtype()), "place_rows: expected float values [M], got ",
+                 g.defined() ? g.shape() : shape_type{});
+        TG_CHECK(a.classes > 0, "place_rows: ", a.classes, " classes");
+        int64_t m = g.shape()[0];
+        TG_CHECK(t.defined() && t.dtype() == int64 && t.shape() == shape_type{m}, "place_rows: targets must be int64 [",
+                 m, "]");
+        Tensor out = zeros({m, a.classes}, g.dtype());
+        TG_DISPATCH_FLOATING(g.dtype(), "place_rows", [&] {
+            const scalar_t* gp = g.data<scalar_t>();
+            const int64_t* tp = t.data<int64_t>();
+            scalar_t* o = out.data<scalar_t>();
+            for (int64_t r = 0; r < m; ++r) {
+                if (tp[r] == a.ignore_index) continue;
+                TG_CHECK(tp[r] >= 0 && tp[r] < a.classes, "place_rows: target[", r, "] = ", tp[r],
+                         " is out of range for ", a.classes, " classes");
+                o[r * a.classes + tp[r]] = gp[r];
+            }
+        });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& b, const Attrs& a)
+    {
+        return {pick_rows(b.grad, b.input(1), a.ignore_index), Tensor()};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[5] into [5,7]", {real("g", {5}), index("target", {5}, 7)}, Attrs{7, -100})};
+    }
+};
+TG_REGISTER_OP(PlaceRows);
+
+Tensor pick_rows(const Tensor& x, const Tensor& t, int64_t ignore_index) { return PickRows::call({x, t}, {ignore_index}); }
 Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ignore_index)
 {
-    int64_t m = g.shape()[0];
-    Tensor out = zeros({m, classes}, g.dtype());
-    TG_DISPATCH_FLOATING(g.dtype(), "nll_loss", [&] {
-        const scalar_t* gp = g.data<scalar_t>();
-        const int64_t* tp = t.data<int64_t>();
-        scalar_t* o = out.data<scalar_t>();
-        for (int64_t r = 0; r < m; ++r)
-            if (tp[r] != ignore_index) o[r * classes + tp[r]] = gp[r];
-    });
-    return record("nll_loss backward", out, {g}, {t}, [ignore_index](const BackwardArgs& b) -> tensor_list {
-        return {pick_rows(b.grad, b.saved[0], ignore_index)};
-    }, [t, classes, ignore_index](const tensor_list& in) { return place_rows(in[0], t, classes, ignore_index); });
-}
-
-OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
-{
-    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
-}
-
-// The target input with some entries set to `value` (samples that hit ignore_index).
-Tensor with_targets(const Tensor& t, std::initializer_list<int64_t> at, int64_t value)
-{
-    Tensor c = t.clone();
-    for (int64_t i : at) c.data<int64_t>()[i] = value;
-    return c;
+    return PlaceRows::call({g, t}, {classes, ignore_index});
 }
 
 }  // namespace
@@ -274,35 +358,40 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduc
     TG_CHECK(label_smoothing >= 0 && label_smoothing <= 1, "cross_entropy: label_smoothing ", label_smoothing,
              " is outside [0, 1]");
     Rows rows = as_rows("cross_entropy", "logits", logits, target, ignore_index);
-    Tensor loss = cross_entropy_rows(rows, {reduction, ignore_index, label_smoothing, rows.valid});
+    Tensor loss = CrossEntropyRows::call({rows.x, rows.target}, {reduction, ignore_index, label_smoothing});
     return reduction == Reduction::none ? to_target_shape(loss, target) : loss;
 }
-TG_REGISTER_OP("cross_entropy", {
-    sample("[5,7] mean", {real("logits", {5, 7}), index("target", {5}, 7)},
+
+// Through the public function, which views any logits as rows.
+std::vector<OpSample> CrossEntropyRows::samples()
+{
+    return {
+        tg::sample("[5,7] mean", {real("logits", {5, 7}), index("target", {5}, 7)},
            [](const tensor_list& x) { return cross_entropy(x[0], x[1]); }),
-    sample("[5,7] sum", {real("logits", {5, 7}), index("target", {5}, 7)},
+        tg::sample("[5,7] sum", {real("logits", {5, 7}), index("target", {5}, 7)},
            [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::sum); }),
-    sample("[5,7] none", {real("logits", {5, 7}), index("target", {5}, 7)},
+        tg::sample("[5,7] none", {real("logits", {5, 7}), index("target", {5}, 7)},
            [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::none); }),
-    sample("[3,19] mean, rows longer than a vector", {real("logits", {3, 19}), index("target", {3}, 19)},
+        tg::sample("[3,19] mean, rows longer than a vector", {real("logits", {3, 19}), index("target", {3}, 19)},
            [](const tensor_list& x) { return cross_entropy(x[0], x[1]); }),
-    sample("[6,4] label smoothing 0.2", {real("logits", {6, 4}), index("target", {6}, 4)},
+        tg::sample("[6,4] label smoothing 0.2", {real("logits", {6, 4}), index("target", {6}, 4)},
            [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::mean, -100, 0.2); }),
-    sample("[6,5] ignore_index 2 hit, smoothing 0.1, mean", {real("logits", {6, 5}), index("target", {6}, 5)},
+        tg::sample("[6,5] ignore_index 2 hit, smoothing 0.1, mean", {real("logits", {6, 5}), index("target", {6}, 5)},
            [](const tensor_list& x) {
                return cross_entropy(x[0], with_targets(x[1], {0, 3}, 2), Reduction::mean, 2, 0.1);
            }),
-    sample("[6,5] ignore_index -100 hit, none", {real("logits", {6, 5}), index("target", {6}, 5)},
+        tg::sample("[6,5] ignore_index -100 hit, none", {real("logits", {6, 5}), index("target", {6}, 5)},
            [](const tensor_list& x) {
                return cross_entropy(x[0], with_targets(x[1], {1, 4}, -100), Reduction::none);
            }),
-    sample("[3,4,5] classes on axis 1, sum", {real("logits", {3, 4, 5}), index("target", {3, 5}, 4)},
+        tg::sample("[3,4,5] classes on axis 1, sum", {real("logits", {3, 4, 5}), index("target", {3, 5}, 4)},
            [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::sum); }),
-    sample("[2,3,2,2] classes on axis 1, none", {real("logits", {2, 3, 2, 2}), index("target", {2, 2, 2}, 3)},
+        tg::sample("[2,3,2,2] classes on axis 1, none", {real("logits", {2, 3, 2, 2}), index("target", {2, 2, 2}, 3)},
            [](const tensor_list& x) { return cross_entropy(x[0], x[1], Reduction::none); }),
-    sample("[7] 1-d logits, 0-d target", {real("logits", {7}), index("target", {}, 7)},
+        tg::sample("[7] 1-d logits, 0-d target", {real("logits", {7}), index("target", {}, 7)},
            [](const tensor_list& x) { return cross_entropy(x[0], x[1]); }),
-});
+    };
+}
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, int64_t ignore_index)
 {
@@ -316,7 +405,7 @@ Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reducti
     // Over the targets that are not ignored (none: NaN, as in PyTorch).
     return div(sum(loss), scalar(double(rows.valid), loss.dtype()));
 }
-TG_REGISTER_OP("nll_loss", {
+TG_REGISTER_SAMPLES("nll_loss", {
     sample("[5,7] mean", {real("log_probs", {5, 7}), index("target", {5}, 7)},
            [](const tensor_list& x) { return nll_loss(x[0], x[1]); }),
     sample("[5,7] sum", {real("log_probs", {5, 7}), index("target", {5}, 7)},
@@ -341,7 +430,7 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction)
     Tensor d = sub(input, target);
     return reduce_loss(mul(d, d), reduction);
 }
-TG_REGISTER_OP("mse_loss", {
+TG_REGISTER_SAMPLES("mse_loss", {
     sample("[3,5] mean", {real("input", {3, 5}), real("target", {3, 5})},
            [](const tensor_list& x) { return mse_loss(x[0], x[1]); }),
     sample("[2,3,4] sum", {real("input", {2, 3, 4}), real("target", {2, 3, 4})},
@@ -375,7 +464,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
     Tensor w = (pos_weight - 1.0) * target + 1.0;
     return reduce_loss(add(linear_part, mul(w, neg_log_sigmoid)), reduction);
 }
-TG_REGISTER_OP("binary_cross_entropy_with_logits", {
+TG_REGISTER_SAMPLES("binary_cross_entropy_with_logits", {
     sample("[4,5] mean", {real("logits", {4, 5}), unit_interval("target", {4, 5})},
            [](const tensor_list& x) { return binary_cross_entropy_with_logits(x[0], x[1]); }),
     sample("[3,4] sum", {real("logits", {3, 4}), unit_interval("target", {3, 4})},

@@ -6,15 +6,10 @@
 // not ignore_index is an error naming its position and value.
 #pragma once
 
-#include "engine/tensor.hpp"
+#include "engine/core/tensor.hpp"
+#include "ops/options.hpp"
 
 namespace tg {
-
-enum class Reduction {
-    none,  // one loss per element (per target)
-    mean,  // the average (for class targets: over the targets that are not ignored)
-    sum,
-};
 
 // Cross-entropy of softmax(logits) against class indices, from the logits (one
 // fused pass; stable for any finite logits). With label smoothing ε the loss

@@ -1,11 +1,9 @@
 // matmul and its primitive bmm: forward GEMMs, backward rules, samples.
 #include "ops/matmul.hpp"
 
-#include "engine/autograd.hpp"
-#include "engine/blas.hpp"
-#include "engine/registry.hpp"
-#include "engine/replay.hpp"
-#include "ops/kernels.hpp"
+#include "engine/core/op.hpp"
+#include "engine/kernels/elementwise.hpp"
+#include "engine/kernels/gemm.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
 
@@ -64,37 +62,52 @@ bool bmm_delta(DeltaArgs& d, bool ta, bool tb)
 
 }  // namespace
 
-Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb)
-{
-    TG_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-d operands, got ", a.shape(), " and ", b.shape());
-    TG_CHECK(a.dtype() == b.dtype(), "bmm: dtype mismatch, ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
-    int64_t ba = a.shape()[0], bb = b.shape()[0];
-    TG_CHECK(ba == bb || ba == 1 || bb == 1, "bmm: batch sizes ", ba, " and ", bb, " do not broadcast (",
-             a.shape(), " and ", b.shape(), ")");
-    int64_t m = ta ? a.shape()[2] : a.shape()[1], k = ta ? a.shape()[1] : a.shape()[2];
-    int64_t kb = tb ? b.shape()[2] : b.shape()[1], n = tb ? b.shape()[1] : b.shape()[2];
-    TG_CHECK(k == kb, "matmul: inner dimensions differ, ", a.shape(), ta ? "ᵀ" : "", " and ", b.shape(),
-             tb ? "ᵀ" : "", " (", k, " vs ", kb, ")");
-    int64_t batch = std::max(ba, bb);
-    Tensor out = Tensor::empty({batch, m, n}, a.dtype());
-    TG_DISPATCH_FLOATING(a.dtype(), "matmul", [&] {
-        const scalar_t* pa = a.data<scalar_t>();
-        const scalar_t* pb = b.data<scalar_t>();
-        scalar_t* pc = out.data<scalar_t>();
-        int64_t lda = a.shape()[2], ldb = b.shape()[2];
-        int64_t sa = ba == 1 ? 0 : m * k, sb = bb == 1 ? 0 : k * n;
-        auto one = [&](int64_t i) {
-            detail::gemm(ta, tb, m, n, k, scalar_t(1), pa + i * sa, lda, pb + i * sb, ldb, scalar_t(0),
-                         pc + i * m * n, n);
-        };
-        // Small products: one per core. Large ones: gemm splits each across cores.
-        if (batch > 1 && m * n * k < (1 << 18))
-            parallel_for(batch, 1, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; ++i) one(i); });
-        else
-            for (int64_t i = 0; i < batch; ++i) one(i);
-    });
-    return record("bmm", out, {a, b}, {a, b}, [ta, tb](const BackwardArgs& g) -> tensor_list {
-        const Tensor &a = g.saved[0], &b = g.saved[1];
+namespace {
+struct Bmm : Op<Bmm> {
+    static constexpr const char* name = "bmm";
+    static constexpr Saves saves = save_input(0) | save_input(1);
+    struct Attrs {
+        bool trans_a, trans_b;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& at)
+    {
+        const Tensor &a = in[0], &b = in[1];
+        const bool ta = at.trans_a, tb = at.trans_b;
+        TG_CHECK(a.defined() && b.defined(), "bmm: undefined operand");
+
+        TG_CHECK(a.dim() == 3 && b.dim() == 3, "bmm: expected 3-d operands, got ", a.shape(), " and ", b.shape());
+        TG_CHECK(a.dtype() == b.dtype(), "bmm: dtype mismatch, ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
+        int64_t ba = a.shape()[0], bb = b.shape()[0];
+        TG_CHECK(ba == bb || ba == 1 || bb == 1, "bmm: batch sizes ", ba, " and ", bb, " do not broadcast (",
+                 a.shape(), " and ", b.shape(), ")");
+        int64_t m = ta ? a.shape()[2] : a.shape()[1], k = ta ? a.shape()[1] : a.shape()[2];
+        int64_t kb = tb ? b.shape()[2] : b.shape()[1], n = tb ? b.shape()[1] : b.shape()[2];
+        TG_CHECK(k == kb, "matmul: inner dimensions differ, ", a.shape(), ta ? "ᵀ" : "", " and ", b.shape(),
+                 tb ? "ᵀ" : "", " (", k, " vs ", kb, ")");
+        int64_t batch = std::max(ba, bb);
+        Tensor out = Tensor::empty({batch, m, n}, a.dtype());
+        TG_DISPATCH_FLOATING(a.dtype(), "matmul", [&] {
+            const scalar_t* pa = a.data<scalar_t>();
+            const scalar_t* pb = b.data<scalar_t>();
+            scalar_t* pc = out.data<scalar_t>();
+            int64_t lda = a.shape()[2], ldb = b.shape()[2];
+            int64_t sa = ba == 1 ? 0 : m * k, sb = bb == 1 ? 0 : k * n;
+            auto one = [&](int64_t i) {
+                detail::gemm(ta, tb, m, n, k, scalar_t(1), pa + i * sa, lda, pb + i * sb, ldb, scalar_t(0),
+                             pc + i * m * n, n);
+            };
+            // Small products: one per core. Large ones: gemm splits each across cores.
+            if (batch > 1 && m * n * k < (1 << 18))
+                parallel_for(batch, 1, [&](int64_t i0, int64_t i1) { for (int64_t i = i0; i < i1; ++i) one(i); });
+            else
+                for (int64_t i = 0; i < batch; ++i) one(i);
+        });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& at)
+    {
+        const bool ta = at.trans_a, tb = at.trans_b;
+        const Tensor &a = g.input(0), &b = g.input(1);
         const Tensor& gc = g.grad;
         Tensor da, db;
         // C = op(A) op(B): dA and dB are products of G with the other operand,
@@ -108,27 +121,24 @@ Tensor bmm(const Tensor& a, const Tensor& b, bool ta, bool tb)
             if (b.shape()[0] == 1 && db.shape()[0] != 1) db = sum(db, {0}, true);
         }
         return {da, db};
-    }, [ta, tb](const tensor_list& in) { return bmm(in[0], in[1], ta, tb); },
-    [ta, tb](DeltaArgs& d) { return bmm_delta(d, ta, tb); });
-}
-
-namespace {
-OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
-{
-    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
-}
+    }
+    static bool delta(DeltaArgs& d, const Attrs& at) { return bmm_delta(d, at.trans_a, at.trans_b); }
+    static std::vector<OpSample> samples()
+    {
+        return {
+            sample("[2,3,4] x [2,4,5]", {real("a", {2, 3, 4}), real("b", {2, 4, 5})}, Attrs{false, false}),
+            sample("[1,3,4]ᵀ x [3,3,5] (a broadcast, transposed)", {real("a", {1, 4, 3}), real("b", {3, 4, 5})},
+                   Attrs{true, false}),
+            sample("[2,3,4] x [1,5,4]ᵀ (b broadcast, transposed)", {real("a", {2, 3, 4}), real("b", {1, 5, 4})},
+                   Attrs{false, true}),
+            sample("[2,4,3]ᵀ x [2,5,4]ᵀ", {real("a", {2, 4, 3}), real("b", {2, 5, 4})}, Attrs{true, true}),
+        };
+    }
+};
+TG_REGISTER_OP(Bmm);
 }  // namespace
 
-TG_REGISTER_OP("bmm", {
-    sample("[2,3,4] x [2,4,5]", {real("a", {2, 3, 4}), real("b", {2, 4, 5})},
-           [](const tensor_list& x) { return bmm(x[0], x[1]); }),
-    sample("[1,3,4]ᵀ x [3,3,5] (a broadcast, transposed)", {real("a", {1, 4, 3}), real("b", {3, 4, 5})},
-           [](const tensor_list& x) { return bmm(x[0], x[1], true, false); }),
-    sample("[2,3,4] x [1,5,4]ᵀ (b broadcast, transposed)", {real("a", {2, 3, 4}), real("b", {1, 5, 4})},
-           [](const tensor_list& x) { return bmm(x[0], x[1], false, true); }),
-    sample("[2,4,3]ᵀ x [2,5,4]ᵀ", {real("a", {2, 4, 3}), real("b", {2, 5, 4})},
-           [](const tensor_list& x) { return bmm(x[0], x[1], true, true); }),
-});
+Tensor bmm(const Tensor& a, const Tensor& b, bool trans_a, bool trans_b) { return Bmm::call({a, b}, {trans_a, trans_b}); }
 
 Tensor matmul(const Tensor& a, const Tensor& b)
 {
@@ -166,7 +176,7 @@ Tensor matmul(const Tensor& a, const Tensor& b)
     if (b.dim() > 1) out_shape.push_back(n);
     return reshape(c, out_shape);
 }
-TG_REGISTER_OP("matmul", {
+TG_REGISTER_SAMPLES("matmul", {
     sample("[3,4] x [4,5]", {real("a", {3, 4}), real("b", {4, 5})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
     sample("[2,3,4] x [4,2]", {real("a", {2, 3, 4}), real("b", {4, 2})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
     sample("[3,4] x [2,4,5]", {real("a", {3, 4}), real("b", {2, 4, 5})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),

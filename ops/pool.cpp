@@ -14,11 +14,9 @@
 
 #include <immintrin.h>
 
-#include "engine/autograd.hpp"
-#include "engine/parallel.hpp"
-#include "engine/registry.hpp"
-#include "engine/replay.hpp"
-#include "ops/kernels.hpp"
+#include "engine/core/op.hpp"
+#include "engine/core/parallel.hpp"
+#include "engine/kernels/elementwise.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {
@@ -428,11 +426,6 @@ Tensor unbatched(const Tensor& x, F f)
     return squeeze(f(unsqueeze(x, 0)), 0);
 }
 
-OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
-{
-    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
-}
-
 // Replay of max pooling for a few changed inputs (engine/replay.hpp): the
 // maximum again over each window that holds a changed element.
 bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
@@ -466,54 +459,82 @@ bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
 
 // --- max pooling ------------------------------------------------------------------------------
 
+namespace {
+struct MaxPool2d : Op<MaxPool2d> {
+    static constexpr const char* name = "max_pool2d";
+    struct Attrs {
+        Int2 kernel, stride, padding;  // completed by forward (stride not given: the kernel)
+    };
+    // Keeps the argmax of each window in its plane (int64).
+    static Tensor forward(TensorRefs in, Attrs& a, OpContext& ctx)
+    {
+        const Tensor& x = in[0];
+        check_input("max_pool2d", x);
+        PoolParams pp = pool_params("max_pool2d", x.shape(), a.kernel, a.stride, a.padding);
+        a = {pp.kernel, pp.stride, pp.padding};
+        Windows win = pool_windows(x.shape(), pp, true);
+        const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
+        Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], ho, wo}, x.dtype());
+        Tensor indices = Tensor::empty(y.shape(), int64);
+        TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&] {
+            const scalar_t* xs = x.data<scalar_t>();
+            scalar_t* ys = y.data<scalar_t>();
+            int64_t* is = indices.data<int64_t>();
+            if (pp.kernel == Int2{2, 2} && pp.stride == Int2{2, 2} && pp.padding == Int2{0, 0})
+                return max_pool_2x2(xs, ys, is, win.planes, win.h, win.w);
+            parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
+                for (int64_t p = p0; p < p1; ++p) {
+                    const scalar_t* xp = xs + p * plane;
+                    for (int64_t oh = 0; oh < ho; ++oh)
+                        for (int64_t ow = 0; ow < wo; ++ow) {
+                            const int64_t h0 = win.rows.begin[size_t(oh)], h1 = win.rows.end[size_t(oh)];
+                            const int64_t w0 = win.cols.begin[size_t(ow)], w1 = win.cols.end[size_t(ow)];
+                            // The first maximum in scan order; a NaN wins, as in PyTorch.
+                            int64_t best = h0 * win.w + w0;
+                            scalar_t v = xp[best];
+                            for (int64_t ih = h0; ih < h1 && !std::isnan(v); ++ih)
+                                for (int64_t iw = w0; iw < w1; ++iw) {
+                                    const scalar_t u = xp[ih * win.w + iw];
+                                    if (u > v || std::isnan(u)) {
+                                        v = u;
+                                        best = ih * win.w + iw;
+                                        if (std::isnan(u)) break;
+                                    }
+                                }
+                            ys[p * ho * wo + oh * wo + ow] = v;
+                            is[p * ho * wo + oh * wo + ow] = best;
+                        }
+                }
+            });
+        });
+        ctx.keep(indices);
+        return y;
+    }
+    static tensor_list backward(const BackwardArgs& a) { return {max_pool2d_backward(a.grad, a.kept(0), a.input_shape(0))}; }
+    static bool delta(DeltaArgs& d, const Attrs& a) { return max_pool2d_delta(d, {a.kernel, a.stride, a.padding}); }
+    static std::vector<OpSample> samples()
+    {
+        return {
+            sample("[2,2,4,4] k2 (stride = kernel)", {real("x", {2, 2, 4, 4})}, Attrs{2, Int2(), 0}),
+            sample("[2,2,5,5] k3 s2 p1 (odd size, padding)", {real("x", {2, 2, 5, 5})}, Attrs{3, 2, 1}),
+            sample("[1,3,5,7] k(2,3) s(1,2) p(1,1) (overlapping, non-square)", {real("x", {1, 3, 5, 7})},
+                   Attrs{{2, 3}, {1, 2}, {1, 1}}),
+            tg::sample("[3,5,4] unbatched, k2 s1", {real("x", {3, 5, 4})},
+                       [](const tensor_list& x) { return max_pool2d(x[0], 2, 1); }),
+        };
+    }
+};
+TG_REGISTER_OP(MaxPool2d);
+}  // namespace
+
 std::pair<Tensor, Tensor> max_pool2d_with_indices(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding)
 {
     if (x.defined() && x.dim() == 3) {
         auto [y, idx] = max_pool2d_with_indices(unsqueeze(x, 0), kernel, stride, padding);
         return {squeeze(y, 0), squeeze(idx, 0)};
     }
-    check_input("max_pool2d", x);
-    PoolParams pp = pool_params("max_pool2d", x.shape(), kernel, stride, padding);
-    Windows win = pool_windows(x.shape(), pp, true);
-    const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
-    Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], ho, wo}, x.dtype());
-    Tensor indices = Tensor::empty(y.shape(), int64);
-    TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&] {
-        const scalar_t* xs = x.data<scalar_t>();
-        scalar_t* ys = y.data<scalar_t>();
-        int64_t* is = indices.data<int64_t>();
-        if (pp.kernel == Int2{2, 2} && pp.stride == Int2{2, 2} && pp.padding == Int2{0, 0})
-            return max_pool_2x2(xs, ys, is, win.planes, win.h, win.w);
-        parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
-            for (int64_t p = p0; p < p1; ++p) {
-                const scalar_t* xp = xs + p * plane;
-                for (int64_t oh = 0; oh < ho; ++oh)
-                    for (int64_t ow = 0; ow < wo; ++ow) {
-                        const int64_t h0 = win.rows.begin[size_t(oh)], h1 = win.rows.end[size_t(oh)];
-                        const int64_t w0 = win.cols.begin[size_t(ow)], w1 = win.cols.end[size_t(ow)];
-                        // The first maximum in scan order; a NaN wins, as in PyTorch.
-                        int64_t best = h0 * win.w + w0;
-                        scalar_t v = xp[best];
-                        for (int64_t ih = h0; ih < h1 && !std::isnan(v); ++ih)
-                            for (int64_t iw = w0; iw < w1; ++iw) {
-                                const scalar_t u = xp[ih * win.w + iw];
-                                if (u > v || std::isnan(u)) {
-                                    v = u;
-                                    best = ih * win.w + iw;
-                                    if (std::isnan(u)) break;
-                                }
-                            }
-                        ys[p * ho * wo + oh * wo + ow] = v;
-                        is[p * ho * wo + oh * wo + ow] = best;
-                    }
-            }
-        });
-    });
-    y = record("max_pool2d", y, {x}, {indices}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
-        return {max_pool2d_backward(a.grad, a.saved[0], xs)};
-    }, [pp](const tensor_list& in) { return max_pool2d(in[0], pp.kernel, pp.stride, pp.padding); },
-    [pp](DeltaArgs& d) { return max_pool2d_delta(d, pp); });
-    return {y, indices};
+    OpResult r = call_op_kept<MaxPool2d>({x}, {kernel, stride, padding});
+    return {r.output, r.kept[0]};
 }
 
 Tensor max_pool2d(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding)
@@ -527,184 +548,265 @@ void check_indices(const char* op, const Tensor& indices, const shape_type& shap
     TG_CHECK(indices.defined() && indices.dtype() == int64, op, ": indices must be an int64 tensor");
     TG_CHECK(indices.shape() == shape, op, ": indices of shape ", indices.shape(), " for values of shape ", shape);
 }
+
+// Inputs: the gradient of the pooled output and the argmax indices.
+struct MaxPool2dBackward : Op<MaxPool2dBackward> {
+    static constexpr const char* name = "max_pool2d_backward";
+    static constexpr Saves saves = save_input(1);
+    struct Attrs {
+        shape_type input_shape;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor &grad = in[0], &indices = in[1];
+        const shape_type& input_shape = a.input_shape;
+        check_input_shape("max_pool2d_backward", grad, input_shape);
+        check_indices("max_pool2d_backward", indices, grad.shape());
+        TG_CHECK(grad.shape()[0] == input_shape[0] && grad.shape()[1] == input_shape[1],
+                 "max_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ", input_shape);
+        const int64_t plane = input_shape[2] * input_shape[3], out = grad.shape()[2] * grad.shape()[3];
+        Tensor dx = Tensor::empty(input_shape, grad.dtype());
+        TG_DISPATCH_FLOATING(grad.dtype(), "max_pool2d_backward", [&] {
+            const scalar_t* g = grad.data<scalar_t>();
+            const int64_t* idx = indices.data<int64_t>();
+            scalar_t* d = dx.data<scalar_t>();
+            const int64_t h = input_shape[2], w = input_shape[3], ho = grad.shape()[2], wo = grad.shape()[3];
+            // Non-overlapping 2×2 windows tiling the plane: written densely.
+            const bool dense = std::is_same_v<scalar_t, float> && h % 2 == 0 && w % 2 == 0 && ho == h / 2 &&
+                               wo == w / 2 && plane < (int64_t(1) << 30) && have_avx2_pool();
+            parallel_for(input_shape[0] * input_shape[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
+                for (int64_t p = p0; p < p1; ++p) {
+                    scalar_t* dp = d + p * plane;
+                    if (dense && unpool2x2_plane(g + p * out, idx + p * out, ho, wo, w, dp)) continue;
+                    std::fill(dp, dp + plane, scalar_t(0));
+                    for (int64_t o = 0; o < out; ++o) {
+                        const int64_t i = idx[p * out + o];
+                        TG_CHECK(i >= 0 && i < plane, "max_pool2d_backward: index ", i, " outside the ", input_shape[2],
+                                 "x", input_shape[3], " plane of input shape ", input_shape);
+                        dp[i] += g[p * out + o];
+                    }
+                }
+            });
+        });
+        return dx;
+    }
+    static tensor_list backward(const BackwardArgs& a) { return {max_pool2d_gather(a.grad, a.input(1)), Tensor()}; }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,2,3,3] into [2,2,5,5] (repeated indices add up)",
+                       {real("g", {2, 2, 3, 3}), index("indices", {2, 2, 3, 3}, 25)}, Attrs{{2, 2, 5, 5}})};
+    }
+};
+TG_REGISTER_OP(MaxPool2dBackward);
+
+// Inputs: the values and the argmax indices; the adjoint of max_pool2d_backward.
+struct MaxPool2dGather : Op<MaxPool2dGather> {
+    static constexpr const char* name = "max_pool2d_gather";
+    static constexpr Saves saves = save_input(1);
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    static Tensor forward(TensorRefs in)
+    {
+        const Tensor &x = in[0], &indices = in[1];
+        check_input("max_pool2d_gather", x);
+        TG_CHECK(indices.defined() && indices.dtype() == int64 && indices.dim() == 4 &&
+                     indices.shape()[0] == x.shape()[0] && indices.shape()[1] == x.shape()[1],
+                 "max_pool2d_gather: indices must be int64 [N, C, Ho, Wo] for input ", x.shape(), ", got ",
+                 indices.defined() ? dtype_name(indices.dtype()) : "undefined", " ",
+                 indices.defined() ? indices.shape() : shape_type{});
+        const int64_t plane = x.shape()[2] * x.shape()[3], out = indices.shape()[2] * indices.shape()[3];
+        Tensor y = Tensor::empty(indices.shape(), x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d_gather", [&] {
+            const scalar_t* xs = x.data<scalar_t>();
+            const int64_t* idx = indices.data<int64_t>();
+            scalar_t* ys = y.data<scalar_t>();
+            parallel_for(x.shape()[0] * x.shape()[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
+                for (int64_t p = p0; p < p1; ++p)
+                    for (int64_t o = 0; o < out; ++o) {
+                        const int64_t i = idx[p * out + o];
+                        TG_CHECK(i >= 0 && i < plane, "max_pool2d_gather: index ", i, " outside the ", x.shape()[2],
+                                 "x", x.shape()[3], " plane of input shape ", x.shape());
+                        ys[p * out + o] = xs[p * plane + i];
+                    }
+            });
+        });
+        return y;
+    }
+    static tensor_list backward(const BackwardArgs& a)
+    {
+        return {max_pool2d_backward(a.grad, a.input(1), a.input_shape(0)), Tensor()};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,2,5,5] at [2,2,3,3]", {real("x", {2, 2, 5, 5}), index("indices", {2, 2, 3, 3}, 25)})};
+    }
+};
+TG_REGISTER_OP(MaxPool2dGather);
 }  // namespace
 
 Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const shape_type& input_shape)
 {
-    check_input_shape("max_pool2d_backward", grad, input_shape);
-    check_indices("max_pool2d_backward", indices, grad.shape());
-    TG_CHECK(grad.shape()[0] == input_shape[0] && grad.shape()[1] == input_shape[1],
-             "max_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ", input_shape);
-    const int64_t plane = input_shape[2] * input_shape[3], out = grad.shape()[2] * grad.shape()[3];
-    Tensor dx = Tensor::empty(input_shape, grad.dtype());
-    TG_DISPATCH_FLOATING(grad.dtype(), "max_pool2d_backward", [&] {
-        const scalar_t* g = grad.data<scalar_t>();
-        const int64_t* idx = indices.data<int64_t>();
-        scalar_t* d = dx.data<scalar_t>();
-        const int64_t h = input_shape[2], w = input_shape[3], ho = grad.shape()[2], wo = grad.shape()[3];
-        // Non-overlapping 2×2 windows tiling the plane: written densely.
-        const bool dense = std::is_same_v<scalar_t, float> && h % 2 == 0 && w % 2 == 0 && ho == h / 2 &&
-                           wo == w / 2 && plane < (int64_t(1) << 30) && have_avx2_pool();
-        parallel_for(input_shape[0] * input_shape[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
-            for (int64_t p = p0; p < p1; ++p) {
-                scalar_t* dp = d + p * plane;
-                if (dense && unpool2x2_plane(g + p * out, idx + p * out, ho, wo, w, dp)) continue;
-                std::fill(dp, dp + plane, scalar_t(0));
-                for (int64_t o = 0; o < out; ++o) {
-                    const int64_t i = idx[p * out + o];
-                    TG_CHECK(i >= 0 && i < plane, "max_pool2d_backward: index ", i, " outside the ", input_shape[2],
-                             "x", input_shape[3], " plane of input shape ", input_shape);
-                    dp[i] += g[p * out + o];
-                }
-            }
-        });
-    });
-    return record("max_pool2d_backward", dx, {grad}, {indices}, [](const BackwardArgs& a) -> tensor_list {
-        return {max_pool2d_gather(a.grad, a.saved[0])};
-    }, [indices, input_shape](const tensor_list& in) { return max_pool2d_backward(in[0], indices, input_shape); });
+    return MaxPool2dBackward::call({grad, indices}, {input_shape});
 }
 
-Tensor max_pool2d_gather(const Tensor& x, const Tensor& indices)
-{
-    check_input("max_pool2d_gather", x);
-    TG_CHECK(indices.defined() && indices.dtype() == int64 && indices.dim() == 4 &&
-                 indices.shape()[0] == x.shape()[0] && indices.shape()[1] == x.shape()[1],
-             "max_pool2d_gather: indices must be int64 [N, C, Ho, Wo] for input ", x.shape(), ", got ",
-             indices.defined() ? dtype_name(indices.dtype()) : "undefined", " ",
-             indices.defined() ? indices.shape() : shape_type{});
-    const int64_t plane = x.shape()[2] * x.shape()[3], out = indices.shape()[2] * indices.shape()[3];
-    Tensor y = Tensor::empty(indices.shape(), x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d_gather", [&] {
-        const scalar_t* xs = x.data<scalar_t>();
-        const int64_t* idx = indices.data<int64_t>();
-        scalar_t* ys = y.data<scalar_t>();
-        parallel_for(x.shape()[0] * x.shape()[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
-            for (int64_t p = p0; p < p1; ++p)
-                for (int64_t o = 0; o < out; ++o) {
-                    const int64_t i = idx[p * out + o];
-                    TG_CHECK(i >= 0 && i < plane, "max_pool2d_gather: index ", i, " outside the ", x.shape()[2],
-                             "x", x.shape()[3], " plane of input shape ", x.shape());
-                    ys[p * out + o] = xs[p * plane + i];
-                }
-        });
-    });
-    return record("max_pool2d_gather", y, {x}, {indices}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
-        return {max_pool2d_backward(a.grad, a.saved[0], xs)};
-    }, [indices](const tensor_list& in) { return max_pool2d_gather(in[0], indices); });
-}
-
-TG_REGISTER_OP("max_pool2d", {
-    sample("[2,2,4,4] k2 (stride = kernel)", {real("x", {2, 2, 4, 4})},
-           [](const tensor_list& x) { return max_pool2d(x[0], 2); }),
-    sample("[2,2,5,5] k3 s2 p1 (odd size, padding)", {real("x", {2, 2, 5, 5})},
-           [](const tensor_list& x) { return max_pool2d(x[0], 3, 2, 1); }),
-    sample("[1,3,5,7] k(2,3) s(1,2) p(1,1) (overlapping, non-square)", {real("x", {1, 3, 5, 7})},
-           [](const tensor_list& x) { return max_pool2d(x[0], {2, 3}, {1, 2}, {1, 1}); }),
-    sample("[3,5,4] unbatched, k2 s1", {real("x", {3, 5, 4})},
-           [](const tensor_list& x) { return max_pool2d(x[0], 2, 1); }),
-});
-TG_REGISTER_OP("max_pool2d_backward", {
-    sample("[2,2,3,3] into [2,2,5,5] (repeated indices add up)", {real("g", {2, 2, 3, 3}), index("indices", {2, 2, 3, 3}, 25)},
-           [](const tensor_list& x) { return max_pool2d_backward(x[0], x[1], {2, 2, 5, 5}); }),
-});
-TG_REGISTER_OP("max_pool2d_gather", {
-    sample("[2,2,5,5] at [2,2,3,3]", {real("x", {2, 2, 5, 5}), index("indices", {2, 2, 3, 3}, 25)},
-           [](const tensor_list& x) { return max_pool2d_gather(x[0], x[1]); }),
-});
+Tensor max_pool2d_gather(const Tensor& x, const Tensor& indices) { return MaxPool2dGather::call({x, indices}); }
 
 // --- average pooling -------------------------------------------------------------------------
+
+namespace {
+struct AvgPool2d : Op<AvgPool2d> {
+    static constexpr const char* name = "avg_pool2d";
+    struct Attrs {
+        Int2 kernel, stride, padding;  // completed by forward
+        bool count_include_pad;
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& x = in[0];
+        check_input("avg_pool2d", x);
+        PoolParams pp = pool_params("avg_pool2d", x.shape(), a.kernel, a.stride, a.padding);
+        a = {pp.kernel, pp.stride, pp.padding, a.count_include_pad};
+        return mean_forward("avg_pool2d", x, pool_windows(x.shape(), pp, a.count_include_pad));
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        return {avg_pool2d_backward(g.grad, g.input_shape(0), a.kernel, a.stride, a.padding, a.count_include_pad)};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {
+            sample("[2,2,4,4] k2", {real("x", {2, 2, 4, 4})}, Attrs{2, Int2(), 0, true}),
+            sample("[2,2,5,5] k3 s2 p1, count_include_pad", {real("x", {2, 2, 5, 5})}, Attrs{3, 2, 1, true}),
+            sample("[2,2,5,5] k3 s2 p1, padding not counted", {real("x", {2, 2, 5, 5})}, Attrs{3, 2, 1, false}),
+            sample("[1,3,5,7] k(2,3) s(1,2) p(1,1), padding not counted", {real("x", {1, 3, 5, 7})},
+                   Attrs{{2, 3}, {1, 2}, {1, 1}, false}),
+            tg::sample("[3,5,4] unbatched, k2 s1", {real("x", {3, 5, 4})},
+                       [](const tensor_list& x) { return avg_pool2d(x[0], 2, 1); }),
+        };
+    }
+};
+TG_REGISTER_OP(AvgPool2d);
+
+struct AvgPool2dBackward : Op<AvgPool2dBackward> {
+    static constexpr const char* name = "avg_pool2d_backward";
+    struct Attrs {
+        shape_type input_shape;
+        Int2 kernel, stride, padding;
+        bool count_include_pad;
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& grad = in[0];
+        check_input_shape("avg_pool2d_backward", grad, a.input_shape);
+        PoolParams pp = pool_params("avg_pool2d_backward", a.input_shape, a.kernel, a.stride, a.padding);
+        a.kernel = pp.kernel, a.stride = pp.stride, a.padding = pp.padding;
+        Windows win = pool_windows(a.input_shape, pp, a.count_include_pad);
+        check_grad("avg_pool2d_backward", grad, a.input_shape, win);
+        Tensor dx = Tensor::empty(a.input_shape, grad.dtype());
+        TG_DISPATCH_FLOATING(grad.dtype(), "avg_pool2d_backward", [&] {
+            window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
+        });
+        return dx;
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        return {avg_pool2d(g.grad, a.kernel, a.stride, a.padding, a.count_include_pad)};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,2,3,3] into [2,2,5,5] k3 s2 p1, count_include_pad", {real("g", {2, 2, 3, 3})},
+                       Attrs{{2, 2, 5, 5}, 3, 2, 1, true}),
+                sample("[2,2,3,3] into [2,2,5,5] k3 s2 p1, padding not counted", {real("g", {2, 2, 3, 3})},
+                       Attrs{{2, 2, 5, 5}, 3, 2, 1, false})};
+    }
+};
+TG_REGISTER_OP(AvgPool2dBackward);
+}  // namespace
 
 Tensor avg_pool2d(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding, bool count_include_pad)
 {
     if (x.defined() && x.dim() == 3)
         return unbatched(x, [&](const Tensor& t) { return avg_pool2d(t, kernel, stride, padding, count_include_pad); });
-    check_input("avg_pool2d", x);
-    PoolParams pp = pool_params("avg_pool2d", x.shape(), kernel, stride, padding);
-    Tensor y = mean_forward("avg_pool2d", x, pool_windows(x.shape(), pp, count_include_pad));
-    return record("avg_pool2d", y, {x}, {}, [pp, count_include_pad, xs = x.shape()](const BackwardArgs& a) -> tensor_list {
-        return {avg_pool2d_backward(a.grad, xs, pp.kernel, pp.stride, pp.padding, count_include_pad)};
-    }, [pp, count_include_pad](const tensor_list& in) {
-        return avg_pool2d(in[0], pp.kernel, pp.stride, pp.padding, count_include_pad);
-    });
+    return AvgPool2d::call({x}, {kernel, stride, padding, count_include_pad});
 }
 
 Tensor avg_pool2d_backward(const Tensor& grad, const shape_type& input_shape, Int2 kernel, Int2 stride,
                            Int2 padding, bool count_include_pad)
 {
-    check_input_shape("avg_pool2d_backward", grad, input_shape);
-    PoolParams pp = pool_params("avg_pool2d_backward", input_shape, kernel, stride, padding);
-    Windows win = pool_windows(input_shape, pp, count_include_pad);
-    check_grad("avg_pool2d_backward", grad, input_shape, win);
-    Tensor dx = Tensor::empty(input_shape, grad.dtype());
-    TG_DISPATCH_FLOATING(grad.dtype(), "avg_pool2d_backward", [&] {
-        window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
-    });
-    return record("avg_pool2d_backward", dx, {grad}, {}, [pp, count_include_pad](const BackwardArgs& a) -> tensor_list {
-        return {avg_pool2d(a.grad, pp.kernel, pp.stride, pp.padding, count_include_pad)};
-    }, [input_shape, pp, count_include_pad](const tensor_list& in) {
-        return avg_pool2d_backward(in[0], input_shape, pp.kernel, pp.stride, pp.padding, count_include_pad);
-    });
+    return AvgPool2dBackward::call({grad}, {input_shape, kernel, stride, padding, count_include_pad});
 }
 
-TG_REGISTER_OP("avg_pool2d", {
-    sample("[2,2,4,4] k2", {real("x", {2, 2, 4, 4})}, [](const tensor_list& x) { return avg_pool2d(x[0], 2); }),
-    sample("[2,2,5,5] k3 s2 p1, count_include_pad", {real("x", {2, 2, 5, 5})},
-           [](const tensor_list& x) { return avg_pool2d(x[0], 3, 2, 1, true); }),
-    sample("[2,2,5,5] k3 s2 p1, padding not counted", {real("x", {2, 2, 5, 5})},
-           [](const tensor_list& x) { return avg_pool2d(x[0], 3, 2, 1, false); }),
-    sample("[1,3,5,7] k(2,3) s(1,2) p(1,1), padding not counted", {real("x", {1, 3, 5, 7})},
-           [](const tensor_list& x) { return avg_pool2d(x[0], {2, 3}, {1, 2}, {1, 1}, false); }),
-});
-TG_REGISTER_OP("avg_pool2d_backward", {
-    sample("[2,2,3,3] into [2,2,5,5] k3 s2 p1, count_include_pad", {real("g", {2, 2, 3, 3})},
-           [](const tensor_list& x) { return avg_pool2d_backward(x[0], {2, 2, 5, 5}, 3, 2, 1, true); }),
-    sample("[2,2,3,3] into [2,2,5,5] k3 s2 p1, padding not counted", {real("g", {2, 2, 3, 3})},
-           [](const tensor_list& x) { return avg_pool2d_backward(x[0], {2, 2, 5, 5}, 3, 2, 1, false); }),
-});
-
 // --- adaptive average pooling -----------------------------------------------------------------
+
+namespace {
+struct AdaptiveAvgPool2d : Op<AdaptiveAvgPool2d> {
+    static constexpr const char* name = "adaptive_avg_pool2d";
+    struct Attrs {
+        Int2 output_size;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor& x = in[0];
+        check_input("adaptive_avg_pool2d", x);
+        TG_CHECK(a.output_size.h >= 1 && a.output_size.w >= 1, "adaptive_avg_pool2d: output size (", a.output_size.h,
+                 ", ", a.output_size.w, ") must be positive");
+        return mean_forward("adaptive_avg_pool2d", x, adaptive_windows(x.shape(), a.output_size));
+    }
+    static tensor_list backward(const BackwardArgs& g) { return {adaptive_avg_pool2d_backward(g.grad, g.input_shape(0))}; }
+    static std::vector<OpSample> samples()
+    {
+        return {
+            sample("[2,3,5,5] -> 1x1 (global average)", {real("x", {2, 3, 5, 5})}, Attrs{1}),
+            sample("[2,2,7,5] -> 3x2 (uneven windows)", {real("x", {2, 2, 7, 5})}, Attrs{{3, 2}}),
+            sample("[1,2,3,4] -> 4x6 (windows repeat)", {real("x", {1, 2, 3, 4})}, Attrs{{4, 6}}),
+        };
+    }
+};
+TG_REGISTER_OP(AdaptiveAvgPool2d);
+
+struct AdaptiveAvgPool2dBackward : Op<AdaptiveAvgPool2dBackward> {
+    static constexpr const char* name = "adaptive_avg_pool2d_backward";
+    struct Attrs {
+        shape_type input_shape;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor& grad = in[0];
+        const shape_type& input_shape = a.input_shape;
+        check_input_shape("adaptive_avg_pool2d_backward", grad, input_shape);
+        TG_CHECK(grad.shape()[0] == input_shape[0] && grad.shape()[1] == input_shape[1] && grad.shape()[2] >= 1 &&
+                     grad.shape()[3] >= 1,
+                 "adaptive_avg_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ",
+                 input_shape);
+        Windows win = adaptive_windows(input_shape, {grad.shape()[2], grad.shape()[3]});
+        Tensor dx = Tensor::empty(input_shape, grad.dtype());
+        TG_DISPATCH_FLOATING(grad.dtype(), "adaptive_avg_pool2d_backward", [&] {
+            window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
+        });
+        return dx;
+    }
+    static tensor_list backward(const BackwardArgs& g)
+    {
+        const shape_type& gs = g.input_shape(0);
+        return {adaptive_avg_pool2d(g.grad, {gs[2], gs[3]})};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,2,3,2] into [2,2,7,5]", {real("g", {2, 2, 3, 2})}, Attrs{{2, 2, 7, 5}})};
+    }
+};
+TG_REGISTER_OP(AdaptiveAvgPool2dBackward);
+}  // namespace
 
 Tensor adaptive_avg_pool2d(const Tensor& x, Int2 output_size)
 {
     if (x.defined() && x.dim() == 3)
         return unbatched(x, [&](const Tensor& t) { return adaptive_avg_pool2d(t, output_size); });
-    check_input("adaptive_avg_pool2d", x);
-    TG_CHECK(output_size.h >= 1 && output_size.w >= 1, "adaptive_avg_pool2d: output size (", output_size.h, ", ",
-             output_size.w, ") must be positive");
-    Tensor y = mean_forward("adaptive_avg_pool2d", x, adaptive_windows(x.shape(), output_size));
-    return record("adaptive_avg_pool2d", y, {x}, {}, [xs = x.shape()](const BackwardArgs& a) -> tensor_list {
-        return {adaptive_avg_pool2d_backward(a.grad, xs)};
-    }, [output_size](const tensor_list& in) { return adaptive_avg_pool2d(in[0], output_size); });
+    return AdaptiveAvgPool2d::call({x}, {output_size});
 }
 
 Tensor adaptive_avg_pool2d_backward(const Tensor& grad, const shape_type& input_shape)
 {
-    check_input_shape("adaptive_avg_pool2d_backward", grad, input_shape);
-    TG_CHECK(grad.shape()[0] == input_shape[0] && grad.shape()[1] == input_shape[1] && grad.shape()[2] >= 1 &&
-                 grad.shape()[3] >= 1,
-             "adaptive_avg_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ", input_shape);
-    const Int2 out{grad.shape()[2], grad.shape()[3]};
-    Windows win = adaptive_windows(input_shape, out);
-    Tensor dx = Tensor::empty(input_shape, grad.dtype());
-    TG_DISPATCH_FLOATING(grad.dtype(), "adaptive_avg_pool2d_backward", [&] {
-        window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
-    });
-    return record("adaptive_avg_pool2d_backward", dx, {grad}, {}, [out](const BackwardArgs& a) -> tensor_list {
-        return {adaptive_avg_pool2d(a.grad, out)};
-    }, [input_shape](const tensor_list& in) { return adaptive_avg_pool2d_backward(in[0], input_shape); });
+    return AdaptiveAvgPool2dBackward::call({grad}, {input_shape});
 }
-
-TG_REGISTER_OP("adaptive_avg_pool2d", {
-    sample("[2,3,5,5] -> 1x1 (global average)", {real("x", {2, 3, 5, 5})},
-           [](const tensor_list& x) { return adaptive_avg_pool2d(x[0], 1); }),
-    sample("[2,2,7,5] -> 3x2 (uneven windows)", {real("x", {2, 2, 7, 5})},
-           [](const tensor_list& x) { return adaptive_avg_pool2d(x[0], {3, 2}); }),
-    sample("[1,2,3,4] -> 4x6 (windows repeat)", {real("x", {1, 2, 3, 4})},
-           [](const tensor_list& x) { return adaptive_avg_pool2d(x[0], {4, 6}); }),
-});
-TG_REGISTER_OP("adaptive_avg_pool2d_backward", {
-    sample("[2,2,3,2] into [2,2,7,5]", {real("g", {2, 2, 3, 2})},
-           [](const tensor_list& x) { return adaptive_avg_pool2d_backward(x[0], {2, 2, 7, 5}); }),
-});
 
 }  // namespace tg

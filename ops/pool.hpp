@@ -7,8 +7,8 @@
 
 #include <utility>
 
-#include "engine/tensor.hpp"
-#include "ops/conv.hpp"
+#include "engine/core/tensor.hpp"
+#include "ops/options.hpp"
 
 namespace tg {
 

@@ -4,11 +4,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/autograd.hpp"
-#include "engine/registry.hpp"
-#include "engine/replay.hpp"
+#include "engine/core/op.hpp"
 #include "ops/elementwise.hpp"
-#include "ops/kernels.hpp"
+#include "engine/kernels/elementwise.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {
@@ -94,37 +92,48 @@ Tensor reduce(const Tensor& x, const axes_type& axes, double init, const char* o
     return cur;
 }
 
-OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
-{
-    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
-}
-
 }  // namespace
 
-Tensor sum(const Tensor& x, const axes_type& axes, bool keepdims)
-{
-    axes_type ax = reduction_axes(x, axes, "sum");
-    Tensor kept;
-    if (ax.size() == size_t(x.dim()) && x.dim() > 0 && x.dtype() != int64) {
-        // Over everything: one pass with a double accumulator for accuracy.
-        kept = Tensor::empty(shape_type(size_t(x.dim()), 1), x.dtype());
-        TG_DISPATCH_FLOATING(x.dtype(), "sum", [&] {
-            const scalar_t* p = x.data<scalar_t>();
-            double total = 0;
-            for (int64_t i = 0; i < x.numel(); ++i) total += double(p[i]);
-            kept.data<scalar_t>()[0] = scalar_t(total);
-        });
-    } else {
-        kept = reduce(x, ax, 0.0, "sum", [](auto acc, auto v) { return acc + v; });
+namespace {
+struct Sum : Op<Sum> {
+    static constexpr const char* name = "sum";
+    struct Attrs {
+        axes_type axes;  // normalised and sorted by forward
+        bool keepdims;
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& x = in[0];
+        TG_CHECK(x.defined(), "sum: undefined operand");
+        a.axes = reduction_axes(x, a.axes, "sum");
+        Tensor kept;
+        if (a.axes.size() == size_t(x.dim()) && x.dim() > 0 && x.dtype() != int64) {
+            // Over everything: one pass with a double accumulator for accuracy.
+            kept = Tensor::empty(shape_type(size_t(x.dim()), 1), x.dtype());
+            TG_DISPATCH_FLOATING(x.dtype(), "sum", [&] {
+                const scalar_t* p = x.data<scalar_t>();
+                double total = 0;
+                for (int64_t i = 0; i < x.numel(); ++i) total += double(p[i]);
+                kept.data<scalar_t>()[0] = scalar_t(total);
+            });
+        } else {
+            kept = reduce(x, a.axes, 0.0, "sum", [](auto acc, auto v) { return acc + v; });
+        }
+        return a.keepdims ? kept : reshape(kept, dropped_shape(x.shape(), a.axes));
     }
-    Tensor out = keepdims ? kept : reshape(kept, dropped_shape(x.shape(), ax));
-    return record("sum", out, {x}, {}, [from = x.shape(), keep = kept.shape()](const BackwardArgs& g) -> tensor_list {
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        const shape_type& from = g.input_shape(0);
+        shape_type keep = from;
+        for (int64_t ax : a.axes) keep[size_t(ax)] = 1;
         return {broadcast_to(reshape(g.grad, keep), from)};
-    }, [ax, keepdims](const tensor_list& in) { return sum(in[0], ax, keepdims); },
-    [ax](DeltaArgs& d) {  // each changed element moves its own output by what it changed
+    }
+    // Each changed element moves its own output by what it changed.
+    static bool delta(DeltaArgs& d, const Attrs& a)
+    {
         const shape_type& xs = d.inputs[0].base->shape();
         std::vector<bool> reduced(xs.size(), false);
-        for (int64_t a : ax) reduced[size_t(a)] = true;
+        for (int64_t ax : a.axes) reduced[size_t(ax)] = true;
         const double *x1 = d.inputs[0].data(), *x0 = d.inputs[0].base_data();
         for (int64_t f : *d.inputs[0].changed) {
             int64_t o = 0, stride = 1, r = f;
@@ -139,14 +148,19 @@ Tensor sum(const Tensor& x, const axes_type& axes, bool keepdims)
             d.touch(o);
         }
         return true;
-    });
-}
-TG_REGISTER_OP("sum", {
-    sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return sum(x[0]); }),
-    sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return sum(x[0], {1}); }),
-    sample("[3,4,5] axes 0,2 keepdims", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return sum(x[0], {0, -1}, true); }),
-    sample("0-d", {real("x", {})}, [](const tensor_list& x) { return sum(x[0]); }),
-});
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[3,4,5] all", {real("x", {3, 4, 5})}, Attrs{{}, false}),
+                sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, Attrs{{1}, false}),
+                sample("[3,4,5] axes 0,2 keepdims", {real("x", {3, 4, 5})}, Attrs{{0, -1}, true}),
+                sample("0-d", {real("x", {})}, Attrs{{}, false})};
+    }
+};
+TG_REGISTER_OP(Sum);
+}  // namespace
+
+Tensor sum(const Tensor& x, const axes_type& axes, bool keepdims) { return Sum::call({x}, {axes, keepdims}); }
 
 Tensor mean(const Tensor& x, const axes_type& axes, bool keepdims)
 {
@@ -155,22 +169,36 @@ Tensor mean(const Tensor& x, const axes_type& axes, bool keepdims)
     for (int64_t a : ax) count *= x.shape()[size_t(a)];
     return div(sum(x, axes, keepdims), scalar(double(count), x.dtype()));
 }
-TG_REGISTER_OP("mean", {
+TG_REGISTER_SAMPLES("mean", {
     sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0]); }),
     sample("[3,4,5] axis -1 keepdims", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0], {-1}, true); }),
 });
 
-Tensor max(const Tensor& x, const axes_type& axes, bool keepdims)
-{
-    axes_type ax = reduction_axes(x, axes, "max");
-    for (int64_t a : ax)
-        TG_CHECK(x.shape()[size_t(a)] > 0, "max: reduction over axis ", a, " of size 0 in shape ", x.shape());
-    Tensor kept = reduce(x, ax, -INFINITY, "max", [](auto acc, auto v) {
-        return (v > acc || std::isnan(v)) ? v : acc;  // NaN wins, as in NumPy
-    });
-    Tensor out = keepdims ? kept : reshape(kept, dropped_shape(x.shape(), ax));
-    return record("max", out, {x}, {x, out}, [keep = kept.shape()](const BackwardArgs& g) -> tensor_list {
-        const Tensor &x = g.saved[0], &out = g.saved[1];
+namespace {
+struct Max : Op<Max> {
+    static constexpr const char* name = "max";
+    static constexpr Saves saves = save_input(0) | save_output;
+    struct Attrs {
+        axes_type axes;  // normalised and sorted by forward
+        bool keepdims;
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& x = in[0];
+        TG_CHECK(x.defined(), "max: undefined operand");
+        a.axes = reduction_axes(x, a.axes, "max");
+        for (int64_t ax : a.axes)
+            TG_CHECK(x.shape()[size_t(ax)] > 0, "max: reduction over axis ", ax, " of size 0 in shape ", x.shape());
+        Tensor kept = reduce(x, a.axes, -INFINITY, "max", [](auto acc, auto v) {
+            return (v > acc || std::isnan(v)) ? v : acc;  // NaN wins, as in NumPy
+        });
+        return a.keepdims ? kept : reshape(kept, dropped_shape(x.shape(), a.axes));
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        const Tensor &x = g.input(0), &out = g.output();
+        shape_type keep = x.shape();
+        for (int64_t ax : a.axes) keep[size_t(ax)] = 1;
         // Every element equal to the maximum gets an equal share.
         Tensor winners = eq(x, broadcast_to(reshape(out, keep).detach(), x.shape()));
         axes_type axes;
@@ -178,13 +206,18 @@ Tensor max(const Tensor& x, const axes_type& axes, bool keepdims)
             if (keep[size_t(d)] == 1 && x.shape()[size_t(d)] != 1) axes.push_back(d);
         Tensor ties = sum(winners, axes, true).detach();
         return {mul(broadcast_to(reshape(g.grad, keep), x.shape()), div(winners, ties))};
-    }, [ax, keepdims](const tensor_list& in) { return max(in[0], ax, keepdims); });
-}
-TG_REGISTER_OP("max", {
-    sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return max(x[0]); }),
-    sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return max(x[0], {1}); }),
-    sample("[4,3] axes 0,1 keepdims", {real("x", {4, 3})}, [](const tensor_list& x) { return max(x[0], {0, 1}, true); }),
-});
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[3,4,5] all", {real("x", {3, 4, 5})}, Attrs{{}, false}),
+                sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, Attrs{{1}, false}),
+                sample("[4,3] axes 0,1 keepdims", {real("x", {4, 3})}, Attrs{{0, 1}, true})};
+    }
+};
+TG_REGISTER_OP(Max);
+}  // namespace
+
+Tensor max(const Tensor& x, const axes_type& axes, bool keepdims) { return Max::call({x}, {axes, keepdims}); }
 
 Tensor argmax(const Tensor& x, int64_t axis, bool keepdims)
 {
@@ -213,9 +246,5 @@ Tensor argmax(const Tensor& x, int64_t axis, bool keepdims)
 }
 
 Tensor argmax(const Tensor& x) { return argmax(reshape(x.detach(), {-1}), 0); }
-
-Tensor Tensor::sum(const axes_type& axes, bool keepdims) const { return tg::sum(*this, axes, keepdims); }
-Tensor Tensor::mean(const axes_type& axes, bool keepdims) const { return tg::mean(*this, axes, keepdims); }
-Tensor Tensor::max(const axes_type& axes, bool keepdims) const { return tg::max(*this, axes, keepdims); }
 
 }  // namespace tg

@@ -1,15 +1,15 @@
-// Shape ops: forward copy loops, backward rules, samples.
+// Shape ops: forward copy loops, backward rules, samples. Every one of them
+// only moves elements, so replay recomputes them from where each output
+// element comes from (ReplayForm::index_map), with no rule of their own.
 #include "ops/shape.hpp"
 
 #include <algorithm>
 #include <cstring>
 #include <numeric>
 
-#include "engine/autograd.hpp"
-#include "engine/memory.hpp"
-#include "engine/registry.hpp"
-#include "engine/replay.hpp"
-#include "ops/kernels.hpp"
+#include "engine/core/memory.hpp"
+#include "engine/core/op.hpp"
+#include "engine/kernels/elementwise.hpp"
 #include "ops/reduction.hpp"
 
 namespace tg {
@@ -27,16 +27,13 @@ Tensor alias(const Tensor& x, const shape_type& shape)
     return Tensor(std::move(impl));
 }
 
-OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
-{
-    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
-}
-
 }  // namespace
 
 // --- reshape and its shorthands -----------------------------------------------------------
 
-Tensor reshape(const Tensor& x, const shape_type& shape)
+namespace {
+// The shape with a -1 resolved, checked against x's size.
+shape_type resolved_shape(const Tensor& x, const shape_type& shape)
 {
     shape_type s = shape;
     int64_t known = 1, infer = -1;
@@ -56,23 +53,39 @@ Tensor reshape(const Tensor& x, const shape_type& shape)
     }
     TG_CHECK(numel_of(s) == x.numel(), "reshape: cannot reshape ", x.shape(), " (", x.numel(),
              " elements) to ", shape);
-    if (s == x.shape() && !x.requires_grad()) return x;
-    return record("reshape", alias(x, s), {x}, {}, [from = x.shape()](const BackwardArgs& g) -> tensor_list {
-        return {reshape(g.grad, from)};
-    }, [s](const tensor_list& in) { return reshape(in[0], s); },
-    [](DeltaArgs& d) {  // the same elements in the same order
-        const double* x = d.inputs[0].data();
-        for (int64_t i : *d.inputs[0].changed) {
-            d.out[i] = x[i];
-            d.touch(i);
-        }
-        return true;
-    });
+    return s;
 }
-TG_REGISTER_OP("reshape", {
-    sample("[2,3,4] -> [4,-1]", {real("x", {2, 3, 4})}, [](const tensor_list& x) { return reshape(x[0], {4, -1}); }),
-    sample("[5] -> 0-d x [5,1]", {real("x", {5})}, [](const tensor_list& x) { return reshape(x[0], {1, 5, 1}); }),
-});
+}  // namespace
+
+namespace {
+struct Reshape : Op<Reshape> {
+    static constexpr const char* name = "reshape";
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    struct Attrs {
+        shape_type shape;
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        TG_CHECK(in[0].defined(), "reshape: undefined operand");
+        a.shape = resolved_shape(in[0], a.shape);
+        return alias(in[0], a.shape);
+    }
+    static tensor_list backward(const BackwardArgs& g) { return {reshape(g.grad, g.input_shape(0))}; }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,3,4] -> [4,-1]", {real("x", {2, 3, 4})}, Attrs{{4, -1}}),
+                sample("[5] -> 0-d x [5,1]", {real("x", {5})}, Attrs{{1, 5, 1}})};
+    }
+};
+TG_REGISTER_OP(Reshape);
+}  // namespace
+
+Tensor reshape(const Tensor& x, const shape_type& shape)
+{
+    TG_CHECK(x.defined(), "reshape: undefined operand");
+    if (shape == x.shape() && !x.requires_grad()) return x;
+    return Reshape::call({x}, {shape});
+}
 
 Tensor flatten(const Tensor& x, int64_t start_axis, int64_t end_axis)
 {
@@ -89,7 +102,7 @@ Tensor flatten(const Tensor& x, int64_t start_axis, int64_t end_axis)
     for (int64_t i = e + 1; i < x.dim(); ++i) shape.push_back(x.shape()[size_t(i)]);
     return reshape(x, shape);
 }
-TG_REGISTER_OP("flatten", {
+TG_REGISTER_SAMPLES("flatten", {
     sample("[2,3,4,5] axes 1..2", {real("x", {2, 3, 4, 5})}, [](const tensor_list& x) { return flatten(x[0], 1, 2); }),
     sample("[3,4] all", {real("x", {3, 4})}, [](const tensor_list& x) { return flatten(x[0]); }),
 });
@@ -103,7 +116,7 @@ Tensor squeeze(const Tensor& x, int64_t axis)
     shape.erase(shape.begin() + a);
     return reshape(x, shape);
 }
-TG_REGISTER_OP("squeeze", {
+TG_REGISTER_SAMPLES("squeeze", {
     sample("[3,1,4] axis 1", {real("x", {3, 1, 4})}, [](const tensor_list& x) { return squeeze(x[0], 1); }),
     sample("[2,1] axis -1", {real("x", {2, 1})}, [](const tensor_list& x) { return squeeze(x[0], -1); }),
 });
@@ -115,41 +128,50 @@ Tensor unsqueeze(const Tensor& x, int64_t axis)
     shape.insert(shape.begin() + a, 1);
     return reshape(x, shape);
 }
-TG_REGISTER_OP("unsqueeze", {
+TG_REGISTER_SAMPLES("unsqueeze", {
     sample("[3,4] axis 0", {real("x", {3, 4})}, [](const tensor_list& x) { return unsqueeze(x[0], 0); }),
     sample("[3,4] axis -1", {real("x", {3, 4})}, [](const tensor_list& x) { return unsqueeze(x[0], -1); }),
 });
 
 // --- permute ----------------------------------------------------------------------------------
 
-Tensor permute(const Tensor& x, const axes_type& axes)
-{
-    int64_t rank = x.dim();
-    TG_CHECK(int64_t(axes.size()) == rank, "permute: ", axes.size(), " axes for a tensor of shape ",
-             x.shape());
-    axes_type perm(axes.size());
-    std::vector<bool> seen(axes.size(), false);
-    for (size_t i = 0; i < axes.size(); ++i) {
-        perm[i] = normalize_axis(axes[i], rank, "permute");
-        TG_CHECK(!seen[size_t(perm[i])], "permute: axis ", axes[i], " repeated in ", axes);
-        seen[size_t(perm[i])] = true;
-    }
-    shape_type out_shape(axes.size());
-    for (size_t i = 0; i < perm.size(); ++i) out_shape[i] = x.shape()[size_t(perm[i])];
-    Tensor out = Tensor::empty(out_shape, x.dtype());
-
-    // Input strides read in the output's axis order.
-    std::vector<int64_t> in_stride(size_t(rank), 1);
-    for (int64_t d = rank - 2; d >= 0; --d)
-        in_stride[size_t(d)] = in_stride[size_t(d + 1)] * x.shape()[size_t(d + 1)];
-    std::vector<int64_t> stride(static_cast<size_t>(rank));
-    for (size_t i = 0; i < perm.size(); ++i) stride[i] = in_stride[size_t(perm[i])];
-
-    if (x.numel() > 0) {
+namespace {
+struct Permute : Op<Permute> {
+    static constexpr const char* name = "permute";
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    struct Attrs {
+        axes_type axes;  // normalised by forward
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& x = in[0];
+        TG_CHECK(x.defined(), "permute: undefined operand");
+        const int64_t rank = x.dim();
+        TG_CHECK(int64_t(a.axes.size()) == rank, "permute: ", a.axes.size(), " axes for a tensor of shape ", x.shape());
+        axes_type perm(a.axes.size());
+        std::vector<bool> seen(a.axes.size(), false);
+        for (size_t i = 0; i < a.axes.size(); ++i) {
+            perm[i] = normalize_axis(a.axes[i], rank, "permute");
+            TG_CHECK(!seen[size_t(perm[i])], "permute: axis ", a.axes[i], " repeated in ", a.axes);
+            seen[size_t(perm[i])] = true;
+        }
+        a.axes = perm;
+        shape_type out_shape(perm.size());
+        for (size_t i = 0; i < perm.size(); ++i) out_shape[i] = x.shape()[size_t(perm[i])];
+        Tensor out = Tensor::empty(out_shape, x.dtype());
+        if (x.numel() == 0) return out;
+        // Input strides read in the output's axis order.
+        std::vector<int64_t> in_stride(size_t(rank), 1);
+        for (int64_t d = rank - 2; d >= 0; --d) in_stride[size_t(d)] = in_stride[size_t(d + 1)] * x.shape()[size_t(d + 1)];
+        std::vector<int64_t> stride(static_cast<size_t>(rank));
+        for (size_t i = 0; i < perm.size(); ++i) stride[i] = in_stride[size_t(perm[i])];
         TG_DISPATCH_ALL(x.dtype(), "permute", [&] {
             const scalar_t* src = x.data<scalar_t>();
             scalar_t* dst = out.data<scalar_t>();
-            if (rank == 0) { dst[0] = src[0]; return; }
+            if (rank == 0) {
+                dst[0] = src[0];
+                return;
+            }
             int64_t inner = out_shape.back(), inner_stride = stride.back();
             int64_t rows = x.numel() / inner;
             parallel_for(rows, std::max<int64_t>(1, kernels::elementwise_grain / inner), [&](int64_t r0, int64_t r1) {
@@ -164,36 +186,25 @@ Tensor permute(const Tensor& x, const axes_type& axes)
                 }
             });
         });
+        return out;
     }
-    axes_type inverse(perm.size());
-    for (size_t i = 0; i < perm.size(); ++i) inverse[size_t(perm[i])] = int64_t(i);
-    return record("permute", out, {x}, {}, [inverse](const BackwardArgs& g) -> tensor_list {
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        axes_type inverse(a.axes.size());
+        for (size_t i = 0; i < a.axes.size(); ++i) inverse[size_t(a.axes[i])] = int64_t(i);
         return {permute(g.grad, inverse)};
-    }, [perm](const tensor_list& in) { return permute(in[0], perm); },
-    [perm](DeltaArgs& d) {  // moves each changed element to its place in the output
-        const shape_type& xs = d.inputs[0].base->shape();
-        const shape_type& os = d.base_out.shape();
-        const double* x = d.inputs[0].data();
-        size_t rank = xs.size();
-        shape_type coord(rank);
-        for (int64_t i : *d.inputs[0].changed) {
-            int64_t r = i;
-            for (size_t ax = rank; ax-- > 0;) {
-                coord[ax] = r % xs[ax];
-                r /= xs[ax];
-            }
-            int64_t o = 0;
-            for (size_t ax = 0; ax < rank; ++ax) o = o * os[ax] + coord[size_t(perm[ax])];
-            d.out[o] = x[i];
-            d.touch(o);
-        }
-        return true;
-    });
-}
-TG_REGISTER_OP("permute", {
-    sample("[2,3,4] -> (2,0,1)", {real("x", {2, 3, 4})}, [](const tensor_list& x) { return permute(x[0], {2, 0, 1}); }),
-    sample("[3,5] -> (1,0)", {real("x", {3, 5})}, [](const tensor_list& x) { return permute(x[0], {1, 0}); }),
-});
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,3,4] -> (2,0,1)", {real("x", {2, 3, 4})}, Attrs{{2, 0, 1}}),
+                sample("[3,5] -> (1,0)", {real("x", {3, 5})}, Attrs{{1, 0}}),
+                sample("[2,3,4] -> (-1,0,1), negative axis", {real("x", {2, 3, 4})}, Attrs{{-1, 0, 1}})};
+    }
+};
+TG_REGISTER_OP(Permute);
+}  // namespace
+
+Tensor permute(const Tensor& x, const axes_type& axes) { return Permute::call({x}, {axes}); }
 
 Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1)
 {
@@ -204,7 +215,7 @@ Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1)
               axes[size_t(normalize_axis(axis1, x.dim(), "transpose"))]);
     return permute(x, axes);
 }
-TG_REGISTER_OP("transpose", {
+TG_REGISTER_SAMPLES("transpose", {
     sample("[2,3,4] axes 0,2", {real("x", {2, 3, 4})}, [](const tensor_list& x) { return transpose(x[0], 0, 2); }),
 });
 
@@ -247,62 +258,98 @@ void copy_slice(const T* full, T* part, const kernels::AxisSplit& s, const Slice
 }
 }  // namespace
 
+namespace {
+struct Slice : Op<Slice> {
+    static constexpr const char* name = "slice";
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    struct Attrs {
+        int64_t axis, start, stop, step;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor& x = in[0];
+        TG_CHECK(x.defined(), "slice: undefined operand");
+        SliceRange r = slice_range(x.shape(), a.axis, a.start, a.stop, a.step, "slice");
+        shape_type out_shape = x.shape();
+        out_shape[size_t(r.axis)] = r.count;
+        Tensor out = Tensor::empty(out_shape, x.dtype());
+        kernels::AxisSplit s = kernels::split_at(x.shape(), r.axis);
+        TG_DISPATCH_ALL(x.dtype(), "slice", [&] { copy_slice(x.data<scalar_t>(), out.data<scalar_t>(), s, r, true); });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        const shape_type& full = g.input_shape(0);
+        SliceRange r = slice_range(full, a.axis, a.start, a.stop, a.step, "slice");
+        return {unslice(g.grad, full, r.axis, r.start, r.step)};
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[7,3] axis 0, 1:6:2", {real("x", {7, 3})}, Attrs{0, 1, 6, 2}),
+                sample("[2,5,3] axis 1, -3:", {real("x", {2, 5, 3})}, Attrs{1, -3, 100, 1}),
+                sample("[4,9] axis -1, ::4", {real("x", {4, 9})}, Attrs{-1, 0, 9, 4})};
+    }
+};
+TG_REGISTER_OP(Slice);
+}  // namespace
+
 Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t step)
 {
-    SliceRange r = slice_range(x.shape(), axis, start, stop, step, "slice");
-    shape_type out_shape = x.shape();
-    out_shape[size_t(r.axis)] = r.count;
-    Tensor out = Tensor::empty(out_shape, x.dtype());
-    kernels::AxisSplit s = kernels::split_at(x.shape(), r.axis);
-    TG_DISPATCH_ALL(x.dtype(), "slice", [&] {
-        copy_slice(x.data<scalar_t>(), out.data<scalar_t>(), s, r, true);
-    });
-    return record("slice", out, {x}, {}, [full = x.shape(), r](const BackwardArgs& g) -> tensor_list {
-        return {unslice(g.grad, full, r.axis, r.start, r.step)};
-    }, [r](const tensor_list& in) { return slice(in[0], r.axis, r.start, r.start + (r.count - 1) * r.step + 1, r.step); },
-    [r, s](DeltaArgs& d) {  // a changed element inside the slice moves to its place in the output
-        const double* x = d.inputs[0].data();
-        for (int64_t f : *d.inputs[0].changed) {
-            int64_t inner = f % s.inner, at = f / s.inner % s.n, outer = f / (s.inner * s.n);
-            int64_t k = at - r.start;
-            if (k % r.step != 0 || k / r.step < 0 || k / r.step >= r.count) continue;
-            int64_t o = (outer * r.count + k / r.step) * s.inner + inner;
-            d.out[o] = x[f];
-            d.touch(o);
-        }
-        return true;
-    });
+    return Slice::call({x}, {axis, start, stop, step});
 }
-TG_REGISTER_OP("slice", {
-    sample("[7,3] axis 0, 1:6:2", {real("x", {7, 3})}, [](const tensor_list& x) { return slice(x[0], 0, 1, 6, 2); }),
-    sample("[2,5,3] axis 1, -3:", {real("x", {2, 5, 3})}, [](const tensor_list& x) { return slice(x[0], 1, -3, 100); }),
-    sample("[4,9] axis -1, ::4", {real("x", {4, 9})}, [](const tensor_list& x) { return slice(x[0], -1, 0, 9, 4); }),
-});
+
+namespace {
+struct Unslice : Op<Unslice> {
+    static constexpr const char* name = "unslice";
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    struct Attrs {
+        shape_type shape;
+        int64_t axis, start, step;
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& g = in[0];
+        TG_CHECK(g.defined(), "unslice: undefined operand");
+        SliceRange r = range(g, a);
+        a.axis = r.axis;
+        a.start = r.start;
+        Tensor out = zeros(a.shape, g.dtype());
+        kernels::AxisSplit s = kernels::split_at(a.shape, r.axis);
+        TG_DISPATCH_ALL(g.dtype(), "unslice", [&] {
+            copy_slice(out.data<scalar_t>(), const_cast<scalar_t*>(g.data<scalar_t>()), s, r, false);
+        });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& b, const Attrs& a)  // a as forward normalised it
+    {
+        int64_t count = b.input_shape(0)[size_t(a.axis)];
+        return {slice(b.grad, a.axis, a.start, a.start + (count - 1) * a.step + 1, a.step)};
+    }
+    static SliceRange range(const Tensor& g, const Attrs& a)
+    {
+        TG_CHECK(int64_t(a.shape.size()) == g.dim(), "unslice: gradient of shape ", g.shape(),
+                 " for a tensor of shape ", a.shape);
+        int64_t axis = normalize_axis(a.axis, int64_t(a.shape.size()), "unslice");
+        int64_t count = g.shape()[size_t(axis)];
+        SliceRange r = slice_range(a.shape, axis, a.start, a.start + (count - 1) * a.step + 1, a.step, "unslice");
+        shape_type expected = a.shape;
+        expected[size_t(axis)] = r.count;
+        TG_CHECK(r.count == count && expected == g.shape(), "unslice: gradient of shape ", g.shape(),
+                 " does not fit ", a.shape, " at axis ", a.axis, " from ", a.start, " step ", a.step);
+        return r;
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[3,2] into [7,2] at 1 step 2", {real("g", {3, 2})}, Attrs{{7, 2}, 0, 1, 2})};
+    }
+};
+TG_REGISTER_OP(Unslice);
+}  // namespace
 
 Tensor unslice(const Tensor& g, const shape_type& shape, int64_t axis, int64_t start, int64_t step)
 {
-    TG_CHECK(int64_t(shape.size()) == g.dim(), "unslice: gradient of shape ", g.shape(),
-             " for a tensor of shape ", shape);
-    int64_t a = normalize_axis(axis, int64_t(shape.size()), "unslice");
-    int64_t count = g.shape()[size_t(a)];
-    SliceRange r = slice_range(shape, a, start, start + (count - 1) * step + 1, step, "unslice");
-    shape_type expected = shape;
-    expected[size_t(a)] = r.count;
-    TG_CHECK(r.count == count && expected == g.shape(), "unslice: gradient of shape ", g.shape(),
-             " does not fit ", shape, " at axis ", axis, " from ", start, " step ", step);
-    Tensor out = zeros(shape, g.dtype());
-    kernels::AxisSplit s = kernels::split_at(shape, a);
-    TG_DISPATCH_ALL(g.dtype(), "unslice", [&] {
-        copy_slice(out.data<scalar_t>(), const_cast<scalar_t*>(g.data<scalar_t>()), s, r, false);
-    });
-    return record("unslice", out, {g}, {}, [r](const BackwardArgs& b) -> tensor_list {
-        return {slice(b.grad, r.axis, r.start, r.start + (r.count - 1) * r.step + 1, r.step)};
-    }, [shape, r](const tensor_list& in) { return unslice(in[0], shape, r.axis, r.start, r.step); });
+    return Unslice::call({g}, {shape, axis, start, step});
 }
-TG_REGISTER_OP("unslice", {
-    sample("[3,2] into [7,2] at 1 step 2", {real("g", {3, 2})},
-           [](const tensor_list& x) { return unslice(x[0], {7, 2}, 0, 1, 2); }),
-});
 
 Tensor select(const Tensor& x, int64_t axis, int64_t i)
 {
@@ -313,63 +360,81 @@ Tensor select(const Tensor& x, int64_t axis, int64_t i)
     int64_t k = i < 0 ? i + n : i;
     return squeeze(slice(x, a, k, k + 1), a);
 }
-TG_REGISTER_OP("select", {
+TG_REGISTER_SAMPLES("select", {
     sample("[4,3] axis 1 index -1", {real("x", {4, 3})}, [](const tensor_list& x) { return select(x[0], 1, -1); }),
 });
 
 // --- concat and stack ---------------------------------------------------------------------------
 
-Tensor concat(const tensor_list& xs, int64_t axis)
-{
-    TG_CHECK(!xs.empty(), "concat: no tensors");
-    const Tensor& first = xs[0];
-    TG_CHECK(first.dim() > 0, "concat: cannot concatenate 0-d tensors (use stack)");
-    int64_t a = normalize_axis(axis, first.dim(), "concat");
-    shape_type out_shape = first.shape();
-    out_shape[size_t(a)] = 0;
-    for (size_t k = 0; k < xs.size(); ++k) {
-        const Tensor& t = xs[k];
-        TG_CHECK(t.dtype() == first.dtype(), "concat: tensor ", k, " is ", dtype_name(t.dtype()),
-                 ", tensor 0 is ", dtype_name(first.dtype()));
-        bool fits = t.dim() == first.dim();
-        for (int64_t d = 0; fits && d < t.dim(); ++d)
-            fits = d == a || t.shape()[size_t(d)] == first.shape()[size_t(d)];
-        TG_CHECK(fits, "concat: tensor ", k, " of shape ", t.shape(), " does not match tensor 0 of shape ",
-                 first.shape(), " outside axis ", a);
-        out_shape[size_t(a)] += t.shape()[size_t(a)];
+namespace {
+struct Concat : Op<Concat> {
+    static constexpr const char* name = "concat";
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    struct Attrs {
+        int64_t axis;
+        std::vector<int64_t> sizes;  // of each input along the axis, set by forward
+    };
+    static Tensor forward(TensorRefs xs, Attrs& attrs)
+    {
+        TG_CHECK(xs.size() > 0, "concat: no tensors");
+        const Tensor& first = xs[0];
+        TG_CHECK(first.defined(), "concat: tensor 0 is undefined");
+        TG_CHECK(first.dim() > 0, "concat: cannot concatenate 0-d tensors (use stack)");
+        int64_t a = normalize_axis(attrs.axis, first.dim(), "concat");
+        shape_type out_shape = first.shape();
+        out_shape[size_t(a)] = 0;
+        for (size_t k = 0; k < xs.size(); ++k) {
+            const Tensor& t = xs[k];
+            TG_CHECK(t.defined(), "concat: tensor ", k, " is undefined");
+            TG_CHECK(t.dtype() == first.dtype(), "concat: tensor ", k, " is ", dtype_name(t.dtype()),
+                     ", tensor 0 is ", dtype_name(first.dtype()));
+            bool fits = t.dim() == first.dim();
+            for (int64_t d = 0; fits && d < t.dim(); ++d)
+                fits = d == a || t.shape()[size_t(d)] == first.shape()[size_t(d)];
+            TG_CHECK(fits, "concat: tensor ", k, " of shape ", t.shape(), " does not match tensor 0 of shape ",
+                     first.shape(), " outside axis ", a);
+            out_shape[size_t(a)] += t.shape()[size_t(a)];
+        }
+        attrs.axis = a;
+        attrs.sizes.clear();
+        Tensor out = Tensor::empty(out_shape, first.dtype());
+        kernels::AxisSplit s = kernels::split_at(out_shape, a);
+        int64_t offset = 0;
+        for (const Tensor& t : xs) {
+            int64_t n = t.shape()[size_t(a)];
+            attrs.sizes.push_back(n);
+            TG_DISPATCH_ALL(t.dtype(), "concat", [&] {
+                const scalar_t* src = t.data<scalar_t>();
+                scalar_t* dst = out.data<scalar_t>();
+                for (int64_t o = 0; o < s.outer; ++o)
+                    std::memcpy(dst + (o * s.n + offset) * s.inner, src + o * n * s.inner,
+                                size_t(n * s.inner) * sizeof(scalar_t));
+            });
+            offset += n;
+        }
+        return out;
     }
-    Tensor out = Tensor::empty(out_shape, first.dtype());
-    kernels::AxisSplit s = kernels::split_at(out_shape, a);
-    std::vector<int64_t> sizes;
-    int64_t offset = 0;
-    for (const Tensor& t : xs) {
-        int64_t n = t.shape()[size_t(a)];
-        sizes.push_back(n);
-        TG_DISPATCH_ALL(t.dtype(), "concat", [&] {
-            const scalar_t* src = t.data<scalar_t>();
-            scalar_t* dst = out.data<scalar_t>();
-            for (int64_t o = 0; o < s.outer; ++o)
-                std::memcpy(dst + (o * s.n + offset) * s.inner, src + o * n * s.inner,
-                            size_t(n * s.inner) * sizeof(scalar_t));
-        });
-        offset += n;
-    }
-    return record("concat", out, xs, {}, [a, sizes](const BackwardArgs& g) -> tensor_list {
-        tensor_list grads(sizes.size());
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        tensor_list grads(a.sizes.size());
         int64_t begin = 0;
-        for (size_t k = 0; k < sizes.size(); ++k) {
-            if (g.needs_grad(k)) grads[k] = slice(g.grad, a, begin, begin + sizes[k]);
-            begin += sizes[k];
+        for (size_t k = 0; k < a.sizes.size(); ++k) {
+            if (g.needs_grad(k)) grads[k] = slice(g.grad, a.axis, begin, begin + a.sizes[k]);
+            begin += a.sizes[k];
         }
         return grads;
-    }, [a](const tensor_list& in) { return concat(in, a); });
-}
-TG_REGISTER_OP("concat", {
-    sample("[2,3] [4,3] [1,3] axis 0", {real("a", {2, 3}), real("b", {4, 3}), real("c", {1, 3})},
-           [](const tensor_list& x) { return concat(x, 0); }),
-    sample("[2,1,3] [2,2,3] axis 1", {real("a", {2, 1, 3}), real("b", {2, 2, 3})},
-           [](const tensor_list& x) { return concat(x, 1); }),
-});
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[2,3] [4,3] [1,3] axis 0", {real("a", {2, 3}), real("b", {4, 3}), real("c", {1, 3})}, Attrs{0, {}}),
+                sample("[2,1,3] [2,2,3] axis 1", {real("a", {2, 1, 3}), real("b", {2, 2, 3})}, Attrs{1, {}}),
+                sample("[2,3] [2,2] axis -1", {real("a", {2, 3}), real("b", {2, 2})}, Attrs{-1, {}})};
+    }
+};
+TG_REGISTER_OP(Concat);
+}  // namespace
+
+Tensor concat(const tensor_list& xs, int64_t axis) { return Concat::call(xs, {axis, {}}); }
 
 Tensor stack(const tensor_list& xs, int64_t axis)
 {
@@ -383,7 +448,7 @@ Tensor stack(const tensor_list& xs, int64_t axis)
     }
     return concat(expanded, a);
 }
-TG_REGISTER_OP("stack", {
+TG_REGISTER_SAMPLES("stack", {
     sample("3 x [2,3] axis 1", {real("a", {2, 3}), real("b", {2, 3}), real("c", {2, 3})},
            [](const tensor_list& x) { return stack(x, 1); }),
     sample("2 x 0-d", {real("a", {}), real("b", {})}, [](const tensor_list& x) { return stack(x, 0); }),
@@ -391,25 +456,43 @@ TG_REGISTER_OP("stack", {
 
 // --- broadcast_to and sum_to ---------------------------------------------------------------------
 
+namespace {
+struct BroadcastTo : Op<BroadcastTo> {
+    static constexpr const char* name = "broadcast_to";
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    struct Attrs {
+        shape_type shape;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        const Tensor& x = in[0];
+        TG_CHECK(x.defined(), "broadcast_to: undefined operand");
+        TG_CHECK(kernels::broadcast_shapes(x.shape(), a.shape, "broadcast_to") == a.shape, "broadcast_to: ",
+                 "cannot broadcast shape ", x.shape(), " to ", a.shape);
+        Tensor out = Tensor::empty(a.shape, x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), "broadcast_to", [&] {
+            const scalar_t zero = 0;
+            kernels::map_binary(x.data<scalar_t>(), x.shape(), &zero, shape_type{}, out.data<scalar_t>(), a.shape,
+                                [](scalar_t v, scalar_t) { return v; });
+        });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& g) { return {sum_to(g.grad, g.input_shape(0))}; }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[3,1] -> [2,3,4]", {real("x", {3, 1})}, Attrs{{2, 3, 4}}),
+                sample("0-d -> [5]", {real("x", {})}, Attrs{{5}})};
+    }
+};
+TG_REGISTER_OP(BroadcastTo);
+}  // namespace
+
 Tensor broadcast_to(const Tensor& x, const shape_type& shape)
 {
-    TG_CHECK(kernels::broadcast_shapes(x.shape(), shape, "broadcast_to") == shape, "broadcast_to: ",
-             "cannot broadcast shape ", x.shape(), " to ", shape);
+    TG_CHECK(x.defined(), "broadcast_to: undefined operand");
     if (x.shape() == shape) return x;
-    Tensor out = Tensor::empty(shape, x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), "broadcast_to", [&] {
-        const scalar_t zero = 0;
-        kernels::map_binary(x.data<scalar_t>(), x.shape(), &zero, shape_type{}, out.data<scalar_t>(), shape,
-                            [](scalar_t v, scalar_t) { return v; });
-    });
-    return record("broadcast_to", out, {x}, {}, [from = x.shape()](const BackwardArgs& g) -> tensor_list {
-        return {sum_to(g.grad, from)};
-    }, [shape](const tensor_list& in) { return broadcast_to(in[0], shape); });
+    return BroadcastTo::call({x}, {shape});
 }
-TG_REGISTER_OP("broadcast_to", {
-    sample("[3,1] -> [2,3,4]", {real("x", {3, 1})}, [](const tensor_list& x) { return broadcast_to(x[0], {2, 3, 4}); }),
-    sample("0-d -> [5]", {real("x", {})}, [](const tensor_list& x) { return broadcast_to(x[0], {5}); }),
-});
 
 Tensor sum_to(const Tensor& x, const shape_type& shape)
 {
@@ -423,18 +506,9 @@ Tensor sum_to(const Tensor& x, const shape_type& shape)
     Tensor s = sum(x, axes, true);
     return reshape(s, shape);
 }
-TG_REGISTER_OP("sum_to", {
+TG_REGISTER_SAMPLES("sum_to", {
     sample("[2,3,4] -> [3,1]", {real("x", {2, 3, 4})}, [](const tensor_list& x) { return sum_to(x[0], {3, 1}); }),
     sample("[5] -> 0-d", {real("x", {5})}, [](const tensor_list& x) { return sum_to(x[0], {}); }),
 });
-
-// --- Tensor shorthands ------------------------------------------------------------------------------
-
-Tensor Tensor::reshape(const shape_type& shape) const { return tg::reshape(*this, shape); }
-Tensor Tensor::flatten(int64_t s, int64_t e) const { return tg::flatten(*this, s, e); }
-Tensor Tensor::permute(const axes_type& axes) const { return tg::permute(*this, axes); }
-Tensor Tensor::transpose(int64_t a0, int64_t a1) const { return tg::transpose(*this, a0, a1); }
-Tensor Tensor::squeeze(int64_t axis) const { return tg::squeeze(*this, axis); }
-Tensor Tensor::unsqueeze(int64_t axis) const { return tg::unsqueeze(*this, axis); }
 
 }  // namespace tg

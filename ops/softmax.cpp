@@ -10,10 +10,9 @@
 #include <cstring>
 #include <vector>
 
-#include "engine/autograd.hpp"
-#include "engine/registry.hpp"
+#include "engine/core/op.hpp"
 #include "ops/elementwise.hpp"
-#include "ops/kernels.hpp"
+#include "engine/kernels/elementwise.hpp"
 #include "ops/reduction.hpp"
 
 namespace tg {
@@ -301,36 +300,6 @@ void softmax_backward(const T* g, const T* y, T* dx, const kernels::AxisSplit& s
         });
 }
 
-Tensor softmax_impl(const char* op, const Tensor& x, int64_t axis, bool log)
-{
-    TG_CHECK(x.defined(), op, ": undefined operand");
-    int64_t a = normalize_axis(axis, x.dim(), op);
-    kernels::AxisSplit s = kernels::split_at(x.shape(), a);
-    Tensor out = Tensor::empty(x.shape(), x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), op, [&] {
-        softmax_forward(x.data<scalar_t>(), out.data<scalar_t>(), s, log);
-    });
-    return record(op, out, {x}, {out}, [a, s, log](const BackwardArgs& b) -> tensor_list {
-        const Tensor& y = b.saved[0];
-        const Tensor& g = b.grad;
-        if (!grad_enabled()) {
-            Tensor dx = Tensor::empty(y.shape(), y.dtype());
-            TG_DISPATCH_FLOATING(y.dtype(), log ? "log_softmax" : "softmax", [&] {
-                softmax_backward(g.data<scalar_t>(), y.data<scalar_t>(), dx.data<scalar_t>(), s, log);
-            });
-            return {dx};
-        }
-        // create_graph: the same formulas in ops, differentiable again.
-        if (log) return {sub(g, mul(exp(y), sum(g, {a}, true)))};
-        return {mul(y, sub(g, sum(mul(g, y), {a}, true)))};
-    }, [a, log](const tensor_list& in) { return log ? log_softmax(in[0], a) : softmax(in[0], a); });
-}
-
-OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn)
-{
-    return OpSample{std::move(label), std::move(inputs), std::move(fn)};
-}
-
 }  // namespace
 
 namespace detail {
@@ -359,24 +328,62 @@ void exp_row(const double* x, double shift, double* out, int64_t n, double scale
 }
 
 }  // namespace detail
-Tensor softmax(const Tensor& x, int64_t axis) { return softmax_impl("softmax", x, axis, false); }
-Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_impl("log_softmax", x, axis, true); }
+namespace {
 
-TG_REGISTER_OP("softmax", {
-    sample("[4,7] last axis", {real("x", {4, 7})}, [](const tensor_list& x) { return softmax(x[0]); }),
-    sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return softmax(x[0], 1); }),
-    sample("[5,3] axis 0", {real("x", {5, 3})}, [](const tensor_list& x) { return softmax(x[0], 0); }),
-    sample("[2,19] last axis, row longer than 8", {real("x", {2, 19})},
-           [](const tensor_list& x) { return softmax(x[0], -1); }),
-    sample("[6] 1-d", {real("x", {6})}, [](const tensor_list& x) { return softmax(x[0], 0); }),
-});
+// softmax (Log = false) and log_softmax (Log = true) along one axis.
+template <bool Log>
+struct Softmax : Op<Softmax<Log>> {
+    static constexpr const char* name = Log ? "log_softmax" : "softmax";
+    static constexpr Saves saves = save_output;
+    struct Attrs {
+        int64_t axis;  // normalised by forward
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& x = in[0];
+        TG_CHECK(x.defined(), name, ": undefined operand");
+        a.axis = normalize_axis(a.axis, x.dim(), name);
+        kernels::AxisSplit s = kernels::split_at(x.shape(), a.axis);
+        Tensor out = Tensor::empty(x.shape(), x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), name, [&] { softmax_forward(x.data<scalar_t>(), out.data<scalar_t>(), s, Log); });
+        return out;
+    }
+    // log_softmax: dx = g - e^y·Σ g; softmax: dx = y·(g - Σ g·y) (sums along the axis).
+    static tensor_list backward(const BackwardArgs& b, const Attrs& a)
+    {
+        const Tensor &y = b.output(), &g = b.grad;
+        if (Log) return {sub(g, mul(exp(y), sum(g, {a.axis}, true)))};
+        return {mul(y, sub(g, sum(mul(g, y), {a.axis}, true)))};
+    }
+    static tensor_list fused_backward(const BackwardArgs& b, const Attrs& a)
+    {
+        const Tensor &y = b.output(), &g = b.grad;
+        Tensor dx = Tensor::empty(y.shape(), y.dtype());
+        kernels::AxisSplit s = kernels::split_at(y.shape(), a.axis);
+        TG_DISPATCH_FLOATING(y.dtype(), name, [&] {
+            softmax_backward(g.data<scalar_t>(), y.data<scalar_t>(), dx.data<scalar_t>(), s, Log);
+        });
+        return {dx};
+    }
+    static std::vector<OpSample> samples()
+    {
+        using S = Softmax<Log>;
+        std::vector<OpSample> out = {
+            S::sample("[4,7] last axis", {real("x", {4, 7})}, Attrs{-1}),
+            S::sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, Attrs{1}),
+            S::sample("[5,3] axis 0", {real("x", {5, 3})}, Attrs{0}),
+            S::sample("[2,19] last axis, row longer than 8", {real("x", {2, 19})}, Attrs{-1}),
+        };
+        if (!Log) out.push_back(S::sample("[6] 1-d", {real("x", {6})}, Attrs{0}));
+        return out;
+    }
+};
+TG_REGISTER_OP(Softmax<false>);
+TG_REGISTER_OP(Softmax<true>);
 
-TG_REGISTER_OP("log_softmax", {
-    sample("[4,7] last axis", {real("x", {4, 7})}, [](const tensor_list& x) { return log_softmax(x[0]); }),
-    sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return log_softmax(x[0], 1); }),
-    sample("[5,3] axis 0", {real("x", {5, 3})}, [](const tensor_list& x) { return log_softmax(x[0], 0); }),
-    sample("[2,19] last axis, row longer than 8", {real("x", {2, 19})},
-           [](const tensor_list& x) { return log_softmax(x[0], -1); }),
-});
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t axis) { return Softmax<false>::call({x}, {axis}); }
+Tensor log_softmax(const Tensor& x, int64_t axis) { return Softmax<true>::call({x}, {axis}); }
 
 }  // namespace tg

@@ -5,8 +5,8 @@
 #include <limits>
 #include <set>
 
-#include "engine/autograd.hpp"
-#include "engine/parallel.hpp"
+#include "engine/core/autograd.hpp"
+#include "engine/core/parallel.hpp"
 
 namespace tg::optim {
 
@@ -108,8 +108,7 @@ void Optimizer::load_state(const named_tensors& state)
             break;
         }
         if (!matched) {
-            std::string known;
-            for (const std::string& b : buffers) known += (known.empty() ? "" : ", ") + b;
+            std::string known = join(buffers, ", ");
             problems.push_back("'" + name + "' is not <parameter>.<buffer> for a parameter of this optimizer and a " +
                                std::string(name_) + " buffer (" + known + ")");
         }
@@ -123,11 +122,7 @@ void Optimizer::load_state(const named_tensors& state)
                                    "." + buf + "'");
     }
     if (!problems.empty()) {
-        std::string msg;
-        const size_t shown = std::min<size_t>(problems.size(), 20);
-        for (size_t i = 0; i < shown; ++i) msg += (i ? "; " : "") + problems[i];
-        if (problems.size() > shown) msg += "; and " + std::to_string(problems.size() - shown) + " more";
-        fail(name_, ".load_state: ", msg);
+        fail(name_, ".load_state: ", list_problems(problems));
     }
     state_ = std::move(next);
 }

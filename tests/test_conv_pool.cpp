@@ -269,7 +269,7 @@ TEST_CASE("im2col and col2im are adjoint: <im2col(x), c> == <x, col2im(c)>")
 TEST_CASE("im2col: layout of rows (c, i, j) and columns (oh, ow), zeros in the padding")
 {
     // One 3x3 channel, kernel 2, padding 1, stride 2: output 2x2.
-    tg::Tensor x = tg::arange(1, 10, 1, tg::float64).reshape({1, 1, 3, 3});
+    tg::Tensor x = tg::reshape(tg::arange(1, 10, 1, tg::float64), {1, 1, 3, 3});
     tg::Tensor cols = tg::im2col(x, 2, 2, 1);
     REQUIRE(cols.shape() == tg::shape_type{1, 4, 4});
     // Row (i, j) holds x[2·oh − 1 + i, 2·ow − 1 + j] for (oh, ow) = (0,0), (0,1), (1,0), (1,1).
@@ -416,7 +416,7 @@ TEST_CASE("max_pool2d_backward scatters (adding repeats) and max_pool2d_gather g
     tg::Tensor idx = tg::from_values({0, 5, 5, 8}, {1, 1, 2, 2}, tg::int64);
     tg::Tensor d = tg::max_pool2d_backward(g, idx, {1, 1, 3, 3});
     CHECK(d.to_vector() == Values{1, 0, 0, 0, 0, 5, 0, 0, 4});
-    tg::Tensor x = tg::arange(10, 19, 1, tg::float64).reshape({1, 1, 3, 3});
+    tg::Tensor x = tg::reshape(tg::arange(10, 19, 1, tg::float64), {1, 1, 3, 3});
     CHECK(tg::max_pool2d_gather(x, idx).to_vector() == Values{10, 15, 15, 18});
     tg::Tensor bad = tg::from_values({0, 9, 1, 2}, {1, 1, 2, 2}, tg::int64);
     CHECK(error_of([&] { tg::max_pool2d_backward(g, bad, {1, 1, 3, 3}); }).find("index 9 outside") != std::string::npos);
@@ -425,7 +425,7 @@ TEST_CASE("max_pool2d_backward scatters (adding repeats) and max_pool2d_gather g
 TEST_CASE("max_pool2d_backward 2x2 float32: dense writes, and indices outside their windows still scatter")
 {
     // 2 x 20 input: 10 windows, 8 of them in the vector path, 2 in the scalar tail.
-    tg::Tensor g = tg::arange(1, 11, 1, tg::float32).reshape({1, 1, 1, 10});
+    tg::Tensor g = tg::reshape(tg::arange(1, 11, 1, tg::float32), {1, 1, 1, 10});
     std::vector<double> own(10), want(40, 0.0);
     for (int64_t o = 0; o < 10; ++o) {
         own[size_t(o)] = double(2 * o + (o % 4 == 1 ? 1 : 0) + (o % 4 == 2 ? 20 : 0) + (o % 4 == 3 ? 21 : 0));

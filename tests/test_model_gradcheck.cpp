@@ -9,24 +9,40 @@ namespace {
 
 tg::Tensor xent(tg::nn::Module& m, const tg::Batch& b) { return tg::cross_entropy(m(b.x), b.y); }
 
-// y = x·s with s per feature, recorded as a user's own op whose rule scales
-// the gradient of s by (1 + bug); `replayable` gives it a forward closure.
+// y = x·s with s per feature, as a user's own op whose rule scales the
+// gradient of s by (1 + bug): an op definition (replayable), or a bare rule.
+tg::tensor_list scale_rule(const tg::BackwardArgs& a, const tg::Tensor& x, const tg::Tensor& s, double bug)
+{
+    tg::Tensor ds = tg::sum_to(tg::mul(a.grad, x), s.shape());
+    if (bug != 0) ds = tg::mul(ds, tg::scalar(1 + bug, ds.dtype()));
+    return {tg::sum_to(tg::mul(a.grad, s), x.shape()), ds};
+}
+
+struct ScaleOp : tg::Op<ScaleOp> {
+    static constexpr const char* name = "scale";
+    static constexpr tg::Saves saves = tg::save_input(0) | tg::save_input(1);
+    struct Attrs {
+        double bug;
+    };
+    static tg::Tensor forward(tg::TensorRefs in) { return tg::mul(in[0], in[1]); }
+    static tg::tensor_list backward(const tg::BackwardArgs& a, const Attrs& at)
+    {
+        return scale_rule(a, a.input(0), a.input(1), at.bug);
+    }
+    static std::vector<tg::OpSample> samples() { return {sample("[3,4] x [4]", {tg::real("x", {3, 4}), tg::real("s", {4})})}; }
+};
+
 tg::Tensor scale_op(const tg::Tensor& x, const tg::Tensor& s, double bug, bool replayable)
 {
+    if (replayable) return ScaleOp::call({x, s}, {bug});
     tg::Tensor out;
     {
         tg::NoGradGuard off;
         out = tg::mul(x, s);
     }
-    auto rule = [bug, xs = x.shape(), ss = s.shape()](const tg::BackwardArgs& a) -> tg::tensor_list {
-        const tg::Tensor &x = a.saved[0], &s = a.saved[1];
-        tg::Tensor ds = tg::sum_to(tg::mul(a.grad, x), ss);
-        if (bug != 0) ds = tg::mul(ds, tg::scalar(1 + bug, ds.dtype()));
-        return {tg::sum_to(tg::mul(a.grad, s), xs), ds};
-    };
-    if (!replayable) return tg::record("scale", out, {x, s}, {x, s}, rule);
-    return tg::record("scale", out, {x, s}, {x, s}, rule,
-                      [bug](const tg::tensor_list& in) { return scale_op(in[0], in[1], bug, true); });
+    return tg::record("scale", out, {x, s}, {x, s}, [bug](const tg::BackwardArgs& a) -> tg::tensor_list {
+        return scale_rule(a, a.saved[0], a.saved[1], bug);
+    });
 }
 
 class Scale : public tg::nn::Module {
@@ -37,7 +53,7 @@ public:
     }
     tg::Tensor forward(const tg::Tensor& x) override { return scale_op(x, s, bug_, replayable_); }
     std::string describe() const override { return "Scale"; }
-    tg::Tensor& s;
+    tg::Tensor s;
 
 private:
     double bug_;

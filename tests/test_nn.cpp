@@ -49,7 +49,7 @@ public:
     std::string describe() const override { return "Block"; }
     void register_twice() { register_parameter("scale", tg::ones({1})); }
 
-    tg::Tensor& scale;
+    tg::Tensor scale;
     std::shared_ptr<nn::Linear> encoder;
     std::shared_ptr<nn::Sequential> head;
 };
@@ -109,8 +109,8 @@ TEST_CASE("nn: a user module's own parameters come before its children's, childr
           std::vector<std::string>{"scale", "encoder.weight", "encoder.bias", "head.1.weight"});
     CHECK(names_of(block.named_buffers()) == std::vector<std::string>{"steps"});
     CHECK(block.named_parameters()[1].second.same(block.encoder->weight));
-    CHECK(block.encoder->bias != nullptr);
-    CHECK(dynamic_cast<nn::Linear&>(*block.head->children()[1].second).bias == nullptr);
+    CHECK(block.encoder->bias.defined());
+    CHECK_FALSE(dynamic_cast<nn::Linear&>(*block.head->children()[1].second).bias.defined());
     CHECK(block.parameter_count() == 3 + 12 + 3 + 6);
     CHECK(contains(error_of([&] { block.register_twice(); }), "parameter 'scale' registered twice"));
 }
@@ -290,7 +290,7 @@ TEST_CASE("nn: to(float64) keeps parameters leaves that require grad, with the s
     auto& lin = dynamic_cast<nn::Linear&>(*model.children()[3].second);
     CHECK(lin.weight.dtype() == tg::float64);
     CHECK(lin.weight.same(after[4].second));
-    CHECK(lin.bias->same(after[5].second));
+    CHECK(lin.bias.same(after[5].second));
 
     // It trains in float64: the gradients reach the converted leaves.
     tg::Tensor x = tg::randn({2, 1, 4, 4}, tg::float64, &gen);
@@ -392,12 +392,12 @@ TEST_CASE("nn: Linear and Conv2d initialise like PyTorch: uniform in ±1/sqrt(fa
     tg::Generator gen(8);
     nn::Linear lin(1000, 300, true, &gen);
     check_uniform(lin.weight, 1 / std::sqrt(1000.0));
-    check_uniform(*lin.bias, 1 / std::sqrt(1000.0));
+    check_uniform(lin.bias, 1 / std::sqrt(1000.0));
 
     nn::Conv2d conv(16, 64, 5, {}, &gen);  // fan_in = 16 * 5 * 5
     check_uniform(conv.weight, 1 / std::sqrt(400.0));
-    CHECK(conv.bias->numel() == 64);
-    for (double b : conv.bias->to_vector()) CHECK(std::abs(b) <= 1 / std::sqrt(400.0));
+    CHECK(conv.bias.numel() == 64);
+    for (double b : conv.bias.to_vector()) CHECK(std::abs(b) <= 1 / std::sqrt(400.0));
 
     nn::Conv2d grouped(32, 64, 3, nn::Conv2dOptions{.groups = 4}, &gen);  // fan_in = 32 / 4 * 9
     CHECK(grouped.weight.shape() == tg::shape_type{64, 8, 3, 3});
@@ -427,7 +427,7 @@ TEST_CASE("nn: the same seed gives the same weights, another seed other weights"
     tg::manual_seed(9);
     nn::Linear l2(20, 10);
     CHECK(l1.weight.to_vector() == l2.weight.to_vector());
-    CHECK(l1.bias->to_vector() == l2.bias->to_vector());
+    CHECK(l1.bias.to_vector() == l2.bias.to_vector());
     // Two layers drawn one after another differ.
     nn::Linear l3(20, 10);
     CHECK(l3.weight.to_vector() != l2.weight.to_vector());
@@ -442,15 +442,15 @@ TEST_CASE("nn: Linear's forward is linear() with its parameters, i.e. x·Wᵀ + 
     tg::Tensor x = tg::randn({5, 6}, tg::float32, &gen);
     tg::Tensor y = lin(x);
     CHECK(y.shape() == tg::shape_type{5, 4});
-    check_equal(y, tg::linear(x, lin.weight, *lin.bias));
-    check_equal(y, tg::matmul(x, tg::transpose(lin.weight)) + *lin.bias, 1e-6);
+    check_equal(y, tg::linear(x, lin.weight, lin.bias));
+    check_equal(y, tg::matmul(x, tg::transpose(lin.weight)) + lin.bias, 1e-6);
     // Any leading axes.
     tg::Tensor x3 = tg::randn({2, 3, 6}, tg::float32, &gen);
     CHECK(lin(x3).shape() == tg::shape_type{2, 3, 4});
-    check_equal(lin(x3).reshape({6, 4}), lin(x3.reshape({6, 6})));
+    check_equal(tg::reshape(lin(x3), {6, 4}), lin(tg::reshape(x3, {6, 6})));
 
     nn::Linear nobias(6, 4, false, &gen);
-    CHECK(nobias.bias == nullptr);
+    CHECK_FALSE(nobias.bias.defined());
     CHECK(nobias.describe() == "Linear(6, 4, bias=false)");
     check_equal(nobias(x), tg::matmul(x, tg::transpose(nobias.weight)), 1e-6);
 }
@@ -461,9 +461,9 @@ TEST_CASE("nn: Conv2d's forward is conv2d() with its parameters and options")
     tg::Tensor x = tg::randn({2, 4, 9, 8}, tg::float32, &gen);
     nn::Conv2dOptions o{.stride = 2, .padding = 1, .dilation = 1, .groups = 2};
     nn::Conv2d conv(4, 6, 3, o, &gen);
-    check_equal(conv(x), tg::conv2d(x, conv.weight, *conv.bias, 2, 1, 1, 2));
+    check_equal(conv(x), tg::conv2d(x, conv.weight, conv.bias, 2, 1, 1, 2));
     // Against a naive sum for one output element: n 1, out channel 4 (group 1: inputs 2, 3), position (2, 1).
-    double want = conv.bias->at({4});
+    double want = conv.bias.at({4});
     for (int64_t ci = 0; ci < 2; ++ci)
         for (int64_t i = 0; i < 3; ++i)
             for (int64_t j = 0; j < 3; ++j) {
@@ -489,7 +489,7 @@ TEST_CASE("nn: Conv2dOptions give PyTorch's output shapes")
     CHECK(grouped(x).shape() == tg::shape_type{2, 8, 11, 13});
     CHECK(names_of(grouped.named_parameters()) == std::vector<std::string>{"weight"});
     CHECK(grouped.weight.shape() == tg::shape_type{8, 1, 3, 3});
-    CHECK(grouped.bias == nullptr);
+    CHECK_FALSE(grouped.bias.defined());
     CHECK(grouped.describe() == "Conv2d(4, 8, kernel=3, padding=1, groups=4, bias=false)");
     // A bias-free conv of zeros is zero.
     check_equal(grouped(tg::zeros({1, 4, 5, 5})), tg::zeros({1, 8, 5, 5}));
@@ -497,7 +497,7 @@ TEST_CASE("nn: Conv2dOptions give PyTorch's output shapes")
 
 TEST_CASE("nn: Flatten, the pools, activations and LayerNorm")
 {
-    tg::Tensor x = tg::arange(2 * 3 * 4 * 4).reshape({2, 3, 4, 4});
+    tg::Tensor x = tg::reshape(tg::arange(2 * 3 * 4 * 4), {2, 3, 4, 4});
     CHECK(nn::Flatten()(x).shape() == tg::shape_type{2, 48});
     CHECK(nn::Flatten(2, 3)(x).shape() == tg::shape_type{2, 3, 16});
     CHECK(nn::Flatten(0, 1)(x).shape() == tg::shape_type{6, 4, 4});
@@ -507,9 +507,9 @@ TEST_CASE("nn: Flatten, the pools, activations and LayerNorm")
     // Windows of the first 4×4 plane (0..15): maxima 5, 7, 13, 15; means 2.5, 4.5, 10.5, 12.5.
     tg::Tensor mp = nn::MaxPool2d(2)(x);
     CHECK(mp.shape() == tg::shape_type{2, 3, 2, 2});
-    CHECK(tg::slice(mp.reshape({6, 4}), 0, 0, 1).to_vector() == Values{5, 7, 13, 15});
+    CHECK(tg::slice(tg::reshape(mp, {6, 4}), 0, 0, 1).to_vector() == Values{5, 7, 13, 15});
     tg::Tensor ap = nn::AvgPool2d(2)(x);
-    CHECK(tg::slice(ap.reshape({6, 4}), 0, 0, 1).to_vector() == Values{2.5, 4.5, 10.5, 12.5});
+    CHECK(tg::slice(tg::reshape(ap, {6, 4}), 0, 0, 1).to_vector() == Values{2.5, 4.5, 10.5, 12.5});
     CHECK(nn::MaxPool2d(3, 1, 1)(x).shape() == tg::shape_type{2, 3, 4, 4});
     CHECK(nn::MaxPool2d(3, 1, 1).describe() == "MaxPool2d(3, stride=1, padding=1)");
     // Padding counts in the divisor unless count_include_pad is false: the corner window holds 0, 1, 4, 5.

@@ -3,9 +3,9 @@
 // A. GatedLinear: a new layer built only from tapegrad ops (linear, slice,
 //    sigmoid, mul). The tape differentiates it for free: nothing to derive.
 // B. LearnedSwish: a layer around a new op, learned_swish(x, β) = x·σ(β·x)
-//    with one learned β per feature, written with the extension API: a
-//    forward loop, then record(...) with a backward rule in tapegrad ops, and
-//    TG_REGISTER_OP samples so the registry sweep checks it like a library op.
+//    with one learned β per feature, written as an op definition: a forward
+//    loop, a backward rule in tapegrad ops and registry samples, so the
+//    registry sweep checks it like a library op.
 // C. Both are gradchecked in float64 (first and second order): the op on its
 //    inputs, and each layer as a function of its input and its parameters;
 //    after training, the whole model with one call, tg::gradcheck(model, loss, batch).
@@ -48,12 +48,10 @@ class GatedLinear : public nn::Module {
 public:
     // Initialised as PyTorch's Linear is: uniform in ±1/sqrt(in_features),
     // from `gen` so that a seed fixes the model.
-    GatedLinear(int64_t in_features, int64_t out_features, tg::Generator* gen)
-        : weight(register_parameter("weight", uniform({2 * out_features, in_features}, in_features, gen))),
-          bias(register_parameter("bias", uniform({2 * out_features}, in_features, gen))),
-          in_(in_features),
-          out_(out_features)
+    GatedLinear(int64_t in_features, int64_t out_features, tg::Generator* gen) : in_(in_features), out_(out_features)
     {
+        weight = register_parameter("weight", uniform({2 * out_features, in_features}, in_features, gen));
+        bias = register_parameter("bias", uniform({2 * out_features}, in_features, gen));
     }
     tg::Tensor forward(const tg::Tensor& x) override
     {
@@ -69,7 +67,7 @@ public:
 
     // register_parameter marks them as leaves that require grad and names them
     // for named_parameters() ("weight", "bias"), the optimizers and checkpoints.
-    tg::Tensor &weight, &bias;
+    tg::Tensor weight, bias;
 
 private:
     static tg::Tensor uniform(const tg::shape_type& shape, int64_t fan_in, tg::Generator* gen)
@@ -86,34 +84,42 @@ private:
 // With β = 1 it is SiLU; β → ∞ approaches ReLU, β = 0 gives x/2. Written as its
 // own op (rather than composed as in part A) to show the extension API: one
 // pass over the data forward, and a hand-written backward.
-tg::Tensor learned_swish(const tg::Tensor& x, const tg::Tensor& beta)
-{
-    TG_CHECK(beta.dim() == 1 && x.dim() >= 1 && x.shape().back() == beta.size(0), "learned_swish: beta of shape ",
-             beta.shape(), " does not match the last axis of x ", x.shape());
-    TG_CHECK(x.dtype() == beta.dtype(), "learned_swish: x is ", tg::dtype_name(x.dtype()), ", beta is ",
-             tg::dtype_name(beta.dtype()));
-    // 1. The forward: a plain loop on the raw data (no tape involved).
-    tg::Tensor out = tg::Tensor::empty(x.shape(), x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), "learned_swish", [&] {
-        const scalar_t* px = x.data<scalar_t>();
-        const scalar_t* pb = beta.data<scalar_t>();
-        scalar_t* py = out.data<scalar_t>();
-        int64_t f = beta.numel();
-        for (int64_t i = 0; i < x.numel(); ++i) {
-            scalar_t z = pb[i % f] * px[i];
-            py[i] = px[i] / (1 + std::exp(-z));  // exp(-z) = inf for very negative z gives 0, not NaN
-        }
-    });
-    // 2. The tape entry: inputs {x, β}, saved {x, β} (what the rule reads back),
-    //    and the rule mapping the output's gradient to one gradient per input.
+struct LearnedSwishOp : tg::Op<LearnedSwishOp> {
+    static constexpr const char* name = "learned_swish";
+    // The tensors the rule reads back: both inputs.
+    static constexpr tg::Saves saves = tg::save_input(0) | tg::save_input(1);
+
+    // 1. The forward: a plain loop on the raw data (it runs off the tape).
+    static tg::Tensor forward(tg::TensorRefs in)
+    {
+        const tg::Tensor &x = in[0], &beta = in[1];
+        TG_CHECK(beta.dim() == 1 && x.dim() >= 1 && x.shape().back() == beta.size(0), "learned_swish: beta of shape ",
+                 beta.shape(), " does not match the last axis of x ", x.shape());
+        TG_CHECK(x.dtype() == beta.dtype(), "learned_swish: x is ", tg::dtype_name(x.dtype()), ", beta is ",
+                 tg::dtype_name(beta.dtype()));
+        tg::Tensor out = tg::Tensor::empty(x.shape(), x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), "learned_swish", [&] {
+            const scalar_t* px = x.data<scalar_t>();
+            const scalar_t* pb = beta.data<scalar_t>();
+            scalar_t* py = out.data<scalar_t>();
+            int64_t f = beta.numel();
+            for (int64_t i = 0; i < x.numel(); ++i) {
+                scalar_t z = pb[i % f] * px[i];
+                py[i] = px[i] / (1 + std::exp(-z));  // exp(-z) = inf for very negative z gives 0, not NaN
+            }
+        });
+        return out;
+    }
+
+    // 2. The rule mapping the output's gradient to one gradient per input.
     //    With z = β·x and s = σ(z), s' = s·(1 − s):
     //      ∂y/∂x = s + x·β·s' = s + z·s'        ∂y/∂β = x²·s'
     //    β's gradient is summed over the axes it was broadcast along (sum_to).
     //    The rule uses tapegrad ops, so it is itself recorded when the caller
     //    asks for create_graph: that is what makes second order work.
-    return tg::record("learned_swish", out, {x, beta}, {x, beta}, [](const tg::BackwardArgs& a) -> tg::tensor_list {
-        const tg::Tensor& x = a.saved[0];
-        const tg::Tensor& beta = a.saved[1];
+    static tg::tensor_list backward(const tg::BackwardArgs& a)
+    {
+        const tg::Tensor &x = a.input(0), &beta = a.input(1);
         tg::Tensor z = x * beta;
         tg::Tensor s = tg::sigmoid(z);
         tg::Tensor ds = s * (1.0 - s);
@@ -122,22 +128,19 @@ tg::Tensor learned_swish(const tg::Tensor& x, const tg::Tensor& beta)
         tg::Tensor gx = a.needs_grad(0) ? a.grad * (s + z * ds) : tg::Tensor();
         tg::Tensor gb = a.needs_grad(1) ? tg::sum_to(a.grad * x * x * ds, beta.shape()) : tg::Tensor();
         return {gx, gb};
-    },
-    // 3. Optional: the op's forward as a closure over its inputs, so the
-    //    whole-model gradcheck can replay just this entry when a parameter
-    //    upstream of it is perturbed (without it, that check re-runs the whole
-    //    loss for every perturbed element).
-    [](const tg::tensor_list& in) { return learned_swish(in[0], in[1]); });
-}
+    }
 
-// 4. Samples for the registry: the sweep (doctest case, samples/gradcheck_all)
-//    now checks learned_swish first and second order and float32 vs float64.
-TG_REGISTER_OP("learned_swish", {
-    tg::OpSample{"[3,5] beta [5]", {tg::real("x", {3, 5}), tg::real("beta", {5})},
-                 [](const tg::tensor_list& v) { return learned_swish(v[0], v[1]); }},
-    tg::OpSample{"[2,3,4] beta [4]", {tg::real("x", {2, 3, 4}), tg::real("beta", {4})},
-                 [](const tg::tensor_list& v) { return learned_swish(v[0], v[1]); }},
-});
+    // 3. Samples for the registry: the sweep (doctest case, samples/gradcheck_all)
+    //    now checks learned_swish first and second order and float32 vs float64.
+    static std::vector<tg::OpSample> samples()
+    {
+        return {sample("[3,5] beta [5]", {tg::real("x", {3, 5}), tg::real("beta", {5})}),
+                sample("[2,3,4] beta [4]", {tg::real("x", {2, 3, 4}), tg::real("beta", {4})})};
+    }
+};
+TG_REGISTER_OP(LearnedSwishOp);
+
+tg::Tensor learned_swish(const tg::Tensor& x, const tg::Tensor& beta) { return LearnedSwishOp::call({x, beta}); }
 
 class LearnedSwish : public nn::Module {
 public:
@@ -145,7 +148,7 @@ public:
     explicit LearnedSwish(int64_t features) : beta(register_parameter("beta", tg::ones({features}))), f_(features) {}
     tg::Tensor forward(const tg::Tensor& x) override { return learned_swish(x, beta); }
     std::string describe() const override { return "LearnedSwish(" + std::to_string(f_) + ")"; }
-    tg::Tensor& beta;
+    tg::Tensor beta;
 
 private:
     int64_t f_;
@@ -242,7 +245,7 @@ void gradient_checks()
         };
         options.names = {"x", "glu.weight", "glu.bias", "swish.beta", "head.weight", "head.bias"};
         report("network GatedLinear -> LearnedSwish -> Linear",
-               tg::gradcheck(fn, {x, glu.weight, glu.bias, swish.beta, head.weight, *head.bias}, options));
+               tg::gradcheck(fn, {x, glu.weight, glu.bias, swish.beta, head.weight, head.bias}, options));
     }
 }
 

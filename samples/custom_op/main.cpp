@@ -1,13 +1,14 @@
 // A user-defined op from start to end: smooth_abs(x) = sqrt(x² + δ²), an |x|
-// without the kink at 0.
+// without the kink at 0, as one op definition (engine/core/op.hpp):
 //
 // 1. The forward is a plain loop over the elements.
 // 2. The backward is written with tapegrad's own ops, so it can itself be
 //    differentiated (second order).
-// 3. TG_REGISTER_OP gives the registry sample inputs: the sweep
+// 3. The samples give the registry inputs to check it with: the sweep
 //    (tg::check_sample, samples/gradcheck_all) then checks the op like any
-//    library op.
-// Then the same op with a wrong backward, and the report a user gets for it.
+//    library op, and the whole-model gradcheck can replay it.
+// Then the same op with a wrong backward, written the quick way (a bare rule
+// through tg::record), and the report a user gets for it.
 #include <cmath>
 #include <cstdio>
 
@@ -17,24 +18,30 @@ namespace {
 
 constexpr double delta = 0.1;
 
-tg::Tensor smooth_abs(const tg::Tensor& x)
-{
-    tg::Tensor out = tg::Tensor::empty(x.shape(), x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), "smooth_abs", [&] {
-        const scalar_t* in = x.data<scalar_t>();
-        scalar_t* y = out.data<scalar_t>();
-        for (int64_t i = 0; i < x.numel(); ++i) y[i] = std::sqrt(in[i] * in[i] + scalar_t(delta * delta));
-    });
-    // d/dx sqrt(x² + δ²) = x / y. The rule reads x and the output back.
-    return tg::record("smooth_abs", out, {x}, {x, out}, [](const tg::BackwardArgs& g) -> tg::tensor_list {
-        return {g.grad * g.saved[0] / g.saved[1]};
-    });
-}
+struct SmoothAbs : tg::Op<SmoothAbs> {
+    static constexpr const char* name = "smooth_abs";
+    static constexpr tg::Saves saves = tg::save_input(0) | tg::save_output;  // what the backward reads back
+    static tg::Tensor forward(tg::TensorRefs in)
+    {
+        const tg::Tensor& x = in[0];
+        tg::Tensor out = tg::Tensor::empty(x.shape(), x.dtype());
+        TG_DISPATCH_FLOATING(x.dtype(), "smooth_abs", [&] {
+            const scalar_t* v = x.data<scalar_t>();
+            scalar_t* y = out.data<scalar_t>();
+            for (int64_t i = 0; i < x.numel(); ++i) y[i] = std::sqrt(v[i] * v[i] + scalar_t(delta * delta));
+        });
+        return out;
+    }
+    // d/dx sqrt(x² + δ²) = x / y.
+    static tg::tensor_list backward(const tg::BackwardArgs& g) { return {g.grad * g.input(0) / g.output()}; }
+    static std::vector<tg::OpSample> samples()
+    {
+        return {sample("[3,5]", {tg::real("x", {3, 5})}), sample("0-d", {tg::real("x", {})})};
+    }
+};
+TG_REGISTER_OP(SmoothAbs);
 
-TG_REGISTER_OP("smooth_abs", {
-    tg::OpSample{"[3,5]", {tg::real("x", {3, 5})}, [](const tg::tensor_list& x) { return smooth_abs(x[0]); }},
-    tg::OpSample{"0-d", {tg::real("x", {})}, [](const tg::tensor_list& x) { return smooth_abs(x[0]); }},
-});
+tg::Tensor smooth_abs(const tg::Tensor& x) { return SmoothAbs::call({x}); }
 
 // The same op with a classic slip: the division by the output is forgotten.
 tg::Tensor smooth_abs_wrong(const tg::Tensor& x)

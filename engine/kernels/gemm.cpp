@@ -1,4 +1,4 @@
-#include "engine/blas.hpp"
+#include "engine/kernels/gemm.hpp"
 
 #include <cblas.h>
 
@@ -6,14 +6,19 @@
 #include <climits>
 #include <vector>
 
-#include "engine/error.hpp"
-#include "engine/parallel.hpp"
+#include "engine/core/error.hpp"
+#include "engine/core/parallel.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
 namespace tg::detail {
 
-void blas_init() { openblas_set_num_threads(1); }
+// OpenBLAS runs on one thread: large GEMMs are split across tapegrad's own
+// pool, so the two never compete for the cores. Set when the library loads.
+const bool blas_single_threaded = [] {
+    openblas_set_num_threads(1);
+    return true;
+}();
 
 namespace {
 

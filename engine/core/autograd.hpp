@@ -19,8 +19,8 @@
 #include <tuple>
 #include <utility>
 
-#include "engine/memory.hpp"
-#include "engine/tensor.hpp"
+#include "engine/core/memory.hpp"
+#include "engine/core/tensor.hpp"
 
 namespace tg {
 
@@ -52,6 +52,28 @@ private:
     bool previous_;
 };
 
+// A read-only list of tensors given as {a, b} or as a tensor_list, without copying.
+class TensorRefs {
+public:
+    TensorRefs() = default;
+    // The list's array lives until the end of the call that received it, which
+    // is as long as record() needs it.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Winit-list-lifetime"
+    TensorRefs(std::initializer_list<Tensor> l) : data_(l.begin()), size_(l.size()) {}
+#pragma GCC diagnostic pop
+    TensorRefs(const tensor_list& v) : data_(v.data()), size_(v.size()) {}  // NOLINT
+    TensorRefs(const Tensor* data, size_t size) : data_(data), size_(size) {}
+    const Tensor* begin() const { return data_; }
+    const Tensor* end() const { return data_ + size_; }
+    size_t size() const { return size_; }
+    const Tensor& operator[](size_t i) const { return data_[i]; }
+
+private:
+    const Tensor* data_ = nullptr;
+    size_t size_ = 0;
+};
+
 // --- tape entries -------------------------------------------------------------------
 
 // Where an input's gradient goes: the entry that produced it, or the leaf itself.
@@ -61,25 +83,42 @@ struct Edge {
     bool connected() const { return node || leaf; }
 };
 
-// A tensor kept for the backward rule, with the version it had when saved.
+// A tensor kept for the backward rule, with the storage and version it had when
+// saved: an in-place change bumps the version, a Tensor::set_data swaps the storage.
 struct SavedTensor {
     Tensor data;                    // for a saved output: the data only, cut from the tape
     std::weak_ptr<Node> output_of;  // set when it is the entry's own output (no cycle)
-    bool is_output = false;
+    const Storage* storage = nullptr;
     uint64_t version = 0;
+    bool is_output = false;
+    bool changed() const;           // since it was saved
 };
 
 class BackwardArgs;
-struct ReplayInfo;  // engine/replay.hpp
+class DeltaArgs;  // engine/core/op.hpp
+
+// How the model gradcheck's replay (engine/check/replay.hpp) may recompute an
+// entry after a few of its input elements changed.
+enum class ReplayForm : uint8_t {
+    none,       // cannot be replayed (an op recorded with a bare rule)
+    dense,      // only by running its forward again
+    pointwise,  // output element o = f(input elements at o, broadcast): Node::pointwise
+    index_map,  // every output element is a copy of one input element (or a constant)
+    delta,      // its own rule for a few changed elements: Node::delta
+};
 
 struct Node {
     const char* op;                    // the op's name, for messages
     std::vector<Edge, detail::PoolAllocator<Edge>> inputs;  // one per input of the op, in order
+    // What the rule reads back: for an op definition (engine/core/op.hpp) the
+    // inputs of saved_inputs in order, then the output if saved_output, then
+    // what its forward kept; for a bare rule, the `save` list of record().
     std::vector<SavedTensor, detail::PoolAllocator<SavedTensor>> saved;
     shape_type shape;                  // of the output
     Dtype dtype;
     bool released = false;             // the rule and saved tensors were freed by a backward
-    std::unique_ptr<ReplayInfo> replay;  // only for ops recorded under a ReplayCapture
+    bool saved_output = false;
+    uint32_t saved_inputs = 0;         // bit i: input i is saved
 
     // scratch of one backward sweep
     uint64_t epoch_seen = 0;           // the sweep that last discovered this entry
@@ -95,6 +134,15 @@ struct Node {
     virtual tensor_list apply(const BackwardArgs& args) = 0;
     // Frees what the rule captured (after a backward without retain_graph).
     virtual void release_rule() = 0;
+
+    // --- replay: what an op definition provides (engine/core/op.hpp) ---
+    virtual ReplayForm replay_form() const { return ReplayForm::none; }
+    // The op's forward again, untaped, on other input values.
+    virtual Tensor forward_again(TensorRefs inputs) const;
+    // pointwise: the output element for these input elements (float64).
+    virtual double pointwise(const double* args) const;
+    // delta: updates the output for a few changed input elements; false to decline.
+    virtual bool delta(DeltaArgs& d) const;
 };
 
 // The rule lives inside its entry: one allocation per recorded op.
@@ -109,80 +157,87 @@ struct RuleNode final : Node {
 // What a backward rule receives.
 class BackwardArgs {
 public:
-    BackwardArgs(const Node& node, const Tensor& grad, const tensor_list& saved)
-        : grad(grad), saved(saved), node_(node)
+    BackwardArgs(const Node& node, const Tensor& grad, const tensor_list& saved, bool create_graph)
+        : grad(grad), saved(saved), node_(node), create_graph_(create_graph)
     {
     }
     const Tensor& grad;          // gradient of the result with respect to the op's output
     const tensor_list& saved;    // what the forward saved, in order
     // Whether input i wants a gradient; a rule may skip the work for the others.
     bool needs_grad(size_t i) const { return i < node_.inputs.size() && node_.inputs[i].connected(); }
+    // The number of inputs the op was called with (a rule returns at most that many gradients).
+    size_t inputs() const { return node_.inputs.size(); }
+    // The sweep is recorded (create_graph): gradients must come from tapegrad
+    // ops so they can be differentiated again. The engine uses it to choose an
+    // op's fused first-order backward; a rule rarely needs to ask.
+    bool create_graph() const { return create_graph_; }
+
+    // An op definition's saved tensors by what they are (engine/core/op.hpp).
+    const Tensor& input(size_t i) const;
+    const Tensor& output() const;
+    const Tensor& kept(size_t k) const;  // the k-th tensor its forward kept
+    // Shape and dtype of input i, for an input that needs a gradient.
+    const shape_type& input_shape(size_t i) const
+    {
+        const Edge& e = input_edge(i);
+        return e.node ? e.node->shape : e.leaf->shape;
+    }
+    Dtype input_dtype(size_t i) const
+    {
+        const Edge& e = input_edge(i);
+        return e.node ? e.node->dtype : e.leaf->dtype;
+    }
 
 private:
+    const Edge& input_edge(size_t i) const
+    {
+        if (!needs_grad(i)) no_edge(i);
+        return node_.inputs[i];
+    }
+    [[noreturn]] void no_edge(size_t i) const;
     const Node& node_;
+    bool create_graph_;
 };
 
 // Number of tape entries alive in the process (for tests of memory use).
 int64_t live_tape_entries();
 
-// A read-only list of tensors given as {a, b} or as a tensor_list, without copying.
-class TensorRefs {
+// Sees every entry recorded on this thread while it is installed (the model
+// gradcheck's ReplayCapture, engine/check/replay.hpp).
+class TapeObserver {
 public:
-    TensorRefs() = default;
-    // The list's array lives until the end of the call that received it, which
-    // is as long as record() needs it.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Winit-list-lifetime"
-    TensorRefs(std::initializer_list<Tensor> l) : data_(l.begin()), size_(l.size()) {}
-#pragma GCC diagnostic pop
-    TensorRefs(const tensor_list& v) : data_(v.data()), size_(v.size()) {}  // NOLINT
-    const Tensor* begin() const { return data_; }
-    const Tensor* end() const { return data_ + size_; }
-    size_t size() const { return size_; }
-    const Tensor& operator[](size_t i) const { return data_[i]; }
-
-private:
-    const Tensor* data_ = nullptr;
-    size_t size_ = 0;
+    virtual ~TapeObserver() = default;
+    virtual void recorded(const std::shared_ptr<Node>& node, TensorRefs inputs, const Tensor& output) = 0;
 };
-
-using ReplayForward = std::function<Tensor(const tensor_list&)>;
-class DeltaArgs;
-using ReplayDelta = std::function<bool(DeltaArgs&)>;
+// Installs `observer` on this thread (null: none); returns the previous one.
+TapeObserver* set_tape_observer(TapeObserver* observer);
 
 namespace detail {
+extern thread_local TapeObserver* tape_observer;
+// True when an op on these inputs is recorded: grad mode is on and one requires grad.
+inline bool should_record(TensorRefs inputs)
+{
+    if (!grad_enabled()) return false;
+    for (const Tensor& t : inputs)
+        if (t.defined() && t.requires_grad()) return true;
+    return false;
+}
+// Links a new entry to its inputs, saves what its rule reads and makes it `out`'s grad_fn.
 Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs inputs, TensorRefs save);
-extern thread_local bool replay_capture_on;
-void keep_replay(Node& node, ReplayForward forward, ReplayDelta delta);
 }  // namespace detail
 
-// Records one op on the tape: `out` was computed from `inputs`; `save` lists
-// the tensors the rule reads back (inputs or `out` itself); `rule` maps the
-// output's gradient to one gradient per input (an undefined Tensor for none).
-// `replay` is optional: the op's forward as a closure `Tensor(const
-// tensor_list& inputs)` over its attributes, then optionally its delta rule
-// `bool(DeltaArgs&)` (engine/replay.hpp); the model gradcheck replays parts of
-// the tape with them. They are kept only under a ReplayCapture.
+// Records one op on the tape with a bare rule: `out` was computed from
+// `inputs`; `save` lists the tensors the rule reads back (inputs or `out`
+// itself) as `saved`; `rule` maps the output's gradient to one gradient per
+// input (an undefined Tensor for none). The quick way to try an op; an op
+// definition (engine/core/op.hpp) also gets registry samples and replay.
 // Does nothing when grad mode is off or no input requires grad.
-template <class Rule, class... Replay>
-Tensor record(const char* op, Tensor out, TensorRefs inputs, TensorRefs save, Rule&& rule, Replay&&... replay)
+template <class Rule>
+Tensor record(const char* op, Tensor out, TensorRefs inputs, TensorRefs save, Rule&& rule)
 {
-    static_assert(sizeof...(Replay) <= 2, "record: replay is a forward closure and optionally a delta rule");
-    if (!grad_enabled()) return out;
-    bool any = false;
-    for (const Tensor& t : inputs) any = any || (t.defined() && t.requires_grad());
-    if (!any) return out;
+    if (!detail::should_record(inputs)) return out;
     using R = std::decay_t<Rule>;
     auto node = detail::make_pooled<RuleNode<R>>(R(std::forward<Rule>(rule)));
-    if constexpr (sizeof...(Replay) > 0) {
-        if (detail::replay_capture_on) {
-            auto closures = std::forward_as_tuple(std::forward<Replay>(replay)...);
-            if constexpr (sizeof...(Replay) == 1)
-                detail::keep_replay(*node, ReplayForward(std::get<0>(closures)), ReplayDelta());
-            else
-                detail::keep_replay(*node, ReplayForward(std::get<0>(closures)), ReplayDelta(std::get<1>(closures)));
-        }
-    }
     return detail::attach(std::move(node), op, std::move(out), inputs, save);
 }
 

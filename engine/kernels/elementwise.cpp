@@ -1,4 +1,4 @@
-#include "ops/kernels.hpp"
+#include "engine/kernels/elementwise.hpp"
 
 namespace tg::kernels {
 

@@ -37,8 +37,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/registry.hpp"
-#include "engine/tensor.hpp"
+#include "engine/core/registry.hpp"
+#include "engine/core/tensor.hpp"
 
 namespace tg {
 
@@ -194,6 +194,10 @@ struct SampleCheck {
     std::string verdict() const;
     std::string to_string() const;  // every part's report
 };
+// Draws a sample's inputs in `dtype` (index inputs are int64) from `seed`;
+// differentiable inputs require grad.
+tensor_list make_inputs(const OpSample& sample, Dtype dtype, uint64_t seed);
+
 SampleCheck check_sample(const OpInfo& op, const OpSample& sample, uint64_t seed = 0,
                          GradcheckOptions options = {});
 

@@ -1,6 +1,8 @@
-// The op registry: every differentiable op is registered next to its
-// definition with sample inputs, and the registry sweep gradchecks every op ×
-// sample × dtype, first and second order. A user's own op registers the same
+// The op registry: the catalogue of differentiable ops, each with the sample
+// inputs the registry sweep (engine/check/) gradchecks it with, first and
+// second order, in both dtypes. An op definition registers its own samples
+// (TG_REGISTER_OP, engine/core/op.hpp); a composite function registers
+// samples for itself with TG_REGISTER_SAMPLES. A user's op registers the same
 // way and is checked by the same sweep (see samples/custom_op).
 #pragma once
 
@@ -8,11 +10,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/tensor.hpp"
+#include "engine/core/tensor.hpp"
 
 namespace tg {
-
-class Generator;
 
 // Where sample values are drawn from, chosen to keep an op away from the
 // points where it is not differentiable or not defined.
@@ -47,6 +47,11 @@ struct OpSample {
     bool second_order = true;        // false only for ops whose backward is not differentiable
 };
 
+inline OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn, bool second_order = true)
+{
+    return OpSample{std::move(label), std::move(inputs), std::move(fn), second_order};
+}
+
 struct OpInfo {
     std::string name;
     std::vector<OpSample> samples;
@@ -55,10 +60,6 @@ struct OpInfo {
 // All ops registered so far (library and user), in registration order.
 const std::vector<OpInfo>& registered_ops();
 const OpInfo* find_op(const std::string& name);
-
-// Draws a sample's inputs in `dtype` (index inputs are int64) from `seed`;
-// differentiable inputs require grad.
-tensor_list make_inputs(const OpSample& sample, Dtype dtype, uint64_t seed);
 
 // Registers an op at static-initialisation time; use through TG_REGISTER_OP.
 struct OpRegistration {
@@ -69,6 +70,7 @@ struct OpRegistration {
 
 #define TG_CONCAT_INNER(a, b) a##b
 #define TG_CONCAT(a, b) TG_CONCAT_INNER(a, b)
-// TG_REGISTER_OP("name", { OpSample{...}, ... }) at namespace scope, next to the op.
-#define TG_REGISTER_OP(name, ...) \
+// TG_REGISTER_SAMPLES("name", { sample(...), ... }) at namespace scope, next
+// to a composite function (its gradients come from the ops it calls).
+#define TG_REGISTER_SAMPLES(name, ...) \
     static const ::tg::OpRegistration TG_CONCAT(tg_op_registration_, __COUNTER__)(name, __VA_ARGS__)

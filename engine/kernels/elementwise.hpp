@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "engine/parallel.hpp"
-#include "engine/tensor.hpp"
+#include "engine/core/parallel.hpp"
+#include "engine/core/tensor.hpp"
 
 namespace tg::kernels {
 

@@ -1,4 +1,4 @@
-#include "engine/parallel.hpp"
+#include "engine/core/parallel.hpp"
 
 #include <sched.h>
 
@@ -10,8 +10,7 @@
 #include <thread>
 #include <vector>
 
-#include "engine/blas.hpp"
-#include "engine/error.hpp"
+#include "engine/core/error.hpp"
 
 namespace tg {
 namespace {
@@ -180,10 +179,7 @@ private:
 ThreadPool& pool()
 {
     // Never destroyed: workers may still be parked when static destructors run.
-    static ThreadPool* p = [] {
-        detail::blas_init();
-        return new ThreadPool(default_threads());
-    }();
+    static ThreadPool* p = new ThreadPool(default_threads());
     return *p;
 }
 

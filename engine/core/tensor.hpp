@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/dtype.hpp"
-#include "engine/error.hpp"
+#include "engine/core/dtype.hpp"
+#include "engine/core/error.hpp"
 
 namespace tg {
 
@@ -114,17 +114,12 @@ public:
     Tensor& mul_(double factor);
     uint64_t version() const { return impl().storage->version; }
     void bump_version() const { ++impl().storage->version; }
-
-    // --- shorthands for ops (defined with the ops) --------------------------------
-    Tensor reshape(const shape_type& shape) const;
-    Tensor flatten(int64_t start_axis = 0, int64_t end_axis = -1) const;
-    Tensor permute(const axes_type& axes) const;
-    Tensor transpose(int64_t axis0 = -2, int64_t axis1 = -1) const;
-    Tensor squeeze(int64_t axis) const;
-    Tensor unsqueeze(int64_t axis) const;
-    Tensor sum(const axes_type& axes = {}, bool keepdims = false) const;
-    Tensor mean(const axes_type& axes = {}, bool keepdims = false) const;
-    Tensor max(const axes_type& axes = {}, bool keepdims = false) const;
+    // Makes this tensor refer to `other`'s data (its storage, shape and dtype)
+    // while keeping its identity: every handle, a module's member and an
+    // optimizer's list see the new data. For leaves (parameters, buffers);
+    // tape entries that saved this tensor notice the swap and refuse to run.
+    // The gradient is dropped when the shape or dtype changes.
+    Tensor& set_data(const Tensor& other);
 
     TensorImpl& impl() const
     {
@@ -170,6 +165,11 @@ template <class T> const T* Tensor::data() const
              dtype_name(dtype()), " tensor of shape ", shape());
     return static_cast<const T*>(raw_data());
 }
+
+namespace detail {
+// A tensor over memory that `owner` keeps alive (an adopted xarray).
+Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<void> owner);
+}  // namespace detail
 
 // Normalises a possibly negative axis for a tensor of rank `rank`; `op` names the
 // op in the error.

@@ -1,4 +1,4 @@
-#include "engine/tensor.hpp"
+#include "engine/core/tensor.hpp"
 
 #include <cmath>
 #include <cstring>
@@ -6,10 +6,9 @@
 #include <ostream>
 #include <sstream>
 
-#include "engine/autograd.hpp"
-#include "engine/memory.hpp"
-#include "engine/parallel.hpp"
-#include "ops/elementwise.hpp"
+#include "engine/core/memory.hpp"
+#include "engine/core/op.hpp"
+#include "engine/core/parallel.hpp"
 
 namespace tg {
 
@@ -141,24 +140,65 @@ Tensor converted(const Tensor& t, Dtype dtype)
 
 }  // namespace
 
+// Dtype conversion and copy: differentiable, and defined here rather than in
+// ops/ so that a tensor's own members stand on the core alone.
+struct ToDtype : Op<ToDtype> {
+    static constexpr const char* name = "to";
+    struct Attrs {
+        Dtype dtype;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a) { return converted(in[0], a.dtype); }
+    static tensor_list backward(const BackwardArgs& g) { return {g.grad.to(g.input_dtype(0))}; }
+    static double pointwise(const double* x) { return x[0]; }
+    static std::vector<OpSample> samples()
+    {
+        // The checker runs in float64, where a round trip through float32
+        // would be all rounding: the sample converts to float64, which for
+        // the float32 pass of the sweep is a real conversion.
+        return {sample("to float64 [3,4]", {real("x", {3, 4})}, Attrs{float64})};
+    }
+};
+TG_REGISTER_OP(ToDtype);
+
+struct Clone : Op<Clone> {
+    static constexpr const char* name = "clone";
+    static Tensor forward(TensorRefs in)
+    {
+        const Tensor& x = in[0];
+        Tensor out = Tensor::empty(x.shape(), x.dtype());
+        std::memcpy(out.raw_data(), x.raw_data(), size_t(x.numel()) * dtype_size(x.dtype()));
+        return out;
+    }
+    static constexpr ReplayForm replay = ReplayForm::index_map;
+    static tensor_list backward(const BackwardArgs& g) { return {g.grad}; }
+    static std::vector<OpSample> samples() { return {sample("[3,4]", {real("x", {3, 4})}), sample("0-d", {real("x", {})})}; }
+};
+TG_REGISTER_OP(Clone);
+
 Tensor Tensor::to(Dtype target) const
 {
     if (target == dtype()) return *this;
-    Tensor out = converted(*this, target);
-    Dtype source = dtype();
-    if (!is_floating(target)) return out;  // integers carry no gradient
-    return record("to", out, {*this}, {}, [source](const BackwardArgs& a) -> tensor_list {
-        return {a.grad.to(source)};
-    });
+    if (!is_floating(target)) return converted(*this, target);  // integers carry no gradient
+    return call_op<ToDtype>({*this}, {target});
 }
 
-Tensor Tensor::clone() const
+Tensor Tensor::clone() const { return call_op<Clone>({*this}); }
+
+Tensor& Tensor::set_data(const Tensor& other)
 {
-    Tensor out = Tensor::empty(shape(), dtype());
-    std::memcpy(out.raw_data(), raw_data(), size_t(numel()) * dtype_size(dtype()));
-    return record("clone", out, {*this}, {}, [](const BackwardArgs& a) -> tensor_list {
-        return {a.grad};
-    });
+    TG_CHECK(other.defined(), "set_data: undefined source for a tensor of shape ", shape());
+    TensorImpl& me = impl();
+    TG_CHECK(!me.grad_fn, "set_data: the tensor of shape ", shape(), " was produced by op '", me.grad_fn->op,
+             "'; only leaves (parameters, buffers) can take new data");
+    TG_CHECK(!me.requires_grad || is_floating(other.dtype()), "set_data: a tensor that requires grad cannot take ",
+             dtype_name(other.dtype()), " data of shape ", other.shape());
+    const TensorImpl& src = other.impl();
+    if (me.shape != src.shape || me.dtype != src.dtype) me.grad.reset();
+    me.storage = src.storage;
+    me.shape = src.shape;
+    me.numel = src.numel;
+    me.dtype = src.dtype;
+    return *this;
 }
 
 std::vector<double> Tensor::to_vector() const
@@ -360,11 +400,7 @@ std::string Tensor::to_string() const
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
 
-}  // namespace tg
-
-#include "engine/xtensor_interop.hpp"
-
-namespace tg::detail {
+namespace detail {
 Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<void> owner)
 {
     auto impl = detail::make_pooled<TensorImpl>();
@@ -377,4 +413,6 @@ Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<v
     impl->storage->owner = std::move(owner);
     return Tensor(std::move(impl));
 }
-}  // namespace tg::detail
+}  // namespace detail
+
+}  // namespace tg

@@ -2,13 +2,14 @@
 // names the op, the argument and the shapes involved.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "engine/small_vector.hpp"
+#include "engine/core/small_vector.hpp"
 
 namespace tg {
 
@@ -59,6 +60,24 @@ template <class... Args>
     os << "tapegrad: ";
     detail::append(os, args...);
     throw Error(os.str());
+}
+
+// "a, b, c" for parts {a, b, c} and separator ", ".
+inline std::string join(const std::vector<std::string>& parts, const std::string& separator)
+{
+    std::string s;
+    for (size_t i = 0; i < parts.size(); ++i) s += (i ? separator : "") + parts[i];
+    return s;
+}
+
+// The problems found in a file or a state, for one error message: the first
+// `shown` of them joined by "; ", then how many more there were.
+inline std::string list_problems(const std::vector<std::string>& problems, size_t shown = 20)
+{
+    std::vector<std::string> first(problems.begin(), problems.begin() + std::min(shown, problems.size()));
+    std::string s = join(first, "; ");
+    if (problems.size() > first.size()) s += "; and " + std::to_string(problems.size() - first.size()) + " more";
+    return s;
 }
 
 }  // namespace tg

@@ -1,4 +1,4 @@
-#include "engine/random.hpp"
+#include "engine/core/random.hpp"
 
 #include <cmath>
 

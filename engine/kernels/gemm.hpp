@@ -6,9 +6,6 @@
 
 namespace tg::detail {
 
-// Called once when the thread pool starts: pins OpenBLAS to one thread.
-void blas_init();
-
 // C[m×n] = alpha · op(A) · op(B) + beta · C, row-major, where op(A) is m×k
 // (A stored k×m when trans_a) and op(B) is k×n (B stored n×k when trans_b).
 void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -1,11 +1,11 @@
-#include "engine/memory.hpp"
+#include "engine/core/memory.hpp"
 
 #include <atomic>
 #include <cstdlib>
 #include <map>
 #include <mutex>
 
-#include "engine/error.hpp"
+#include "engine/core/error.hpp"
 
 namespace tg {
 namespace {

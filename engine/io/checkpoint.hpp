@@ -32,8 +32,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/random.hpp"
-#include "engine/tensor.hpp"
+#include "engine/core/random.hpp"
+#include "engine/core/tensor.hpp"
 
 namespace tg {
 

@@ -1,4 +1,4 @@
-#include "engine/checkpoint.hpp"
+#include "engine/io/checkpoint.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -12,7 +12,7 @@
 #include <filesystem>
 #include <set>
 
-#include "engine/autograd.hpp"
+#include "engine/core/autograd.hpp"
 
 namespace tg {
 
@@ -410,11 +410,7 @@ void Checkpoint::load_into(const named_tensors& targets, const std::string& pref
             problems.push_back("the file has " + what + " '" + local + "' that the model does not have");
     }
     if (!problems.empty()) {
-        std::string msg;
-        const size_t shown = std::min<size_t>(problems.size(), 20);
-        for (size_t i = 0; i < shown; ++i) msg += (i ? "; " : "") + problems[i];
-        if (problems.size() > shown) msg += "; and " + std::to_string(problems.size() - shown) + " more";
-        fail(label(), ": ", msg);
+        fail(label(), ": ", list_problems(problems));
     }
     NoGradGuard no_grad;
     for (const auto& [name, t] : targets) {

@@ -4,14 +4,10 @@
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xarray.hpp>
 
-#include "engine/tensor.hpp"
+#include "engine/core/tensor.hpp"
 
 namespace tg {
 
-namespace detail {
-// A tensor over memory that `owner` keeps alive.
-Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<void> owner);
-}  // namespace detail
 
 // Copies an xarray (float, double or int64_t) into a new tensor.
 template <class T>

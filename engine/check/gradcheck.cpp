@@ -1,4 +1,4 @@
-#include "engine/gradcheck.hpp"
+#include "engine/check/gradcheck.hpp"
 
 #include <algorithm>
 #include <array>
@@ -10,10 +10,10 @@
 #include <limits>
 #include <sstream>
 
-#include "engine/autograd.hpp"
-#include "engine/parallel.hpp"
-#include "engine/random.hpp"
-#include "engine/replay.hpp"
+#include "engine/core/autograd.hpp"
+#include "engine/core/parallel.hpp"
+#include "engine/core/random.hpp"
+#include "engine/check/replay.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/reduction.hpp"
 
@@ -544,16 +544,8 @@ Bytes bytes_of(const tensor_list& ts)
 // "" when the recorded output equals the one computed without a tape, to rounding.
 std::string compare_forwards(const Tensor& recorded, const Tensor& untaped)
 {
-    const double* a = recorded.data<double>();
-    const double* b = untaped.data<double>();
-    double scale = 0;
-    for (int64_t i = 0; i < recorded.numel(); ++i)
-        if (std::isfinite(a[i])) scale = std::max(scale, std::abs(a[i]));
-    for (int64_t i = 0; i < recorded.numel(); ++i)
-        if (!same_value(a[i], b[i]) && !(std::abs(a[i] - b[i]) <= 1e-10 * std::abs(a[i]) + 1e-13 * scale))
-            return "output " + index_str(i, recorded.shape()) + ": " + fmt(a[i], "%.17g") + " recorded, " +
-                   fmt(b[i], "%.17g") + " without the tape";
-    return "";
+    std::string diff = rounding_difference(untaped, recorded, 1e-10, 1e-13);
+    return diff.empty() ? diff : "the forward without a tape, at " + diff + " recorded";
 }
 
 // The analytic side of a check and the structural checks. `out` was recorded
@@ -906,17 +898,18 @@ GradcheckResult gradcheck_parameters(const std::function<Tensor()>& fn, const na
 
     Bytes before = bytes_of(p.xs);
     Tensor out;
+    ReplayCapture capture;
     {
         EnableGradGuard on;
-        ReplayCapture capture;
         out = fn();
     }
+    capture.stop();
     TG_CHECK(out.defined() && out.dtype() == float64, "gradcheck: the function returned ",
              out.defined() ? dtype_name(out.dtype()) : "an undefined tensor", "; expected float64");
     TG_CHECK(out.requires_grad(), "gradcheck: the output of shape ", out.shape(),
              " does not depend on any of the parameters");
     p.out0 = out.detach();
-    ReplayTape tape(out, p.xs);
+    ReplayTape tape(capture, out, p.xs);
     std::pair<std::string, std::string> forward_check;
     if (tape.complete()) {
         forward_check = {"every op's replay reproduces its recorded output", tape.verify()};
@@ -1083,14 +1076,15 @@ PrecisionReport check_float32(const GradcheckFn& fn, const tensor_list& inputs, 
     }
     TG_CHECK(!w64.empty(), "check_float32: no input requires grad");
     Tensor o64 = call(fn, x64, "check_float32"), o32 = fn(x32);
-    TG_CHECK(o32.defined() && o32.dtype() == float32, "check_float32: float32 inputs gave a ",
+    // float64 only from an op that converts (to): its gradients are still float32.
+    TG_CHECK(o32.defined() && is_floating(o32.dtype()), "check_float32: float32 inputs gave a ",
              o32.defined() ? dtype_name(o32.dtype()) : "undefined", " output");
     TG_CHECK(o32.shape() == o64.shape(), "check_float32: output shape ", o32.shape(), " in float32, ", o64.shape(),
              " in float64");
     Generator gen(options.seed + 2);
     Tensor u = randn(o64.shape(), float64, &gen);
     tensor_list g64 = grad({o64}, w64, {u});
-    tensor_list g32 = grad({o32}, w32, {u.to(float32)});
+    tensor_list g32 = grad({o32}, w32, {u.to(o32.dtype())});
     auto compare = [&](const Tensor& ref, const Tensor& got, const std::string& what) {
         TG_CHECK(got.dtype() == float32, "check_float32: ", what, " is ", dtype_name(got.dtype()), " for float32 inputs");
         const double* r = ref.data<double>();
@@ -1109,7 +1103,7 @@ PrecisionReport check_float32(const GradcheckFn& fn, const tensor_list& inputs, 
             }
         }
     };
-    compare(o64, o32, "output");
+    compare(o64, o32.to(float32), "output");
     for (size_t k = 0; k < g64.size(); ++k) compare(g64[k], g32[k], "gradient of '" + names[k] + "'");
     return rep;
 }

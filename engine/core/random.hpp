@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "engine/tensor.hpp"
+#include "engine/core/tensor.hpp"
 
 namespace tg {
 

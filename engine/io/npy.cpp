@@ -2,7 +2,7 @@
 // length, a Python dict literal describing the array, then the raw elements.
 // Loading treats every byte as untrusted: each field is checked against the
 // file's real size before anything is allocated or read.
-#include "engine/npy.hpp"
+#include "engine/io/npy.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -17,7 +17,7 @@
 
 #include <unistd.h>
 
-#include "engine/autograd.hpp"
+#include "engine/core/autograd.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {

@@ -1,9 +1,10 @@
-#include "engine/autograd.hpp"
+#include "engine/core/autograd.hpp"
 
 #include <atomic>
+#include <cstring>
 
-#include "engine/replay.hpp"
-#include "ops/elementwise.hpp"
+#include "engine/core/op.hpp"
+#include "engine/core/parallel.hpp"
 
 namespace tg {
 
@@ -62,61 +63,197 @@ Node::~Node()
 
 int64_t live_tape_entries() { return live_nodes.load(); }
 
+Tensor Node::forward_again(TensorRefs) const
+{
+    fail("replay: op '", op, "' was recorded with a bare rule and has no forward to replay");
+}
+double Node::pointwise(const double*) const { fail("replay: op '", op, "' is not pointwise"); }
+bool Node::delta(DeltaArgs&) const { return false; }
+
+bool SavedTensor::changed() const
+{
+    if (!data.defined()) return false;  // an optional input the op did not get
+    return data.impl().storage.get() != storage || data.version() != version;
+}
+
+// --- what a rule reads -----------------------------------------------------------------
+
+namespace {
+[[noreturn]] void not_saved(const Node& n, const char* what)
+{
+    fail("backward of op '", n.op, "' reads ", what, ", which its definition does not save");
+}
+}  // namespace
+
+namespace {
+// Saved tensors before input i: the saved inputs of lower index (no popcount
+// instruction on baseline x86-64, and at most a few bits set).
+size_t saved_before(uint32_t mask, size_t i)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < i && k < 32; ++k) n += mask >> k & 1;
+    return n;
+}
+}  // namespace
+
+const Tensor& BackwardArgs::input(size_t i) const
+{
+    if (i >= 32 || !(node_.saved_inputs >> i & 1)) not_saved(node_, ("input " + std::to_string(i)).c_str());
+    return saved[saved_before(node_.saved_inputs, i)];
+}
+
+const Tensor& BackwardArgs::output() const
+{
+    if (!node_.saved_output) not_saved(node_, "its output");
+    return saved[saved_before(node_.saved_inputs, 32)];
+}
+
+const Tensor& BackwardArgs::kept(size_t k) const
+{
+    size_t at = saved_before(node_.saved_inputs, 32) + (node_.saved_output ? 1 : 0) + k;
+    TG_CHECK(at < saved.size(), "backward of op '", node_.op, "' reads kept tensor ", k, ", which its forward did not keep");
+    return saved[at];
+}
+
+void BackwardArgs::no_edge(size_t i) const
+{
+    fail("backward of op '", node_.op, "': the shape and dtype of input ", i,
+         " are known only for inputs that need a gradient");
+}
+
+// --- recording -----------------------------------------------------------------------------
+
+thread_local TapeObserver* detail::tape_observer = nullptr;
+
+TapeObserver* set_tape_observer(TapeObserver* observer)
+{
+    TapeObserver* previous = detail::tape_observer;
+    detail::tape_observer = observer;
+    return previous;
+}
+
 namespace detail {
 
-Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs inputs, TensorRefs save)
-{
-    // The output gets its own handle even when an op hands back an input or an alias.
-    if (out.impl().grad_fn || out.impl().requires_grad) out = out.detach();
+namespace {
 
-    node->op = op;
-    node->shape = out.shape();
-    node->dtype = out.dtype();
-    node->inputs.resize(inputs.size());
+SavedTensor save(const Tensor& s, const Tensor& out, const std::shared_ptr<Node>& node)
+{
+    SavedTensor st;
+    if (s.defined()) {
+        st.storage = s.impl().storage.get();
+        st.version = s.version();
+    }
+    if (s.defined() && s.same(out)) {
+        // Holding the output itself would be a cycle (output -> entry -> output).
+        st.data = out.detach();
+        st.output_of = node;
+        st.is_output = true;
+    } else {
+        st.data = s;
+    }
+    return st;
+}
+
+// The output gets its own handle even when an op hands back an input or an alias.
+inline void own_handle(Tensor& out)
+{
+    if (out.impl().grad_fn || out.impl().requires_grad) out = out.detach();
+}
+
+inline void link(Node& node, const char* op, const Tensor& out, TensorRefs inputs)
+{
+    node.op = op;
+    node.shape = out.shape();
+    node.dtype = out.dtype();
+    node.inputs.resize(inputs.size());
     for (size_t i = 0; i < inputs.size(); ++i) {
         const Tensor& t = inputs[i];
         if (!t.defined() || !t.requires_grad()) continue;
         if (t.grad_fn())
-            node->inputs[i].node = t.grad_fn();
+            node.inputs[i].node = t.grad_fn();
         else
-            node->inputs[i].leaf = t.impl_ptr();
+            node.inputs[i].leaf = t.impl_ptr();
     }
-    node->saved.reserve(save.size());
-    for (const Tensor& s : save) {
-        SavedTensor st;
-        st.version = s.version();
-        if (s.same(out)) {
-            // Holding the output itself would be a cycle (output -> entry -> output).
-            st.data = out.detach();
-            st.output_of = node;
-            st.is_output = true;
-        } else {
-            st.data = s;
-        }
-        node->saved.push_back(std::move(st));
-    }
-    if (node->replay) {
-        ReplayInfo& r = *node->replay;
-        for (const Tensor& t : inputs) {
-            r.inputs.push_back(t.defined() ? t.detach() : Tensor());
-            r.input_versions.push_back(t.defined() ? t.version() : 0);
-        }
-        r.output = out.detach();
-        r.output_version = out.version();
-    }
+}
+
+inline void finish(std::shared_ptr<Node>& node, Tensor& out, TensorRefs inputs)
+{
+    if (tape_observer) tape_observer->recorded(node, inputs, out);
     out.impl().requires_grad = true;
     out.impl().grad_fn = std::move(node);
+}
+
+}  // namespace
+
+Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs inputs, TensorRefs save_list)
+{
+    own_handle(out);
+    link(*node, op, out, inputs);
+    node->saved.reserve(save_list.size());
+    for (const Tensor& s : save_list) node->saved.push_back(save(s, out, node));
+    finish(node, out, inputs);
     return out;
 }
 
-void keep_replay(Node& node, ReplayForward forward, ReplayDelta delta)
+Tensor attach_op(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs inputs, Saves saves,
+                 TensorRefs kept)
 {
-    node.replay = std::make_unique<ReplayInfo>();
-    node.replay->forward = std::move(forward);
-    node.replay->delta = std::move(delta);
+    own_handle(out);
+    link(*node, op, out, inputs);
+    node->saved_inputs = saves.inputs;
+    node->saved_output = saves.output;
+    const size_t count = saved_before(saves.inputs, inputs.size()) + (saves.output ? 1 : 0) + kept.size();
+    if (count) {
+        node->saved.reserve(count);
+        for (size_t i = 0; i < inputs.size() && i < 32; ++i)
+            if (saves.inputs >> i & 1) node->saved.push_back(save(inputs[i], Tensor(), node));
+        if (saves.output) node->saved.push_back(save(out, out, node));
+        for (const Tensor& k : kept) node->saved.push_back(save(k, out, node));
+    }
+    finish(node, out, inputs);
+    return out;
 }
 
 }  // namespace detail
+
+// --- summing gradients ------------------------------------------------------------------------
+
+namespace {
+
+// The sum of two gradients of one tensor (same shape and dtype): the engine's
+// own op, so a create_graph sweep records it without reaching up into ops/.
+struct GradientSum : Op<GradientSum> {
+    static constexpr const char* name = "gradient_sum";
+    static Tensor forward(TensorRefs in)
+    {
+        const Tensor &a = in[0], &b = in[1];
+        TG_CHECK(a.shape() == b.shape() && a.dtype() == b.dtype(), "gradient_sum: gradients of shape ", a.shape(),
+                 " (", dtype_name(a.dtype()), ") and ", b.shape(), " (", dtype_name(b.dtype()), ")");
+        Tensor out = Tensor::empty(a.shape(), a.dtype());
+        TG_DISPATCH_FLOATING(a.dtype(), "gradient_sum", [&] {
+            const scalar_t* p = a.data<scalar_t>();
+            const scalar_t* q = b.data<scalar_t>();
+            scalar_t* o = out.data<scalar_t>();
+            parallel_for(a.numel(), 1 << 15, [&](int64_t begin, int64_t end) {
+                for (int64_t i = begin; i < end; ++i) o[i] = p[i] + q[i];
+            });
+        });
+        return out;
+    }
+    static double pointwise(const double* x) { return x[0] + x[1]; }
+    static tensor_list backward(const BackwardArgs& a) { return {a.grad, a.grad}; }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[3,4] + [3,4]", {real("a", {3, 4}), real("b", {3, 4})}),
+                sample("0-d + 0-d", {real("a", {}), real("b", {})})};
+    }
+};
+TG_REGISTER_OP(GradientSum);
+
+[[gnu::noinline]] Tensor add_gradients(const Tensor& a, const Tensor& b) { return call_op<GradientSum>({a, b}); }
+inline Tensor sum_grads(const Tensor& a, Tensor b) { return a.defined() ? add_gradients(a, b) : b; }
+
+}  // namespace
 
 namespace {
 
@@ -138,12 +275,10 @@ void accumulate_into_leaf(TensorImpl& leaf, Tensor g, bool create_graph)
     }
     Tensor current(leaf.grad);
     if (create_graph || current.grad_fn())
-        leaf.grad = add(current, g).impl_ptr();
+        leaf.grad = sum_grads(current, g).impl_ptr();
     else
         current.add_(g.detach());
 }
-
-Tensor sum_grads(const Tensor& a, Tensor b) { return a.defined() ? add(a, b) : b; }
 
 class Sweep {
 public:
@@ -278,10 +413,11 @@ private:
         saved.reserve(n.saved.size());
         for (size_t i = 0; i < n.saved.size(); ++i) {
             const SavedTensor& s = n.saved[i];
-            TG_CHECK(s.data.version() == s.version, "backward of op '", n.op, "': saved tensor ",
+            TG_CHECK(!s.changed(), "backward of op '", n.op, "': saved tensor ",
                      i, s.is_output ? " (its output)" : "", " of shape ", s.data.shape(),
                      " was modified in place after the forward (version ", s.data.version(),
                      ", saved at version ", s.version,
+                     s.data.impl().storage.get() != s.storage ? ", and its data was swapped by set_data" : "",
                      "); an optimizer step or another in-place op ran between forward and backward");
             if (s.is_output && create_graph_) {
                 // Give the output back its place on the tape so the rule's own
@@ -294,7 +430,7 @@ private:
                 saved.push_back(s.data);
             }
         }
-        BackwardArgs args(n, g, saved);
+        BackwardArgs args(n, g, saved, create_graph_);
         tensor_list grads = n.apply(args);
         TG_CHECK(grads.size() <= n.inputs.size(), "backward of op '", n.op, "' returned ",
                  grads.size(), " gradients for ", n.inputs.size(), " inputs");
