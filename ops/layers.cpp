@@ -10,6 +10,7 @@
 #include "engine/core/op.hpp"
 #include "engine/core/parallel.hpp"
 #include "engine/core/random.hpp"
+#include "engine/kernels/norm.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/matmul.hpp"
 #include "ops/reduction.hpp"
@@ -111,100 +112,6 @@ TG_REGISTER_SAMPLES("dropout", {
 
 namespace {
 
-// x viewed as [N, C, S]: channel c is N contiguous blocks of S elements.
-struct ChannelView {
-    int64_t n, c, s;
-    int64_t count() const { return n * s; }
-    int64_t block(int64_t i, int64_t ch) const { return (i * c + ch) * s; }
-};
-
-// Σ f(k) over a block, with several partial sums so it vectorises; in double across blocks.
-template <class T, class F>
-T block_sum(int64_t len, F f)
-{
-    constexpr int lanes = 8;
-    T acc[lanes] = {};
-    int64_t k = 0;
-    for (; k + lanes <= len; k += lanes)
-        for (int j = 0; j < lanes; ++j) acc[j] += f(k + j);
-    T total = 0;
-    for (; k < len; ++k) total += f(k);
-    for (int j = 0; j < lanes; ++j) total += acc[j];
-    return total;
-}
-
-template <class F>
-void for_each_channel(const ChannelView& v, F f)
-{
-    int64_t grain = std::max<int64_t>(1, (1 << 15) / std::max<int64_t>(v.count(), 1));
-    parallel_for(v.c, grain, [&](int64_t c0, int64_t c1) {
-        for (int64_t c = c0; c < c1; ++c) f(c);
-    });
-}
-
-// Batch statistics (two passes: mean, then the biased variance about it) and
-// y = (x - mean)·invstd·w + b in a third.
-template <class T>
-void bn_forward(const T* x, const T* w, const T* b, const ChannelView& v, double eps, T* y, T* mean_out,
-                T* invstd_out, double* var_out)
-{
-    for_each_channel(v, [&](int64_t c) {
-        double s = 0;
-        for (int64_t i = 0; i < v.n; ++i) {
-            const T* p = x + v.block(i, c);
-            s += double(block_sum<T>(v.s, [p](int64_t k) { return p[k]; }));
-        }
-        double mean = s / double(v.count());
-        double q = 0;
-        T mu = T(mean);
-        for (int64_t i = 0; i < v.n; ++i) {
-            const T* p = x + v.block(i, c);
-            q += double(block_sum<T>(v.s, [p, mu](int64_t k) { return (p[k] - mu) * (p[k] - mu); }));
-        }
-        double var = q / double(v.count());
-        double invstd = 1 / std::sqrt(var + eps);
-        T a = T((w ? double(w[c]) : 1.0) * invstd), shift = T((b ? double(b[c]) : 0.0) - mean * double(a));
-        for (int64_t i = 0; i < v.n; ++i) {
-            const T* p = x + v.block(i, c);
-            T* o = y + v.block(i, c);
-            for (int64_t k = 0; k < v.s; ++k) o[k] = p[k] * a + shift;
-        }
-        mean_out[c] = mu;
-        invstd_out[c] = T(invstd);
-        var_out[c] = var;
-    });
-}
-
-// With x̂ = (x - mean)·invstd: dbias = Σ g, dweight = Σ g·x̂,
-// dx = w·invstd·(g - Σg/M - x̂·Σ(g·x̂)/M).
-template <class T>
-void bn_backward(const T* x, const T* g, const T* w, const T* mean, const T* invstd, const ChannelView& v, T* dx,
-                 T* dw, T* db)
-{
-    for_each_channel(v, [&](int64_t c) {
-        T mu = mean[c];
-        double sg = 0, sgc = 0;  // Σ g, Σ g·(x - mean)
-        for (int64_t i = 0; i < v.n; ++i) {
-            const T* p = x + v.block(i, c);
-            const T* q = g + v.block(i, c);
-            sg += double(block_sum<T>(v.s, [q](int64_t k) { return q[k]; }));
-            sgc += double(block_sum<T>(v.s, [p, q, mu](int64_t k) { return q[k] * (p[k] - mu); }));
-        }
-        double is = double(invstd[c]), sgx = sgc * is, m = double(v.count());
-        if (dw) dw[c] = T(sgx);
-        if (db) db[c] = T(sg);
-        if (!dx) return;
-        double a = (w ? double(w[c]) : 1.0) * is;
-        T ka = T(a), k0 = T(-a * sg / m), kc = T(-a * sgx / m * is);
-        for (int64_t i = 0; i < v.n; ++i) {
-            const T* p = x + v.block(i, c);
-            const T* q = g + v.block(i, c);
-            T* o = dx + v.block(i, c);
-            for (int64_t k = 0; k < v.s; ++k) o[k] = ka * q[k] + kc * (p[k] - mu) + k0;
-        }
-    });
-}
-
 // Training-mode batch norm as one primitive: forward and first-order backward
 // in fused loops; its differentiable backward is written in ops, with the
 // batch statistics recomputed from x, so it differentiates again.
@@ -220,13 +127,13 @@ struct BatchNormTraining : Op<BatchNormTraining> {
     static Tensor forward(TensorRefs in, const Attrs& a, OpContext& ctx)
     {
         const Tensor &x = in[0], &weight = in[1], &bias = in[2];
-        ChannelView v = channels(x);
+        kernels::ChannelView v = channels(x);
         Tensor y = Tensor::empty(x.shape(), x.dtype());
         Tensor mean = Tensor::empty({v.c}, x.dtype()), invstd = Tensor::empty({v.c}, x.dtype());
         Tensor var = Tensor::empty({v.c}, float64);
         TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
             using T = scalar_t;
-            bn_forward<T>(x.data<T>(), weight.defined() ? weight.data<T>() : nullptr,
+            kernels::batch_norm_forward<T>(x.data<T>(), weight.defined() ? weight.data<T>() : nullptr,
                           bias.defined() ? bias.data<T>() : nullptr, v, a.eps, y.data<T>(), mean.data<T>(),
                           invstd.data<T>(), var.data<double>());
         });
@@ -238,14 +145,14 @@ struct BatchNormTraining : Op<BatchNormTraining> {
     static tensor_list fused_backward(const BackwardArgs& b)
     {
         const Tensor &x = b.input(0), &w = b.input(1), &mean = b.kept(0), &invstd = b.kept(1), &g = b.grad;
-        ChannelView v = channels(x);
+        kernels::ChannelView v = channels(x);
         bool need_x = b.needs_grad(0), need_w = b.needs_grad(1), need_b = b.needs_grad(2);
         Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
         Tensor dw = need_w ? Tensor::empty({v.c}, x.dtype()) : Tensor();
         Tensor db = need_b ? Tensor::empty({v.c}, x.dtype()) : Tensor();
         TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
             using T = scalar_t;
-            bn_backward<T>(x.data<T>(), g.data<T>(), w.defined() ? w.data<T>() : nullptr, mean.data<T>(),
+            kernels::batch_norm_backward<T>(x.data<T>(), g.data<T>(), w.defined() ? w.data<T>() : nullptr, mean.data<T>(),
                            invstd.data<T>(), v, need_x ? dx.data<T>() : nullptr, need_w ? dw.data<T>() : nullptr,
                            need_b ? db.data<T>() : nullptr);
         });
@@ -254,7 +161,7 @@ struct BatchNormTraining : Op<BatchNormTraining> {
     static tensor_list backward(const BackwardArgs& b, const Attrs& a)
     {
         const Tensor &x = b.input(0), &w = b.input(1), &g = b.grad;
-        ChannelView v = channels(x);
+        kernels::ChannelView v = channels(x);
         std::vector<int64_t> axes{0};
         for (int64_t d = 2; d < x.dim(); ++d) axes.push_back(d);
         shape_type channel_shape(size_t(x.dim()), 1);
@@ -271,7 +178,7 @@ struct BatchNormTraining : Op<BatchNormTraining> {
         }
         return {dx, b.needs_grad(1) ? reshape(sgx, {v.c}) : Tensor(), b.needs_grad(2) ? reshape(sg, {v.c}) : Tensor()};
     }
-    static ChannelView channels(const Tensor& x)
+    static kernels::ChannelView channels(const Tensor& x)
     {
         return {x.shape()[0], x.shape()[1], x.numel() / std::max<int64_t>(x.shape()[0] * x.shape()[1], 1)};
     }

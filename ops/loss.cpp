@@ -1,7 +1,7 @@
 // Losses. cross_entropy is a fused primitive: one pass over the logits
 // forward (log-sum-exp and the picked logit per row), one pass backward
-// ((softmax - target distribution)·scale); with grad mode on (create_graph)
-// its backward is written in ops instead, so it can be differentiated again.
+// ((softmax - target distribution)·scale), both in engine/kernels/softmax.cpp;
+// its differentiable backward is written in ops, so it can be differentiated again.
 // nll_loss rests on two primitives that are each other's adjoint (pick a
 // class per row, place a value per row); mse_loss and
 // binary_cross_entropy_with_logits are composites.
@@ -13,9 +13,8 @@
 #include <vector>
 
 #include "engine/core/op.hpp"
-#include "engine/core/parallel.hpp"
+#include "engine/kernels/softmax.hpp"
 #include "ops/elementwise.hpp"
-#include "engine/kernels/elementwise.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
 #include "ops/softmax.hpp"
@@ -108,56 +107,6 @@ struct XentConfig {
     int64_t valid = 0;  // targets that are not ignore_index
 };
 
-// Rows per parallel chunk: exp dominates, a few thousand elements per chunk.
-int64_t row_grain(int64_t classes) { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(classes, 1)); }
-
-// lse[r] = log Σ_c exp z[r, c]; loss[r] = (1-ε)·(lse - z[r, t]) + ε/C·Σ_c (lse - z[r, c]).
-template <class T>
-void xent_forward(const T* z, const int64_t* t, int64_t rows, int64_t classes, const XentConfig& cfg, T* lse, T* loss)
-{
-    const T on = T(1 - cfg.smoothing), off = T(cfg.smoothing / double(classes));
-    parallel_for(rows, row_grain(classes), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            if (t[r] == cfg.ignore_index) {
-                lse[r] = 0;
-                loss[r] = 0;
-                continue;
-            }
-            const T* zr = z + r * classes;
-            T l = detail::logsumexp_row(zr, classes);
-            T value = on * (l - zr[t[r]]);
-            if (cfg.smoothing != 0) {
-                T s = 0;
-                for (int64_t c = 0; c < classes; ++c) s += l - zr[c];
-                value += off * s;
-            }
-            lse[r] = l;
-            loss[r] = value;
-        }
-    });
-}
-
-// dz[r, c] = (softmax(z)[r, c] - q[r, c])·scale[r], q = (1-ε)·onehot(t) + ε/C;
-// scale[r] is g[r] (per_row) or `scale`; ignored rows get 0.
-template <class T>
-void xent_backward(const T* z, const int64_t* t, const T* lse, const T* g, bool per_row, T scale, int64_t rows,
-                   int64_t classes, const XentConfig& cfg, T* dz)
-{
-    const T on = T(1 - cfg.smoothing), off = T(cfg.smoothing / double(classes));
-    parallel_for(rows, row_grain(classes), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-            T* d = dz + r * classes;
-            if (t[r] == cfg.ignore_index) {
-                std::fill(d, d + classes, T(0));
-                continue;
-            }
-            T s = per_row ? g[r] : scale, so = s * off;
-            detail::exp_row(z + r * classes, lse[r], d, classes, s, -so);
-            d[t[r]] -= s * on;
-        }
-    });
-}
-
 // The target input with some entries set to `value` (samples that hit ignore_index).
 Tensor with_targets(const Tensor& t, std::initializer_list<int64_t> at, int64_t value)
 {
@@ -208,7 +157,7 @@ struct CrossEntropyRows : Op<CrossEntropyRows> {
             using T = scalar_t;
             std::vector<T> row_loss(per_row ? 0 : size_t(m));
             T* loss = per_row ? out.data<T>() : row_loss.data();
-            xent_forward(z.data<T>(), t.data<int64_t>(), m, c, cfg, lse.data<T>(), loss);
+            kernels::cross_entropy_forward(z.data<T>(), t.data<int64_t>(), m, c, cfg.ignore_index, cfg.smoothing, lse.data<T>(), loss);
             if (!per_row) {
                 double total = 0;
                 for (int64_t r = 0; r < m; ++r) total += double(loss[r]);
@@ -232,8 +181,9 @@ struct CrossEntropyRows : Op<CrossEntropyRows> {
         TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
             using T = scalar_t;
             const T* gp = g.data<T>();
-            xent_backward(z.data<T>(), t.data<int64_t>(), lse.data<T>(), gp, per_row,
-                          per_row ? T(0) : T(double(gp[0]) * row_scale(cfg)), m, c, cfg, dz.data<T>());
+            kernels::cross_entropy_backward(z.data<T>(), t.data<int64_t>(), lse.data<T>(), gp, per_row,
+                                            per_row ? T(0) : T(double(gp[0]) * row_scale(cfg)), m, c, cfg.ignore_index,
+                                            cfg.smoothing, dz.data<T>());
         });
         return {dz, Tensor()};
     }

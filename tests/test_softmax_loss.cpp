@@ -10,6 +10,8 @@
 
 #include <tapegrad/tapegrad.hpp>
 
+#include "engine/kernels/cpu.hpp"
+#include "engine/kernels/softmax.hpp"
 #include "tests/helpers.hpp"
 
 using namespace tg;
@@ -67,35 +69,55 @@ TEST_CASE("softmax and log_softmax: values against a naive reference, float32 an
     }
 }
 
-TEST_CASE("the vectorised float exp: relative error of a few ulp down to the underflow threshold")
+namespace {
+
+// The checks of the float exp kernel, for whichever instruction set runs it.
+void check_exp_kernel()
 {
     // Every row length 1..40 exercises the full vectors and the overlapping last one.
     std::vector<float> x(4001), out(4001);
     for (size_t i = 0; i < x.size(); ++i) x[i] = -87.0f * float(i) / 4000.0f;
     double worst = 0;
     for (int64_t n = 1; n <= 40; ++n) {
-        detail::exp_row(x.data(), 0.0f, out.data(), n);
+        kernels::exp_row(x.data(), 0.0f, out.data(), n);
         for (int64_t k = 0; k < n; ++k)
             worst = std::max(worst, std::abs(out[size_t(k)] / std::exp(double(x[size_t(k)])) - 1));
     }
-    detail::exp_row(x.data(), 0.25f, out.data(), int64_t(x.size()), 2.0f);  // exp(x - 0.25)·2
+    kernels::exp_row(x.data(), 0.25f, out.data(), int64_t(x.size()), 2.0f);  // exp(x - 0.25)·2
     for (size_t k = 0; k < x.size(); ++k)
         worst = std::max(worst, std::abs(out[k] / (2 * std::exp(double(x[k] - 0.25f))) - 1));
     CHECK(worst < 4e-7);
-    detail::exp_row(x.data(), 0.0f, out.data(), 9, 1.0f, -0.25f);  // the offset
+    kernels::exp_row(x.data(), 0.0f, out.data(), 9, 1.0f, -0.25f);  // the offset
     for (size_t k = 0; k < 9; ++k) CHECK(out[k] == doctest::Approx(std::exp(double(x[k])) - 0.25).epsilon(1e-6));
     // Far below the threshold: exactly 0; NaN stays NaN; in place works.
     std::vector<float> y = {-1000.0f, -88.0f, NAN, 0.0f, -1.0f, -2.0f, -3.0f, -4.0f, -5.0f};
-    detail::exp_row(y.data(), 0.0f, y.data(), int64_t(y.size()));
+    kernels::exp_row(y.data(), 0.0f, y.data(), int64_t(y.size()));
     CHECK(y[0] == 0.0f);
     CHECK(y[1] < 1e-38f);
     CHECK(std::isnan(y[2]));
     CHECK(y[3] == 1.0f);
     CHECK(y[8] == doctest::Approx(std::exp(-5.0)).epsilon(1e-6));
     std::vector<float> z = {0.0f, -1.0f, -2.0f, -3.0f, -4.0f, -5.0f};
-    CHECK(detail::logsumexp_row(z.data(), 6) == doctest::Approx(std::log(1 + std::exp(-1.0f) + std::exp(-2.0f) +
+    CHECK(kernels::logsumexp_row(z.data(), 6) == doctest::Approx(std::log(1 + std::exp(-1.0f) + std::exp(-2.0f) +
                                                                            std::exp(-3.0f) + std::exp(-4.0f) +
                                                                            std::exp(-5.0f))).epsilon(1e-6));
+}
+
+}  // namespace
+
+TEST_CASE("the vectorised float exp: relative error of a few ulp down to the underflow threshold, on every instruction set")
+{
+    const kernels::Isa chosen = kernels::isa();
+    int variants = 0;
+    for (kernels::Isa isa : kernels::supported_isas()) {
+        CAPTURE(kernels::isa_name(isa));
+        kernels::set_isa(isa);
+        check_exp_kernel();
+        ++variants;
+    }
+    kernels::set_isa(chosen);
+    CHECK(variants == int(kernels::supported_isas().size()));
+    CHECK(variants >= 1);
 }
 
 TEST_CASE("softmax along a non-last axis equals softmax of the permuted tensor")

@@ -1,0 +1,24 @@
+// Compiles the kernel body named by TG_SIMD_BODY (a quoted file name) once per
+// instruction set, each copy in its own namespace with the vector helpers of
+// simd_isa.inl: tg::kernels::sse2 (baseline x86-64) and tg::kernels::avx2
+// (AVX2 and FMA). The file that includes this dispatches between them with
+// kernels::isa() (cpu.hpp). Include <immintrin.h> and <cstring> first.
+
+namespace tg::kernels::sse2 {
+#define TG_SIMD_LANES 4
+#include "engine/kernels/simd_isa.inl"
+#include TG_SIMD_BODY
+#undef TG_SIMD_LANES
+}  // namespace tg::kernels::sse2
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace tg::kernels::avx2 {
+#define TG_SIMD_LANES 8
+#include "engine/kernels/simd_isa.inl"
+#include TG_SIMD_BODY
+#undef TG_SIMD_LANES
+}  // namespace tg::kernels::avx2
+#pragma GCC pop_options
+
+#undef TG_SIMD_BODY
