@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The layering rule of ARCHITECTURE.md, checked: a file includes headers of
+# its own part or of parts below it, never above and never beside it.
+#
+#   rank 0  engine/core     tensor, memory, threads, tape and autodiff, random, op definitions
+#   rank 1  engine/kernels  loops on raw buffers, SIMD, BLAS
+#   rank 2  ops             the op families
+#   rank 3  engine/check    gradient checker, replay, registry sweep
+#   rank 3  engine/io       .npy, checkpoints, xtensor arrays
+#   rank 4  data            datasets
+#   rank 5  nn, optim       modules, optimizers
+#   rank 6  include         the public headers
+# samples/, tests/ and bench/ stand on everything.
+#
+# Usage: scripts/check_layers.sh [REPO]        check the tree (default: this repo)
+#        scripts/check_layers.sh --self-test   check that a planted violation is caught
+set -euo pipefail
+
+part_of() {
+    case "$1" in
+    engine/core/*) echo core ;;
+    engine/kernels/*) echo kernels ;;
+    engine/check/*) echo check ;;
+    engine/io/*) echo io ;;
+    ops/*) echo ops ;;
+    data/*) echo data ;;
+    nn/*) echo nn ;;
+    optim/*) echo optim ;;
+    include/* | tapegrad/*) echo include ;;
+    *) echo "" ;;
+    esac
+}
+
+rank_of() {
+    case "$1" in
+    core) echo 0 ;;
+    kernels) echo 1 ;;
+    ops) echo 2 ;;
+    check | io) echo 3 ;;
+    data) echo 4 ;;
+    nn | optim) echo 5 ;;
+    include) echo 6 ;;
+    esac
+}
+
+check_tree() {
+    local repo="$1" violations=0 checked=0
+    cd "$repo"
+    local files
+    files=$(find engine ops data nn optim include -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.inl' \) 2>/dev/null | sort)
+    for f in $files; do
+        local from from_rank
+        from=$(part_of "$f")
+        [[ -n "$from" ]] || continue
+        from_rank=$(rank_of "$from")
+        while IFS= read -r inc; do
+            [[ -n "$inc" ]] || continue
+            checked=$((checked + 1))
+            local path="$inc"
+            [[ "$inc" == tapegrad/* ]] && path="include/$inc"
+            if [[ ! -f "$path" ]]; then
+                echo "$f: includes \"$inc\", which is not in the tree" >&2
+                violations=$((violations + 1))
+                continue
+            fi
+            local to to_rank
+            to=$(part_of "$path")
+            [[ -n "$to" ]] || continue
+            to_rank=$(rank_of "$to")
+            if [[ "$to" != "$from" && "$to_rank" -ge "$from_rank" ]]; then
+                echo "$f ($from, rank $from_rank) includes \"$inc\" ($to, rank $to_rank): only parts below may be included" >&2
+                violations=$((violations + 1))
+            fi
+        done < <(sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f")
+    done
+    if [[ "$checked" -eq 0 ]]; then
+        echo "check_layers: no includes found under $repo: nothing was checked" >&2
+        return 1
+    fi
+    if [[ "$violations" -gt 0 ]]; then
+        echo "check_layers: $violations include(s) break the layering" >&2
+        return 1
+    fi
+    echo "check_layers: $checked includes follow the layering"
+}
+
+if [[ "${1:-}" == "--self-test" ]]; then
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    mkdir -p "$tmp/engine/core" "$tmp/ops"
+    printf '#pragma once\n' >"$tmp/ops/shape.hpp"
+    printf '#include "engine/core/tensor.hpp"\n' >"$tmp/ops/shape.cpp"
+    printf '#pragma once\n' >"$tmp/engine/core/tensor.hpp"
+    check_tree "$tmp" >/dev/null || { echo "self-test: a clean tree was rejected" >&2; exit 1; }
+    printf '#include "ops/shape.hpp"\n' >"$tmp/engine/core/tensor.cpp"  # the core reaching up
+    if check_tree "$tmp" 2>/dev/null; then
+        echo "self-test: an include from engine/core into ops was not caught" >&2
+        exit 1
+    fi
+    echo "check_layers self-test: a planted upward include is caught"
+    exit 0
+fi
+
+check_tree "${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
