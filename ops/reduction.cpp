@@ -92,15 +92,24 @@ Tensor reduce(const Tensor& x, const axes_type& axes, double init, const char* o
     return cur;
 }
 
+// The attributes of a reduction over axes (all when empty).
+struct ReductionAttrs {
+    axes_type axes;  // normalised and sorted by forward
+    bool keepdims;
+};
+
+// The reduced tensor `kept` (the reduced axes kept as size 1) as the op returns it.
+Tensor reduced(const Tensor& kept, const Tensor& x, const ReductionAttrs& a)
+{
+    return a.keepdims ? kept : reshape(kept, dropped_shape(x.shape(), a.axes));
+}
+
 }  // namespace
 
 namespace {
 struct Sum : Op<Sum> {
     static constexpr const char* name = "sum";
-    struct Attrs {
-        axes_type axes;  // normalised and sorted by forward
-        bool keepdims;
-    };
+    using Attrs = ReductionAttrs;
     static Tensor forward(TensorRefs in, Attrs& a)
     {
         const Tensor& x = in[0];
@@ -119,7 +128,7 @@ struct Sum : Op<Sum> {
         } else {
             kept = reduce(x, a.axes, 0.0, "sum", [](auto acc, auto v) { return acc + v; });
         }
-        return a.keepdims ? kept : reshape(kept, dropped_shape(x.shape(), a.axes));
+        return reduced(kept, x, a);
     }
     static tensor_list backward(const BackwardArgs& g, const Attrs& a)
     {
@@ -178,10 +187,7 @@ namespace {
 struct Max : Op<Max> {
     static constexpr const char* name = "max";
     static constexpr Saves saves = save_input(0) | save_output;
-    struct Attrs {
-        axes_type axes;  // normalised and sorted by forward
-        bool keepdims;
-    };
+    using Attrs = ReductionAttrs;
     static Tensor forward(TensorRefs in, Attrs& a)
     {
         const Tensor& x = in[0];
@@ -192,7 +198,7 @@ struct Max : Op<Max> {
         Tensor kept = reduce(x, a.axes, -INFINITY, "max", [](auto acc, auto v) {
             return (v > acc || std::isnan(v)) ? v : acc;  // NaN wins, as in NumPy
         });
-        return a.keepdims ? kept : reshape(kept, dropped_shape(x.shape(), a.axes));
+        return reduced(kept, x, a);
     }
     static tensor_list backward(const BackwardArgs& g, const Attrs& a)
     {

@@ -197,17 +197,6 @@ void cross_entropy_backward(const T* z, const int64_t* t, const T* lse, const T*
     });
 }
 
-// The target input with some entries set to `value` (samples that hit ignore_index).
-Tensor with_targets(const Tensor& t, std::initializer_list<int64_t> at, int64_t value)
-{
-    Tensor c = t.clone();
-    for (int64_t i : at) c.data<int64_t>()[i] = value;
-    return c;
-}
-
-Tensor pick_rows(const Tensor& x, const Tensor& t, int64_t ignore_index);
-Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ignore_index);
-
 template void softmax_forward(const float*, float*, const AxisSplit&, bool);
 template void softmax_forward(const double*, double*, const AxisSplit&, bool);
 template void softmax_backward(const float*, const float*, float*, const AxisSplit&, bool);
