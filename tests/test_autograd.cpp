@@ -161,7 +161,7 @@ TEST_CASE("autograd: explicit upstream gradient for a non-scalar output")
     CHECK(g[0].to_vector() == Values{3 + 4, 7 + 4, 3 + 6, 7 + 6});
 }
 
-TEST_CASE("autograd: retain_graph allows a second backward; without it the second is an error")
+TEST_CASE("autograd: retain_graph allows a second backward, without it the second is an error")
 {
     tg::Tensor x = tg::from_values({1, 2}, {2}, tg::float64).requires_grad_();
     tg::Tensor y = tg::sum(tg::tanh(x) * x);

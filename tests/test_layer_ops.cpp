@@ -49,7 +49,7 @@ TEST_CASE("linear: x·Wᵀ + b for 1-d, 2-d and 3-d inputs, with and without bia
           "tapegrad: linear: weight must be [out_features, in_features], got [4]");
 }
 
-TEST_CASE("dropout: reseeded generator gives the same mask; scaling, eval, p = 0 and p = 1")
+TEST_CASE("dropout: reseeded generator gives the same mask, scaling, eval, p = 0 and p = 1")
 {
     Tensor x = ones({200, 500});
     Generator g1(42), g2(42), g3(43);

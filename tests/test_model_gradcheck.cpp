@@ -141,7 +141,7 @@ TEST_CASE("model gradcheck: ops without a replay closure fall back to re-running
     CHECK(bad.failed_inputs() == std::vector<std::string>{"1.s"});
 }
 
-TEST_CASE("model gradcheck: batch norm and dropout in training mode; buffers restored")
+TEST_CASE("model gradcheck: batch norm and dropout in training mode, buffers restored")
 {
     tg::Generator gen(2);
     auto model = std::make_shared<tg::nn::Sequential>(std::initializer_list<std::shared_ptr<tg::nn::Module>>{

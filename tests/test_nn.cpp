@@ -82,7 +82,7 @@ TEST_CASE("nn: named_parameters of a Sequential are '<index>.<name>' in registra
     }
 }
 
-TEST_CASE("nn: nested modules join names with '.'; buffers are named the same way")
+TEST_CASE("nn: nested modules join names with '.', buffers are named the same way")
 {
     tg::Generator gen(1);
     auto inner_ptr = std::make_shared<nn::Sequential>();
@@ -136,7 +136,7 @@ TEST_CASE("nn: modules cannot be copied (their weight/bias members refer to thei
 
 // --- gradients and modes ---------------------------------------------------------------------
 
-TEST_CASE("nn: backward fills every parameter's grad; zero_grad drops them recursively")
+TEST_CASE("nn: backward fills every parameter's grad, zero_grad drops them recursively")
 {
     tg::Generator gen(3);
     auto mlp = nn::reference_mlp(&gen);
@@ -160,7 +160,7 @@ TEST_CASE("nn: backward fills every parameter's grad; zero_grad drops them recur
     check_equal(mlp->named_parameters()[5].second.grad(), tg::full({10}, 4.0));
 }
 
-TEST_CASE("nn: train()/eval() reach every nested module; Dropout is the identity in eval")
+TEST_CASE("nn: train()/eval() reach every nested module, Dropout is the identity in eval")
 {
     auto drop = std::make_shared<nn::Dropout>(0.5, 11);
     auto inner = std::make_shared<nn::Sequential>();
@@ -645,7 +645,7 @@ TEST_CASE("nn: reference_mlp with SGD fits random data: the loss goes down")
     CHECK(right >= 60);
 }
 
-TEST_CASE("Dropout: unseeded layers drop different positions; seeding the default generator fixes them")
+TEST_CASE("Dropout: unseeded layers drop different positions, seeding the default generator fixes them")
 {
     auto mask_of = [](nn::Dropout& d) { return d(tg::ones({64})).to_vector(); };
     tg::default_generator().manual_seed(123);

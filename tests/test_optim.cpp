@@ -249,7 +249,7 @@ TEST_CASE("optimizers: float32 parameters follow the float64 run closely")
     }
 }
 
-TEST_CASE("optimizers: parameters without a gradient are skipped; zero_grad drops gradients")
+TEST_CASE("optimizers: parameters without a gradient are skipped, zero_grad drops gradients")
 {
     auto params = reference_params();
     SGD opt(params, {.lr = 0.1, .momentum = 0.9});
