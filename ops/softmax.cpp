@@ -50,11 +50,16 @@ struct Softmax : Op<Softmax<Log>> {
     static std::vector<OpSample> samples()
     {
         using S = Softmax<Log>;
+        // Rows of the float exp kernel: shorter than a 4-lane vector (scalar),
+        // shorter than 8 (4 lanes on AVX2), whole vectors, a partial last one;
+        // and the strided loop for an axis that is not the last.
         std::vector<OpSample> out = {
             S::sample("[4,7] last axis", {real("x", {4, 7})}, Attrs{-1}),
             S::sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, Attrs{1}),
             S::sample("[5,3] axis 0", {real("x", {5, 3})}, Attrs{0}),
             S::sample("[2,19] last axis, row longer than 8", {real("x", {2, 19})}, Attrs{-1}),
+            S::sample("[3,16] last axis, whole vectors", {real("x", {3, 16})}, Attrs{-1}),
+            S::sample("[4,3] last axis, shorter than a vector", {real("x", {4, 3})}, Attrs{-1}),
         };
         if (!Log) out.push_back(S::sample("[6] 1-d", {real("x", {6})}, Attrs{0}));
         return out;
