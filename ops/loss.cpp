@@ -144,20 +144,21 @@ struct CrossEntropyRows : Op<CrossEntropyRows> {
     static constexpr const char* name = "cross_entropy";
     static constexpr Saves saves = save_input(0) | save_input(1);
     using Attrs = XentConfig;  // forward counts `valid`
-    // Keeps log Σ exp of each row.
+    // Keeps log Σ exp of each row, as its max and log Σ exp(z - max).
     static Tensor forward(TensorRefs in, Attrs& cfg, OpContext& ctx)
     {
         const Tensor &z = in[0], &t = in[1];
         cfg.valid = count_valid("cross_entropy", z, t, cfg.ignore_index);
         int64_t m = z.shape()[0], c = z.shape()[1];
-        Tensor lse = Tensor::empty({m}, z.dtype());
+        Tensor lse = Tensor::empty({m, 2}, z.dtype());  // per row: max, log Σ exp(z - max)
         bool per_row = cfg.reduction == Reduction::none;
         Tensor out = Tensor::empty(per_row ? shape_type{m} : shape_type{}, z.dtype());
         TG_DISPATCH_FLOATING(z.dtype(), "cross_entropy", [&] {
             using T = scalar_t;
             std::vector<T> row_loss(per_row ? 0 : size_t(m));
             T* loss = per_row ? out.data<T>() : row_loss.data();
-            kernels::cross_entropy_forward(z.data<T>(), t.data<int64_t>(), m, c, cfg.ignore_index, cfg.smoothing, lse.data<T>(), loss);
+            kernels::cross_entropy_forward(z.data<T>(), t.data<int64_t>(), m, c, cfg.ignore_index, cfg.smoothing,
+                                           lse.data<T>(), loss);
             if (!per_row) {
                 double total = 0;
                 for (int64_t r = 0; r < m; ++r) total += double(loss[r]);

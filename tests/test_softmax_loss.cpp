@@ -98,7 +98,9 @@ void check_exp_kernel()
     CHECK(y[3] == 1.0f);
     CHECK(y[8] == doctest::Approx(std::exp(-5.0)).epsilon(1e-6));
     std::vector<float> z = {0.0f, -1.0f, -2.0f, -3.0f, -4.0f, -5.0f};
-    CHECK(kernels::logsumexp_row(z.data(), 6) == doctest::Approx(std::log(1 + std::exp(-1.0f) + std::exp(-2.0f) +
+    kernels::RowLse<float> lse = kernels::logsumexp_row(z.data(), 6);
+    CHECK(lse.max == 0.0f);
+    CHECK(lse.max + lse.log_sum == doctest::Approx(std::log(1 + std::exp(-1.0f) + std::exp(-2.0f) +
                                                                            std::exp(-3.0f) + std::exp(-4.0f) +
                                                                            std::exp(-5.0f))).epsilon(1e-6));
 }
@@ -406,4 +408,29 @@ TEST_CASE("binary_cross_entropy_with_logits: pos_weight against the naive formul
     CHECK(e.find("pos_weight of shape [3] does not broadcast to the logits' shape [3, 4]") != std::string::npos);
     e = error_of([&] { binary_cross_entropy_with_logits(x, zeros({4}, float64)); });
     CHECK(e.find("logits of shape [3, 4] and target of shape [4] differ") != std::string::npos);
+}
+
+namespace {
+#include "tests/fixtures/softmax_extreme.inc"
+}  // namespace
+
+TEST_CASE("float32 log_softmax and cross_entropy at logits of 1e4 agree with PyTorch to 1e-4")
+{
+    // x - (max + log Σ) in float32 rounds max + log Σ to a few 1e-4 at 1e4;
+    // (x - max) - log Σ does not.
+    const int64_t n = extreme_rows * extreme_classes;
+    std::vector<double> logits(extreme_logits, extreme_logits + n);
+    Tensor z = from_values(logits, {extreme_rows, extreme_classes}, float32).requires_grad_();
+    Tensor t = from_values(std::vector<double>(extreme_targets, extreme_targets + extreme_rows), {extreme_rows}, int64);
+    check_close(log_softmax(z, 1).to_vector(), std::vector<double>(extreme_log_softmax, extreme_log_softmax + n), 1e-4);
+    for (const kernels::Isa isa : kernels::supported_isas()) {
+        CAPTURE(kernels::isa_name(isa));
+        const kernels::Isa chosen = kernels::isa();
+        kernels::set_isa(isa);
+        Tensor loss = cross_entropy(z, t, Reduction::mean, -100, 0.1);
+        CHECK(loss.item() == doctest::Approx(extreme_loss[0]).epsilon(1e-4));
+        Tensor g = grad({loss}, {z})[0];
+        check_close(g.to_vector(), std::vector<double>(extreme_grad, extreme_grad + n), 1e-4);
+        kernels::set_isa(chosen);
+    }
 }

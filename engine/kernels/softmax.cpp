@@ -22,7 +22,7 @@
 
 namespace tg::kernels {
 
-float logsumexp_row(const float* x, int64_t n)
+RowLse<float> logsumexp_row(const float* x, int64_t n)
 {
     return isa() == Isa::avx2 ? avx2::logsumexp_row(x, n) : sse2::logsumexp_row(x, n);
 }
@@ -33,13 +33,13 @@ void exp_row(const float* x, float shift, float* out, int64_t n, float scale, fl
 }
 
 // float64 is the checker's dtype: the library exp, exact to the last bit.
-double logsumexp_row(const double* x, int64_t n)
+RowLse<double> logsumexp_row(const double* x, int64_t n)
 {
     double m = max_row(x, n);
-    if (!(m > -INFINITY && m < INFINITY)) return m + std::log(double(n));
+    if (!(m > -INFINITY && m < INFINITY)) return {m, std::log(double(n))};
     double s = 0;
     for (int64_t k = 0; k < n; ++k) s += std::exp(x[k] - m);
-    return m + std::log(s);
+    return {m, std::log(s)};
 }
 
 void exp_row(const double* x, double shift, double* out, int64_t n, double scale, double offset)
@@ -78,8 +78,8 @@ void softmax_forward(const T* x, T* y, const AxisSplit& s, bool log)
             const T* xr = x + o * n;
             T* yr = y + o * n;
             if (log) {
-                T lse = logsumexp_row(xr, n);
-                for (int64_t k = 0; k < n; ++k) yr[k] = xr[k] - lse;
+                RowLse<T> lse = logsumexp_row(xr, n);
+                for (int64_t k = 0; k < n; ++k) yr[k] = (xr[k] - lse.max) - lse.log_sum;
                 return;
             }
             exp_row(xr, max_row(xr, n), yr, n);
@@ -99,10 +99,10 @@ void softmax_forward(const T* x, T* y, const AxisSplit& s, bool log)
                 exp_row(e, T(0), e, in);
                 for (int64_t i = 0; i < in; ++i) sum[i] += e[i];
             }
-            if (log) {
-                for (int64_t i = 0; i < in; ++i) mx[i] += std::log(sum[i]);
+            if (log) {  // (x - max) - log Σ, as for a contiguous row
+                for (int64_t i = 0; i < in; ++i) sum[i] = std::log(sum[i]);
                 for (int64_t k = 0; k < n; ++k)
-                    for (int64_t i = 0; i < in; ++i) yb[k * in + i] = xb[k * in + i] - mx[i];
+                    for (int64_t i = 0; i < in; ++i) yb[k * in + i] = (xb[k * in + i] - mx[i]) - sum[i];
             } else {
                 for (int64_t i = 0; i < in; ++i) sum[i] = T(1) / sum[i];
                 for (int64_t k = 0; k < n; ++k)
@@ -154,33 +154,36 @@ void softmax_backward(const T* g, const T* y, T* dx, const AxisSplit& s, bool lo
 int64_t row_grain(int64_t classes) { return std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(classes, 1)); }
 
 template <class T>
-void cross_entropy_forward(const T* z, const int64_t* t, int64_t rows, int64_t classes, int64_t ignore_index, double smoothing, T* lse, T* loss)
+void cross_entropy_forward(const T* z, const int64_t* t, int64_t rows, int64_t classes, int64_t ignore_index,
+                           double smoothing, T* lse, T* loss)
 {
     const T on = T(1 - smoothing), off = T(smoothing / double(classes));
     parallel_for(rows, row_grain(classes), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             if (t[r] == ignore_index) {
-                lse[r] = 0;
+                lse[2 * r] = lse[2 * r + 1] = 0;
                 loss[r] = 0;
                 continue;
             }
             const T* zr = z + r * classes;
-            T l = logsumexp_row(zr, classes);
-            T value = on * (l - zr[t[r]]);
+            const RowLse<T> l = logsumexp_row(zr, classes);
+            // lse - z = (max - z) + log Σ: exact where z is near the maximum.
+            T value = on * ((l.max - zr[t[r]]) + l.log_sum);
             if (smoothing != 0) {
                 T s = 0;
-                for (int64_t c = 0; c < classes; ++c) s += l - zr[c];
+                for (int64_t c = 0; c < classes; ++c) s += (l.max - zr[c]) + l.log_sum;
                 value += off * s;
             }
-            lse[r] = l;
+            lse[2 * r] = l.max;
+            lse[2 * r + 1] = l.log_sum;
             loss[r] = value;
         }
     });
 }
 
 template <class T>
-void cross_entropy_backward(const T* z, const int64_t* t, const T* lse, const T* g, bool per_row, T scale, int64_t rows,
-                   int64_t classes, int64_t ignore_index, double smoothing, T* dz)
+void cross_entropy_backward(const T* z, const int64_t* t, const T* lse, const T* g, bool per_row, T scale,
+                            int64_t rows, int64_t classes, int64_t ignore_index, double smoothing, T* dz)
 {
     const T on = T(1 - smoothing), off = T(smoothing / double(classes));
     parallel_for(rows, row_grain(classes), [&](int64_t r0, int64_t r1) {
@@ -191,7 +194,8 @@ void cross_entropy_backward(const T* z, const int64_t* t, const T* lse, const T*
                 continue;
             }
             T s = per_row ? g[r] : scale, so = s * off;
-            exp_row(z + r * classes, lse[r], d, classes, s, -so);
+            // softmax = exp(z - max) / Σ: the 1/Σ goes into the scale.
+            exp_row(z + r * classes, lse[2 * r], d, classes, s * std::exp(-lse[2 * r + 1]), -so);
             d[t[r]] -= s * on;
         }
     });

@@ -7,9 +7,16 @@
 
 namespace tg::kernels {
 
-// log Σ exp(x[k]) over a contiguous row, with the maximum subtracted.
-float logsumexp_row(const float* x, int64_t n);
-double logsumexp_row(const double* x, int64_t n);
+// log Σ exp(x[k]) over a contiguous row as its two terms: the maximum m and
+// log Σ exp(x[k] - m). Kept apart so that x - log Σ exp is computed as
+// (x - m) - log_sum: at logits of 1e4 in float32, m + log_sum alone would be
+// rounded to a few 1e-4.
+template <class T>
+struct RowLse {
+    T max, log_sum;
+};
+RowLse<float> logsumexp_row(const float* x, int64_t n);
+RowLse<double> logsumexp_row(const double* x, int64_t n);
 // out[k] = exp(x[k] - shift)·scale + offset, for shift >= max(x) (vectorised
 // for float); out may be x.
 void exp_row(const float* x, float shift, float* out, int64_t n, float scale = 1, float offset = 0);
@@ -23,14 +30,15 @@ template <class T>
 void softmax_backward(const T* g, const T* y, T* dx, const AxisSplit& s, bool log);
 
 // Cross-entropy of rows of logits z [rows, classes] against class targets t,
-// with label smoothing ε: lse[r] = log Σ_c exp z[r, c] and
+// with label smoothing ε: lse[r] = log Σ_c exp z[r, c] (stored as its two
+// terms, lse[2r] = max and lse[2r + 1] = log Σ exp(z - max)) and
 // loss[r] = (1-ε)·(lse - z[r, t]) + ε/C·Σ_c (lse - z[r, c]); rows whose
 // target is ignore_index get 0 for both.
 template <class T>
 void cross_entropy_forward(const T* z, const int64_t* t, int64_t rows, int64_t classes, int64_t ignore_index,
                            double smoothing, T* lse, T* loss);
 // dz[r, c] = (softmax(z)[r, c] - q[r, c])·scale[r], q = (1-ε)·onehot(t) + ε/C;
-// scale[r] is g[r] (per_row) or `scale`; ignored rows get 0.
+// scale[r] is g[r] (per_row) or `scale`; ignored rows get 0; lse as the forward left it.
 template <class T>
 void cross_entropy_backward(const T* z, const int64_t* t, const T* lse, const T* g, bool per_row, T scale,
                             int64_t rows, int64_t classes, int64_t ignore_index, double smoothing, T* dz);

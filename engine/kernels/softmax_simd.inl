@@ -31,14 +31,14 @@ inline void exp_row_scalar(const float* x, float shift, float* out, int64_t n, f
 {
     for (int64_t k = 0; k < n; ++k) out[k] = std::exp(x[k] - shift) * scale + offset;
 }
-inline float logsumexp_row_scalar(const float* x, int64_t n)
+inline RowLse<float> logsumexp_row_scalar(const float* x, int64_t n)
 {
     float m = -INFINITY;
     for (int64_t k = 0; k < n; ++k) m = m < x[k] ? x[k] : m;
-    if (!(m > -INFINITY && m < INFINITY)) return m + std::log(float(n));
+    if (!(m > -INFINITY && m < INFINITY)) return {m, std::log(float(n))};
     float s = 0;
     for (int64_t k = 0; k < n; ++k) s += std::exp(x[k] - m);
-    return m + std::log(s);
+    return {m, std::log(s)};
 }
 
 // out[k] = exp(x[k] - shift)·scale + offset; out may be x. The last,
@@ -60,9 +60,9 @@ template <class V, class I>
     if (k < n) store(out + n - L, exp_v<V, I>(last - shift) * scale + offset);
 }
 
-// log Σ exp(x[k]) = m + log Σ exp(x[k] - m), m the maximum.
+// log Σ exp(x[k]) = m + log Σ exp(x[k] - m), m the maximum, as its two terms.
 template <class V, class I>
-[[gnu::always_inline]] inline float logsumexp_row_v(const float* x, int64_t n)
+[[gnu::always_inline]] inline RowLse<float> logsumexp_row_v(const float* x, int64_t n)
 {
     constexpr int64_t L = sizeof(V) / 4;
     if (n < L) {
@@ -77,7 +77,7 @@ template <class V, class I>
     }
     float m = mv[0];
     for (int64_t j = 1; j < L; ++j) m = m < mv[j] ? mv[j] : m;
-    if (!(m > -INFINITY && m < INFINITY)) return m + std::log(float(n));  // ±inf rows
+    if (!(m > -INFINITY && m < INFINITY)) return {m, std::log(float(n))};  // ±inf rows
     V acc{};
     for (k = 0; k + L <= n; k += L) acc += exp_v<V, I>(load<V>(x + k) - m);
     if (k < n) {
@@ -89,11 +89,11 @@ template <class V, class I>
     }
     float s = 0;
     for (int64_t j = 0; j < L; ++j) s += acc[j];
-    return m + std::log(s);
+    return {m, std::log(s)};
 }
 
 void exp_row(const float* x, float shift, float* out, int64_t n, float scale, float offset)
 {
     exp_row_v<vf, vi>(x, shift, out, n, scale, offset);
 }
-float logsumexp_row(const float* x, int64_t n) { return logsumexp_row_v<vf, vi>(x, n); }
+RowLse<float> logsumexp_row(const float* x, int64_t n) { return logsumexp_row_v<vf, vi>(x, n); }
