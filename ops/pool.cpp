@@ -12,6 +12,7 @@
 
 #include "engine/core/op.hpp"
 #include "engine/kernels/pool.hpp"
+#include "ops/elementwise.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {
@@ -128,6 +129,47 @@ bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
     return true;
 }
 
+// --- what the samples feed the kernels -------------------------------------------------------
+
+// x [N, C, H, W] with each element repeated rh × rw times: [N, C, rh·H, rw·W]
+// (a 2×2 window of repeat(x, 2, 2) holds one value four times: a tie).
+Tensor repeat(const Tensor& x, int64_t rh, int64_t rw)
+{
+    const shape_type& s = x.shape();
+    Tensor t = broadcast_to(reshape(x, {s[0], s[1], s[2], 1, s[3], 1}), {s[0], s[1], s[2], rh, s[3], rw});
+    return reshape(t, {s[0], s[1], rh * s[2], rw * s[3]});
+}
+
+// x with NaN at the flat positions `at` (x + c, c 0 elsewhere).
+Tensor with_nan(const Tensor& x, const std::vector<int64_t>& at)
+{
+    std::vector<double> c(size_t(x.numel()), 0.0);
+    for (int64_t i : at) c[size_t(i)] = std::nan("");
+    return x + from_values(c, x.shape(), x.dtype());
+}
+
+// y where it is a number, 0 where NaN (relu of NaN is 0, and so is its
+// gradient): what the gradient checker can compare.
+Tensor zero_nan(const Tensor& y) { return relu(y) - relu(-y); }
+
+// The indices of 2×2 stride-2 windows tiling [N, C, 2·Ho, 2·Wo] for outputs
+// [N, C, Ho, Wo]: output o takes element k[o] of its window (k an index input
+// in [0, 4): top left, top right, bottom left, bottom right); the outputs at
+// the flat positions `foreign` take an index of the next window in their row
+// (of the one before, for the last; rows of at least 2 windows), outside
+// their own window.
+Tensor window_indices(const Tensor& k, const std::vector<int64_t>& foreign = {})
+{
+    const int64_t ho = k.shape()[2], wo = k.shape()[3], w = 2 * wo;
+    Tensor idx = Tensor::empty(k.shape(), int64);
+    const int64_t* kd = k.data<int64_t>();
+    int64_t* d = idx.data<int64_t>();
+    auto at = [&](int64_t oh, int64_t ow, int64_t e) { return 2 * oh * w + 2 * ow + (e & 1) + (e >> 1) * w; };
+    for (int64_t o = 0; o < k.numel(); ++o) d[o] = at(o / wo % ho, o % wo, kd[o]);
+    for (int64_t o : foreign) d[o] = at(o / wo % ho, o % wo + 1 < wo ? o % wo + 1 : o % wo - 1, kd[o]);
+    return idx;
+}
+
 }  // namespace
 
 // --- max pooling ------------------------------------------------------------------------------
@@ -156,15 +198,51 @@ struct MaxPool2d : Op<MaxPool2d> {
     }
     static tensor_list backward(const BackwardArgs& a) { return {max_pool2d_backward(a.grad, a.kept(0), a.input_shape(0))}; }
     static bool delta(DeltaArgs& d, const Attrs& a) { return max_pool2d_delta(d, {a.kernel, a.stride, a.padding}); }
+    // Float64 runs the scalar loops, float32 (the sweep's float32 check) the
+    // SIMD kernels of this CPU: 8 windows a step on AVX2, 4 on SSE2.
     static std::vector<OpSample> samples()
     {
+        const Attrs k2{2, Int2(), 0};
         return {
-            sample("[2,2,4,4] k2 (stride = kernel)", {real("x", {2, 2, 4, 4})}, Attrs{2, Int2(), 0}),
+            // The generic loop: padding, odd sizes, overlapping and non-square windows.
             sample("[2,2,5,5] k3 s2 p1 (odd size, padding)", {real("x", {2, 2, 5, 5})}, Attrs{3, 2, 1}),
             sample("[1,3,5,7] k(2,3) s(1,2) p(1,1) (overlapping, non-square)", {real("x", {1, 3, 5, 7})},
                    Attrs{{2, 3}, {1, 2}, {1, 1}}),
             tg::sample("[3,5,4] unbatched, k2 s1", {real("x", {3, 5, 4})},
                        [](const tensor_list& x) { return max_pool2d(x[0], 2, 1); }),
+            // The 2×2 stride-2 kernels; the row widths pick their branches.
+            sample("[2,2,4,32] k2: rows of 16 windows, whole vector steps", {real("x", {2, 2, 4, 32})}, k2),
+            sample("[2,3,6,22] k2: rows of 11, a last vector step overlapping the one before",
+                   {real("x", {2, 3, 6, 22})}, k2),
+            sample("[1,3,4,12] k2: rows of 6 (on AVX2 narrower than a step: steps into the rows after, the last "
+                   "rows scalar)",
+                   {real("x", {1, 3, 4, 12})}, k2),
+            sample("[2,2,4,4] k2 (stride = kernel): rows of 2, steps into the rows after, the last rows scalar",
+                   {real("x", {2, 2, 4, 4})}, k2),
+            sample("[2,2,5,19] k2: odd H and W, the last row and column in no window (the backward scatters)",
+                   {real("x", {2, 2, 5, 19})}, k2),
+            // Ties (values repeated): the first maximum in scan order takes the
+            // gradient (the checker sees the sum over the copies;
+            // tests/test_kernels_pool.cpp checks which copy).
+            tg::sample("[2,2,4,22] k2 of x [2,2,2,11] repeated 2x2: every window a four-way tie",
+                       {real("x", {2, 2, 2, 11})},
+                       [](const tensor_list& x) { return max_pool2d(repeat(x[0], 2, 2), 2); }),
+            tg::sample("[1,2,5,8] k3 s1 p1 of x [1,2,5,4] with columns repeated: ties in the generic loop",
+                       {real("x", {1, 2, 5, 4})},
+                       [](const tensor_list& x) { return max_pool2d(repeat(x[0], 1, 2), 3, 1, 1); }),
+            // NaN wins its window (then zeroed here for the checker): first in
+            // scan order, last after a maximum, two in a window, in the
+            // overlapping step; and in plane 1's first window.
+            tg::sample("[2,2,4,20] k2 with NaN (windows (0,1) first, (0,3) last, (0,5) two, (1,9) overlap step)",
+                       {real("x", {2, 2, 4, 20})},
+                       [](const tensor_list& x) {
+                           return zero_nan(max_pool2d(with_nan(x[0], {2, 27, 11, 30, 59, 81}), 2));
+                       }),
+            tg::sample("[1,2,5,5] k3 s2 p1 with NaN: the generic loop stops at the first",
+                       {real("x", {1, 2, 5, 5})},
+                       [](const tensor_list& x) {
+                           return zero_nan(max_pool2d(with_nan(x[0], {0, 12, 19, 23}), 3, 2, 1));
+                       }),
         };
     }
 };
@@ -211,10 +289,33 @@ struct MaxPool2dBackward : Op<MaxPool2dBackward> {
         return dx;
     }
     static tensor_list backward(const BackwardArgs& a) { return {max_pool2d_gather(a.grad, a.input(1)), Tensor()}; }
+    // Float64 scatters; float32 writes 2×2 stride-2 windows tiling the plane
+    // densely with the SIMD kernel, when each index is in its own window.
     static std::vector<OpSample> samples()
     {
-        return {sample("[2,2,3,3] into [2,2,5,5] (repeated indices add up)",
-                       {real("g", {2, 2, 3, 3}), index("indices", {2, 2, 3, 3}, 25)}, Attrs{{2, 2, 5, 5}})};
+        auto tiled = [](std::string label, shape_type g, std::vector<int64_t> foreign = {}) {
+            shape_type x{g[0], g[1], 2 * g[2], 2 * g[3]};
+            return tg::sample(std::move(label), {real("g", g), index("k", g, 4)},
+                              [x, foreign](const tensor_list& in) {
+                                  return max_pool2d_backward(in[0], window_indices(in[1], foreign), x);
+                              });
+        };
+        return {
+            sample("[2,2,3,3] into [2,2,5,5] (any indices, repeats add up: the scatter)",
+                   {real("g", {2, 2, 3, 3}), index("indices", {2, 2, 3, 3}, 25)}, Attrs{{2, 2, 5, 5}}),
+            tiled("[1,2,3,16] into [1,2,6,32], own windows: dense, whole vector steps", {1, 2, 3, 16}),
+            tiled("[2,3,4,11] into [2,3,8,22], own windows: dense, a last step overlapping", {2, 3, 4, 11}),
+            // Some planes hold an index of another window: the dense kernel
+            // gives up on them and they are scattered; the others stay dense.
+            tiled("[2,2,4,11] into [2,2,8,22], planes 0 and 2 with a foreign index (whole step, overlapping step)",
+                  {2, 2, 4, 11}, {3, 2 * 44 + 11 + 10}),
+            tiled("[2,2,2,6] into [2,2,4,12], plane 1 with a foreign index (rows of 6: on AVX2 steps into the rows "
+                  "after)",
+                  {2, 2, 2, 6}, {12 + 6 + 5}),
+            tiled("[2,2,3,3] into [2,2,6,6], rows of 3: planes 1, 2 dense; a foreign index in a step into the rows "
+                  "after (plane 0) and in a last, scalar row (plane 3)",
+                  {2, 2, 3, 3}, {1, 27 + 6 + 1}),
+        };
     }
 };
 TG_REGISTER_OP(MaxPool2dBackward);
