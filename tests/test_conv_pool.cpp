@@ -362,7 +362,7 @@ TEST_CASE("max_pool2d: values, argmax indices and gradient match direct loops")
         }
 }
 
-TEST_CASE("max_pool2d: ties go to the first maximum in scan order; padding never wins")
+TEST_CASE("max_pool2d: ties go to the first maximum in scan order, and padding never wins")
 {
     // All equal: each window's first element (row-major) takes the gradient.
     tg::Tensor x = tg::full({1, 1, 4, 4}, -3.0, tg::float64).requires_grad_();
