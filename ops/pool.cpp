@@ -1,30 +1,23 @@
-// Pooling. Max pooling saves the argmax of each window (int64) and its
-// backward scatters to it; the scatter and the gather are each other's
-// adjoint, so the gradient can be differentiated again. Average pooling and
-// adaptive average pooling are linear: each op's backward is its adjoint, and
-// the adjoint's backward is the op.
+// Pooling: the op definitions (the loops are in engine/kernels/pool.cpp). Max
+// pooling keeps the argmax of each window (int64) and its backward scatters
+// to it; the scatter and the gather are each other's adjoint, so the gradient
+// can be differentiated again. Average pooling and adaptive average pooling
+// are linear: each op's backward is its adjoint, and the adjoint's backward is
+// the op.
 #include "ops/pool.hpp"
 
-#include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <limits>
-#include <type_traits>
 #include <vector>
 
-#include <immintrin.h>
-
 #include "engine/core/op.hpp"
-#include "engine/core/parallel.hpp"
-#include "engine/kernels/elementwise.hpp"
+#include "engine/kernels/pool.hpp"
+#include "ops/elementwise.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {
 
 namespace {
-
-// Planes per parallel chunk: about elementwise_grain elements each.
-int64_t plane_grain(int64_t plane) { return std::max<int64_t>(1, kernels::elementwise_grain / std::max<int64_t>(1, plane)); }
 
 void check_input(const char* op, const Tensor& x)
 {
@@ -33,18 +26,34 @@ void check_input(const char* op, const Tensor& x)
     TG_CHECK(is_floating(x.dtype()), op, ": input must be float32 or float64, got ", dtype_name(x.dtype()));
 }
 
-// Window bounds along one axis, clipped to the input, and each window's divisor.
-struct Axis {
-    std::vector<int64_t> begin, end;
-    std::vector<double> divisor;
-};
+void check_input_shape(const char* op, const Tensor& grad, const shape_type& input_shape)
+{
+    TG_CHECK(grad.defined(), op, ": undefined gradient");
+    TG_CHECK(is_floating(grad.dtype()), op, ": gradient must be float32 or float64, got ", dtype_name(grad.dtype()));
+    TG_CHECK(input_shape.size() == 4 && grad.dim() == 4, op, ": expected a 4-d gradient and input shape, got ",
+             grad.shape(), " and ", input_shape);
+}
 
-struct Windows {
-    int64_t planes = 0, h = 0, w = 0;  // input
-    Axis rows, cols;
-    int64_t ho() const { return int64_t(rows.begin.size()); }
-    int64_t wo() const { return int64_t(cols.begin.size()); }
-};
+// Checks that grad has the shape of input_shape's pooled output.
+void check_grad(const char* op, const Tensor& grad, const shape_type& input_shape, const kernels::PoolWindows& win)
+{
+    shape_type want{input_shape[0], input_shape[1], win.ho(), win.wo()};
+    TG_CHECK(grad.shape() == want, op, ": gradient of shape ", grad.shape(), " for an input of shape ", input_shape,
+             " whose pooled shape is ", want);
+}
+
+void check_indices(const char* op, const Tensor& indices, const shape_type& shape)
+{
+    TG_CHECK(indices.defined() && indices.dtype() == int64, op, ": indices must be an int64 tensor");
+    TG_CHECK(indices.shape() == shape, op, ": indices of shape ", indices.shape(), " for values of shape ", shape);
+}
+
+// `bad`: -1, or the position of an index the kernel found outside its plane.
+void check_in_plane(const char* op, int64_t bad, const Tensor& indices, const shape_type& input_shape)
+{
+    TG_CHECK(bad < 0, op, ": index ", indices.data<int64_t>()[bad], " outside the ", input_shape[2], "x",
+             input_shape[3], " plane of input shape ", input_shape);
+}
 
 struct PoolParams {
     Int2 kernel, stride, padding;
@@ -66,357 +75,22 @@ PoolParams pool_params(const char* op, const shape_type& input, Int2 kernel, Int
     return {kernel, stride, padding};
 }
 
-Axis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad)
+kernels::PoolWindows pool_windows(const shape_type& input, const PoolParams& p, bool count_pad)
 {
-    Axis a;
-    const int64_t out = (in + 2 * p - k) / s + 1;
-    for (int64_t o = 0; o < out; ++o) {
-        int64_t b = o * s - p, e = b + k;  // e <= in + p
-        a.divisor.push_back(double(count_pad ? k : std::min(e, in) - std::max<int64_t>(b, 0)));
-        a.begin.push_back(std::max<int64_t>(b, 0));
-        a.end.push_back(std::min(e, in));
-    }
-    return a;
+    return kernels::pool_windows(input[0] * input[1], input[2], input[3],
+                                 {p.kernel.h, p.kernel.w, p.stride.h, p.stride.w, p.padding.h, p.padding.w}, count_pad);
 }
 
-Axis adaptive_axis(int64_t in, int64_t out)
+kernels::PoolWindows adaptive_windows(const shape_type& input, Int2 out)
 {
-    Axis a;
-    for (int64_t o = 0; o < out; ++o) {
-        int64_t b = o * in / out, e = ((o + 1) * in + out - 1) / out;
-        a.begin.push_back(b);
-        a.end.push_back(e);
-        a.divisor.push_back(double(e - b));
-    }
-    return a;
+    return kernels::adaptive_windows(input[0] * input[1], input[2], input[3], out.h, out.w);
 }
 
-Windows pool_windows(const shape_type& input, const PoolParams& p, bool count_pad)
-{
-    return {input[0] * input[1], input[2], input[3],
-            pool_axis(input[2], p.kernel.h, p.stride.h, p.padding.h, count_pad),
-            pool_axis(input[3], p.kernel.w, p.stride.w, p.padding.w, count_pad)};
-}
-
-Windows adaptive_windows(const shape_type& input, Int2 out)
-{
-    return {input[0] * input[1], input[2], input[3], adaptive_axis(input[2], out.h), adaptive_axis(input[3], out.w)};
-}
-
-// y[o] = Σ_{i in window o} x[i] / divisor(o)
-template <class T>
-void window_mean(const T* x, T* y, const Windows& win)
-{
-    const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
-    parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-            const T* xp = x + p * plane;
-            T* yp = y + p * ho * wo;
-            for (int64_t oh = 0; oh < ho; ++oh)
-                for (int64_t ow = 0; ow < wo; ++ow) {
-                    T s = 0;
-                    for (int64_t ih = win.rows.begin[size_t(oh)]; ih < win.rows.end[size_t(oh)]; ++ih)
-                        for (int64_t iw = win.cols.begin[size_t(ow)]; iw < win.cols.end[size_t(ow)]; ++iw)
-                            s += xp[ih * win.w + iw];
-                    yp[oh * wo + ow] = T(s / (win.rows.divisor[size_t(oh)] * win.cols.divisor[size_t(ow)]));
-                }
-        }
-    });
-}
-
-// The adjoint: dx[i] = Σ_{o whose window holds i} g[o] / divisor(o)
-template <class T>
-void window_mean_adjoint(const T* g, T* dx, const Windows& win)
-{
-    const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
-    parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p) {
-            T* dp = dx + p * plane;
-            const T* gp = g + p * ho * wo;
-            std::fill(dp, dp + plane, T(0));
-            for (int64_t oh = 0; oh < ho; ++oh)
-                for (int64_t ow = 0; ow < wo; ++ow) {
-                    const T v = T(gp[oh * wo + ow] / (win.rows.divisor[size_t(oh)] * win.cols.divisor[size_t(ow)]));
-                    for (int64_t ih = win.rows.begin[size_t(oh)]; ih < win.rows.end[size_t(oh)]; ++ih)
-                        for (int64_t iw = win.cols.begin[size_t(ow)]; iw < win.cols.end[size_t(ow)]; ++iw)
-                            dp[ih * win.w + iw] += v;
-                }
-        }
-    });
-}
-
-// --- 2×2 max pooling, stride 2, no padding ------------------------------------------------
-//
-// The common case gets a branch-free kernel: the generic loop's compares
-// depend on the data, and on random activations about half of them were
-// mispredicted (a fifth of a training step's time went there).
-// "u beats v": u > v, or u is NaN and v is not. Applied in scan order it keeps
-// the first maximum, and the first NaN once one is seen, as the generic loop.
-
-bool have_avx2_pool()
-{
-    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    return yes;
-}
-
-template <class T>
-inline void beat(T u, int64_t ui, T& v, int64_t& vi)
-{
-    const bool b = (u > v) | (std::isnan(u) & !std::isnan(v));
-    v = b ? u : v;
-    vi = b ? ui : vi;
-}
-
-// One output row: input rows r0 and r1 (r0 at plane offset base), outputs [ow0, wo).
-template <class T>
-void max2x2_row_scalar(const T* r0, const T* r1, int64_t base, int64_t w, int64_t ow0, int64_t wo, T* y, int64_t* idx)
-{
-    for (int64_t ow = ow0; ow < wo; ++ow) {
-        T v = r0[2 * ow];
-        int64_t vi = base + 2 * ow;
-        beat(r0[2 * ow + 1], base + 2 * ow + 1, v, vi);
-        beat(r1[2 * ow], base + w + 2 * ow, v, vi);
-        beat(r1[2 * ow + 1], base + w + 2 * ow + 1, v, vi);
-        y[ow] = v;
-        idx[ow] = vi;
-    }
-}
-
-__attribute__((target("avx2,fma"))) inline void beat8(__m256 u, __m256i ui, __m256& v, __m256i& vi)
-{
-    const __m256 b = _mm256_or_ps(_mm256_cmp_ps(u, v, _CMP_GT_OQ),
-                                  _mm256_and_ps(_mm256_cmp_ps(u, u, _CMP_UNORD_Q), _mm256_cmp_ps(v, v, _CMP_ORD_Q)));
-    v = _mm256_blendv_ps(v, u, b);
-    vi = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(vi), _mm256_castsi256_ps(ui), b));
-}
-
-// The even (odd) entries of lo then hi. shuffle_ps works within 128-bit lanes:
-// the 64-bit pairs are put in order after.
-__attribute__((target("avx2,fma"))) inline __m256 even(__m256 lo, __m256 hi)
-{
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0x88)), 0xD8));
-}
-__attribute__((target("avx2,fma"))) inline __m256 odd(__m256 lo, __m256 hi)
-{
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(_mm256_shuffle_ps(lo, hi, 0xDD)), 0xD8));
-}
-
-// The maximum of eight windows; `full`: all 16 columns of both rows are read,
-// else the first 2·r (r < 8 outputs), through masked loads and stores.
-template <bool Full>
-__attribute__((target("avx2,fma"))) inline void max2x2_8(const float* r0, const float* r1, int64_t base, int64_t w,
-                                                          float* y, int64_t* idx, int64_t r)
-{
-    alignas(32) static const int32_t ramp[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
-    const __m256i ramp0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(ramp));
-    const __m256i ramp1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(ramp + 8));
-    __m256 a0, a1, b0, b1;
-    if constexpr (Full) {
-        a0 = _mm256_loadu_ps(r0), a1 = _mm256_loadu_ps(r0 + 8);
-        b0 = _mm256_loadu_ps(r1), b1 = _mm256_loadu_ps(r1 + 8);
-    } else {
-        const __m256i n = _mm256_set1_epi32(int32_t(2 * r));
-        const __m256i m0 = _mm256_cmpgt_epi32(n, ramp0), m1 = _mm256_cmpgt_epi32(n, ramp1);
-        a0 = _mm256_maskload_ps(r0, m0), a1 = _mm256_maskload_ps(r0 + 8, m1);
-        b0 = _mm256_maskload_ps(r1, m0), b1 = _mm256_maskload_ps(r1 + 8, m1);
-    }
-    const __m256i i00 = _mm256_add_epi32(_mm256_set1_epi32(int32_t(base)), _mm256_add_epi32(ramp0, ramp0));
-    const __m256i one = _mm256_set1_epi32(1), down = _mm256_set1_epi32(int32_t(w));
-    __m256 v = even(a0, a1);
-    __m256i vi = i00;
-    beat8(odd(a0, a1), _mm256_add_epi32(i00, one), v, vi);
-    beat8(even(b0, b1), _mm256_add_epi32(i00, down), v, vi);
-    beat8(odd(b0, b1), _mm256_add_epi32(_mm256_add_epi32(i00, down), one), v, vi);
-    const __m256i lo = _mm256_cvtepi32_epi64(_mm256_castsi256_si128(vi));
-    const __m256i hi = _mm256_cvtepi32_epi64(_mm256_extracti128_si256(vi, 1));
-    if constexpr (Full) {
-        _mm256_storeu_ps(y, v);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), lo);
-        _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + 4), hi);
-    } else {
-        // In pieces of 4, 2 and 1: masked stores are microcoded and slow on AMD
-        // cores, and a copy loop through the stack became two memmove calls.
-        __m128 v4 = _mm256_castps256_ps128(v);
-        __m256i i4 = lo;
-        int64_t j = 0;
-        if (r & 4) {
-            _mm_storeu_ps(y, v4);
-            _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx), lo);
-            v4 = _mm256_extractf128_ps(v, 1);
-            i4 = hi;
-            j = 4;
-        }
-        if (r & 2) {
-            _mm_storel_pi(reinterpret_cast<__m64*>(y + j), v4);
-            _mm_storeu_si128(reinterpret_cast<__m128i*>(idx + j), _mm256_castsi256_si128(i4));
-            v4 = _mm_movehl_ps(v4, v4);
-            i4 = _mm256_permute4x64_epi64(i4, 0xEE);
-            j += 2;
-        }
-        if (r & 1) {
-            _mm_store_ss(y + j, v4);
-            idx[j] = _mm_cvtsi128_si64(_mm256_castsi256_si128(i4));
-        }
-    }
-}
-
-// One output row, eight outputs at a time (the even and odd columns of 16 inputs per row).
-__attribute__((target("avx2,fma"))) void max2x2_row_avx2(const float* r0, const float* r1, int64_t base, int64_t w,
-                                                         int64_t wo, float* y, int64_t* idx)
-{
-    int64_t ow = 0;
-    for (; ow + 8 <= wo; ow += 8) max2x2_8<true>(r0 + 2 * ow, r1 + 2 * ow, base + 2 * ow, w, y + ow, idx + ow, 8);
-    if (ow < wo) max2x2_8<false>(r0 + 2 * ow, r1 + 2 * ow, base + 2 * ow, w, y + ow, idx + ow, wo - ow);
-}
-
-template <class T>
-void max_pool_2x2(const T* x, T* y, int64_t* idx, int64_t planes, int64_t h, int64_t w)
-{
-    const int64_t ho = h / 2, wo = w / 2, plane = h * w;
-    const bool vec = std::is_same_v<T, float> && plane < (int64_t(1) << 30) && have_avx2_pool();
-    parallel_for(planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
-        for (int64_t p = p0; p < p1; ++p)
-            for (int64_t oh = 0; oh < ho; ++oh) {
-                const T* r0 = x + p * plane + 2 * oh * w;
-                T* yo = y + (p * ho + oh) * wo;
-                int64_t* io = idx + (p * ho + oh) * wo;
-                if constexpr (std::is_same_v<T, float>)
-                    if (vec) {
-                        max2x2_row_avx2(r0, r0 + w, 2 * oh * w, w, wo, yo, io);
-                        continue;
-                    }
-                max2x2_row_scalar(r0, r0 + w, 2 * oh * w, w, 0, wo, yo, io);
-            }
-    });
-}
-
-// Backward of 2×2 stride-2 pooling for one output row, written densely into
-// input rows d0 and d1 (d0 at plane offset base): g at each window's argmax and
-// 0 at its other three places, instead of a fill and a scatter. Returns false
-// when an index is not in its own window (the op takes any indices); the
-// caller then fills and scatters. Writes 0 + g, as the scatter does (-0 → +0).
-__attribute__((target("avx2,fma"))) inline __m256i in_window(__m256i r, __m256i w, __m256i w1)
-{
-    return _mm256_or_si256(
-        _mm256_or_si256(_mm256_cmpeq_epi64(r, _mm256_setzero_si256()), _mm256_cmpeq_epi64(r, _mm256_set1_epi64x(1))),
-        _mm256_or_si256(_mm256_cmpeq_epi64(r, w), _mm256_cmpeq_epi64(r, w1)));
-}
-
-// d[0..2r) = a0 b0 a1 b1 ... from the first r entries of a and b (r <= 8),
-// in pieces of 8, 4 and 2 floats: masked stores are slow on AMD cores.
-__attribute__((target("avx2,fma"))) inline void store_pairs(float* d, __m256 a, __m256 b, int64_t r)
-{
-    const __m256 lo = _mm256_unpacklo_ps(a, b), hi = _mm256_unpackhi_ps(a, b);
-    __m256 p0 = _mm256_permute2f128_ps(lo, hi, 0x20);
-    const __m256 p1 = _mm256_permute2f128_ps(lo, hi, 0x31);
-    if (r == 8) {
-        _mm256_storeu_ps(d, p0);
-        _mm256_storeu_ps(d + 8, p1);
-        return;
-    }
-    int64_t j = 0;
-    if (r & 4) {
-        _mm256_storeu_ps(d, p0);
-        p0 = p1;
-        j = 8;
-    }
-    __m128 q = _mm256_castps256_ps128(p0);
-    if (r & 2) {
-        _mm_storeu_ps(d + j, q);
-        q = _mm256_extractf128_ps(p0, 1);
-        j += 4;
-    }
-    if (r & 1) _mm_storel_pi(reinterpret_cast<__m64*>(d + j), q);
-}
-
-// g where the offset o is k, else 0.
-__attribute__((target("avx2,fma"))) inline __m256 g_at(__m256 g, __m256i o, int64_t k)
-{
-    return _mm256_and_ps(g, _mm256_castsi256_ps(_mm256_cmpeq_epi32(o, _mm256_set1_epi32(int32_t(k)))));
-}
-
-// Eight outputs (the first r when not Full): false when an index is outside its window.
-template <bool Full>
-__attribute__((target("avx2,fma"))) inline bool unpool2x2_8(const float* g, const int64_t* idx, int64_t base, int64_t w,
-                                                            float* d0, float* d1, int64_t r)
-{
-    const __m256i w64 = _mm256_set1_epi64x(w), w164 = _mm256_set1_epi64x(w + 1);
-    const __m256i b = _mm256_add_epi64(_mm256_set1_epi64x(base), _mm256_setr_epi64x(0, 2, 4, 6));
-    const __m256i b8 = _mm256_add_epi64(b, _mm256_set1_epi64x(8));
-    __m256i ia, ib, va, vb;
-    __m256 gv;
-    if constexpr (Full) {
-        ia = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx));
-        ib = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(idx + 4));
-        gv = _mm256_loadu_ps(g);
-    } else {
-        const __m256i n = _mm256_set1_epi64x(r);
-        const __m256i ma = _mm256_cmpgt_epi64(n, _mm256_setr_epi64x(0, 1, 2, 3));
-        const __m256i mb = _mm256_cmpgt_epi64(n, _mm256_setr_epi64x(4, 5, 6, 7));
-        // Lanes past r read as their window's first index.
-        ia = _mm256_blendv_epi8(b, _mm256_maskload_epi64(reinterpret_cast<const long long*>(idx), ma), ma);
-        ib = _mm256_blendv_epi8(b8, _mm256_maskload_epi64(reinterpret_cast<const long long*>(idx + 4), mb), mb);
-        gv = _mm256_maskload_ps(g, _mm256_cmpgt_epi32(_mm256_set1_epi32(int32_t(r)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)));
-    }
-    const __m256i ra = _mm256_sub_epi64(ia, b), rb = _mm256_sub_epi64(ib, b8);
-    va = in_window(ra, w64, w164);
-    vb = in_window(rb, w64, w164);
-    if (_mm256_movemask_epi8(_mm256_and_si256(va, vb)) != -1) return false;
-    // The offsets are small now: 32 bits hold them.
-    const __m256i narrow = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
-    const __m256i o = _mm256_inserti128_si256(
-        _mm256_castsi128_si256(_mm256_castsi256_si128(_mm256_permutevar8x32_epi32(ra, narrow))),
-        _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(rb, narrow)), 1);
-    gv = _mm256_add_ps(_mm256_setzero_ps(), gv);
-    store_pairs(d0, g_at(gv, o, 0), g_at(gv, o, 1), Full ? 8 : r);
-    store_pairs(d1, g_at(gv, o, w), g_at(gv, o, w + 1), Full ? 8 : r);
-    return true;
-}
-
-__attribute__((target("avx2,fma"))) bool unpool2x2_row_avx2(const float* g, const int64_t* idx, int64_t base,
-                                                           int64_t w, int64_t wo, float* d0, float* d1)
-{
-    int64_t ow = 0;
-    for (; ow + 8 <= wo; ow += 8)
-        if (!unpool2x2_8<true>(g + ow, idx + ow, base + 2 * ow, w, d0 + 2 * ow, d1 + 2 * ow, 8)) return false;
-    return ow == wo || unpool2x2_8<false>(g + ow, idx + ow, base + 2 * ow, w, d0 + 2 * ow, d1 + 2 * ow, wo - ow);
-}
-
-// The dense backward of one plane; false (part of the plane written) when an
-// index is outside its window.
-template <class T>
-bool unpool2x2_plane(const T* g, const int64_t* idx, int64_t ho, int64_t wo, int64_t w, T* d)
-{
-    if constexpr (std::is_same_v<T, float>) {
-        for (int64_t oh = 0; oh < ho; ++oh)
-            if (!unpool2x2_row_avx2(g + oh * wo, idx + oh * wo, 2 * oh * w, w, wo, d + 2 * oh * w, d + (2 * oh + 1) * w))
-                return false;
-        return true;
-    }
-    return false;
-}
-
-Tensor mean_forward(const char* op, const Tensor& x, const Windows& win)
+Tensor mean_forward(const char* op, const Tensor& x, const kernels::PoolWindows& win)
 {
     Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], win.ho(), win.wo()}, x.dtype());
-    TG_DISPATCH_FLOATING(x.dtype(), op, [&] { window_mean(x.data<scalar_t>(), y.data<scalar_t>(), win); });
+    TG_DISPATCH_FLOATING(x.dtype(), op, [&] { kernels::window_mean(x.data<scalar_t>(), y.data<scalar_t>(), win); });
     return y;
-}
-
-// Checks that grad has the shape of input_shape's pooled output.
-void check_grad(const char* op, const Tensor& grad, const shape_type& input_shape, const Windows& win)
-{
-    shape_type want{input_shape[0], input_shape[1], win.ho(), win.wo()};
-    TG_CHECK(grad.shape() == want, op, ": gradient of shape ", grad.shape(), " for an input of shape ", input_shape,
-             " whose pooled shape is ", want);
-}
-
-void check_input_shape(const char* op, const Tensor& grad, const shape_type& input_shape)
-{
-    TG_CHECK(grad.defined(), op, ": undefined gradient");
-    TG_CHECK(is_floating(grad.dtype()), op, ": gradient must be float32 or float64, got ", dtype_name(grad.dtype()));
-    TG_CHECK(input_shape.size() == 4 && grad.dim() == 4, op, ": expected a 4-d gradient and input shape, got ",
-             grad.shape(), " and ", input_shape);
 }
 
 // Runs a 4-d op on an unbatched [C, H, W] input.
@@ -426,12 +100,12 @@ Tensor unbatched(const Tensor& x, F f)
     return squeeze(f(unsqueeze(x, 0)), 0);
 }
 
-// Replay of max pooling for a few changed inputs (engine/replay.hpp): the
-// maximum again over each window that holds a changed element.
+// Replay of max pooling for a few changed inputs (engine/check/replay.hpp):
+// the maximum again over each window that holds a changed element.
 bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
 {
     const ReplayInput& x = d.inputs[0];
-    const Windows win = pool_windows(x.base->shape(), pp, true);
+    const kernels::PoolWindows win = pool_windows(x.base->shape(), pp, true);
     const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
     const double* xv = x.data();
     for (int64_t f : *x.changed) {
@@ -455,6 +129,47 @@ bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
     return true;
 }
 
+// --- what the samples feed the kernels -------------------------------------------------------
+
+// x [N, C, H, W] with each element repeated rh × rw times: [N, C, rh·H, rw·W]
+// (a 2×2 window of repeat(x, 2, 2) holds one value four times: a tie).
+Tensor repeat(const Tensor& x, int64_t rh, int64_t rw)
+{
+    const shape_type& s = x.shape();
+    Tensor t = broadcast_to(reshape(x, {s[0], s[1], s[2], 1, s[3], 1}), {s[0], s[1], s[2], rh, s[3], rw});
+    return reshape(t, {s[0], s[1], rh * s[2], rw * s[3]});
+}
+
+// x with NaN at the flat positions `at` (x + c, c 0 elsewhere).
+Tensor with_nan(const Tensor& x, const std::vector<int64_t>& at)
+{
+    std::vector<double> c(size_t(x.numel()), 0.0);
+    for (int64_t i : at) c[size_t(i)] = std::nan("");
+    return x + from_values(c, x.shape(), x.dtype());
+}
+
+// y where it is a number, 0 where NaN (relu of NaN is 0, and so is its
+// gradient): what the gradient checker can compare.
+Tensor zero_nan(const Tensor& y) { return relu(y) - relu(-y); }
+
+// The indices of 2×2 stride-2 windows tiling [N, C, 2·Ho, 2·Wo] for outputs
+// [N, C, Ho, Wo]: output o takes element k[o] of its window (k an index input
+// in [0, 4): top left, top right, bottom left, bottom right); the outputs at
+// the flat positions `foreign` take an index of the next window in their row
+// (of the one before, for the last; rows of at least 2 windows), outside
+// their own window.
+Tensor window_indices(const Tensor& k, const std::vector<int64_t>& foreign = {})
+{
+    const int64_t ho = k.shape()[2], wo = k.shape()[3], w = 2 * wo;
+    Tensor idx = Tensor::empty(k.shape(), int64);
+    const int64_t* kd = k.data<int64_t>();
+    int64_t* d = idx.data<int64_t>();
+    auto at = [&](int64_t oh, int64_t ow, int64_t e) { return 2 * oh * w + 2 * ow + (e & 1) + (e >> 1) * w; };
+    for (int64_t o = 0; o < k.numel(); ++o) d[o] = at(o / wo % ho, o % wo, kd[o]);
+    for (int64_t o : foreign) d[o] = at(o / wo % ho, o % wo + 1 < wo ? o % wo + 1 : o % wo - 1, kd[o]);
+    return idx;
+}
+
 }  // namespace
 
 // --- max pooling ------------------------------------------------------------------------------
@@ -472,55 +187,62 @@ struct MaxPool2d : Op<MaxPool2d> {
         check_input("max_pool2d", x);
         PoolParams pp = pool_params("max_pool2d", x.shape(), a.kernel, a.stride, a.padding);
         a = {pp.kernel, pp.stride, pp.padding};
-        Windows win = pool_windows(x.shape(), pp, true);
-        const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
-        Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], ho, wo}, x.dtype());
+        kernels::PoolWindows win = pool_windows(x.shape(), pp, true);
+        Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], win.ho(), win.wo()}, x.dtype());
         Tensor indices = Tensor::empty(y.shape(), int64);
         TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&] {
-            const scalar_t* xs = x.data<scalar_t>();
-            scalar_t* ys = y.data<scalar_t>();
-            int64_t* is = indices.data<int64_t>();
-            if (pp.kernel == Int2{2, 2} && pp.stride == Int2{2, 2} && pp.padding == Int2{0, 0})
-                return max_pool_2x2(xs, ys, is, win.planes, win.h, win.w);
-            parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
-                for (int64_t p = p0; p < p1; ++p) {
-                    const scalar_t* xp = xs + p * plane;
-                    for (int64_t oh = 0; oh < ho; ++oh)
-                        for (int64_t ow = 0; ow < wo; ++ow) {
-                            const int64_t h0 = win.rows.begin[size_t(oh)], h1 = win.rows.end[size_t(oh)];
-                            const int64_t w0 = win.cols.begin[size_t(ow)], w1 = win.cols.end[size_t(ow)];
-                            // The first maximum in scan order; a NaN wins, as in PyTorch.
-                            int64_t best = h0 * win.w + w0;
-                            scalar_t v = xp[best];
-                            for (int64_t ih = h0; ih < h1 && !std::isnan(v); ++ih)
-                                for (int64_t iw = w0; iw < w1; ++iw) {
-                                    const scalar_t u = xp[ih * win.w + iw];
-                                    if (u > v || std::isnan(u)) {
-                                        v = u;
-                                        best = ih * win.w + iw;
-                                        if (std::isnan(u)) break;
-                                    }
-                                }
-                            ys[p * ho * wo + oh * wo + ow] = v;
-                            is[p * ho * wo + oh * wo + ow] = best;
-                        }
-                }
-            });
+            kernels::window_max(x.data<scalar_t>(), y.data<scalar_t>(), indices.data<int64_t>(), win);
         });
         ctx.keep(indices);
         return y;
     }
     static tensor_list backward(const BackwardArgs& a) { return {max_pool2d_backward(a.grad, a.kept(0), a.input_shape(0))}; }
     static bool delta(DeltaArgs& d, const Attrs& a) { return max_pool2d_delta(d, {a.kernel, a.stride, a.padding}); }
+    // Float64 runs the scalar loops, float32 (the sweep's float32 check) the
+    // SIMD kernels of this CPU: 8 windows a step on AVX2, 4 on SSE2.
     static std::vector<OpSample> samples()
     {
+        const Attrs k2{2, Int2(), 0};
         return {
-            sample("[2,2,4,4] k2 (stride = kernel)", {real("x", {2, 2, 4, 4})}, Attrs{2, Int2(), 0}),
+            // The generic loop: padding, odd sizes, overlapping and non-square windows.
             sample("[2,2,5,5] k3 s2 p1 (odd size, padding)", {real("x", {2, 2, 5, 5})}, Attrs{3, 2, 1}),
             sample("[1,3,5,7] k(2,3) s(1,2) p(1,1) (overlapping, non-square)", {real("x", {1, 3, 5, 7})},
                    Attrs{{2, 3}, {1, 2}, {1, 1}}),
             tg::sample("[3,5,4] unbatched, k2 s1", {real("x", {3, 5, 4})},
                        [](const tensor_list& x) { return max_pool2d(x[0], 2, 1); }),
+            // The 2×2 stride-2 kernels; the row widths pick their branches.
+            sample("[2,2,4,32] k2: rows of 16 windows, whole vector steps", {real("x", {2, 2, 4, 32})}, k2),
+            sample("[2,3,6,22] k2: rows of 11, a last vector step overlapping the one before",
+                   {real("x", {2, 3, 6, 22})}, k2),
+            sample("[1,3,4,12] k2: rows of 6 (on AVX2 narrower than a step: steps into the rows after, the last "
+                   "rows scalar)",
+                   {real("x", {1, 3, 4, 12})}, k2),
+            sample("[2,2,4,4] k2 (stride = kernel): rows of 2, steps into the rows after, the last rows scalar",
+                   {real("x", {2, 2, 4, 4})}, k2),
+            sample("[2,2,5,19] k2: odd H and W, the last row and column in no window (the backward scatters)",
+                   {real("x", {2, 2, 5, 19})}, k2),
+            // Ties (values repeated): the first maximum in scan order takes the
+            // gradient (the checker sees the sum over the copies;
+            // tests/test_kernels_pool.cpp checks which copy).
+            tg::sample("[2,2,4,22] k2 of x [2,2,2,11] repeated 2x2: every window a four-way tie",
+                       {real("x", {2, 2, 2, 11})},
+                       [](const tensor_list& x) { return max_pool2d(repeat(x[0], 2, 2), 2); }),
+            tg::sample("[1,2,5,8] k3 s1 p1 of x [1,2,5,4] with columns repeated: ties in the generic loop",
+                       {real("x", {1, 2, 5, 4})},
+                       [](const tensor_list& x) { return max_pool2d(repeat(x[0], 1, 2), 3, 1, 1); }),
+            // NaN wins its window (then zeroed here for the checker): first in
+            // scan order, last after a maximum, two in a window, in the
+            // overlapping step; and in plane 1's first window.
+            tg::sample("[2,2,4,20] k2 with NaN (windows (0,1) first, (0,3) last, (0,5) two, (1,9) overlap step)",
+                       {real("x", {2, 2, 4, 20})},
+                       [](const tensor_list& x) {
+                           return zero_nan(max_pool2d(with_nan(x[0], {2, 27, 11, 30, 59, 81}), 2));
+                       }),
+            tg::sample("[1,2,5,5] k3 s2 p1 with NaN: the generic loop stops at the first",
+                       {real("x", {1, 2, 5, 5})},
+                       [](const tensor_list& x) {
+                           return zero_nan(max_pool2d(with_nan(x[0], {0, 12, 19, 23}), 3, 2, 1));
+                       }),
         };
     }
 };
@@ -543,12 +265,6 @@ Tensor max_pool2d(const Tensor& x, Int2 kernel, Int2 stride, Int2 padding)
 }
 
 namespace {
-void check_indices(const char* op, const Tensor& indices, const shape_type& shape)
-{
-    TG_CHECK(indices.defined() && indices.dtype() == int64, op, ": indices must be an int64 tensor");
-    TG_CHECK(indices.shape() == shape, op, ": indices of shape ", indices.shape(), " for values of shape ", shape);
-}
-
 // Inputs: the gradient of the pooled output and the argmax indices.
 struct MaxPool2dBackward : Op<MaxPool2dBackward> {
     static constexpr const char* name = "max_pool2d_backward";
@@ -559,42 +275,47 @@ struct MaxPool2dBackward : Op<MaxPool2dBackward> {
     static Tensor forward(TensorRefs in, const Attrs& a)
     {
         const Tensor &grad = in[0], &indices = in[1];
-        const shape_type& input_shape = a.input_shape;
-        check_input_shape("max_pool2d_backward", grad, input_shape);
+        const shape_type& s = a.input_shape;
+        check_input_shape("max_pool2d_backward", grad, s);
         check_indices("max_pool2d_backward", indices, grad.shape());
-        TG_CHECK(grad.shape()[0] == input_shape[0] && grad.shape()[1] == input_shape[1],
-                 "max_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ", input_shape);
-        const int64_t plane = input_shape[2] * input_shape[3], out = grad.shape()[2] * grad.shape()[3];
-        Tensor dx = Tensor::empty(input_shape, grad.dtype());
-        TG_DISPATCH_FLOATING(grad.dtype(), "max_pool2d_backward", [&] {
-            const scalar_t* g = grad.data<scalar_t>();
-            const int64_t* idx = indices.data<int64_t>();
-            scalar_t* d = dx.data<scalar_t>();
-            const int64_t h = input_shape[2], w = input_shape[3], ho = grad.shape()[2], wo = grad.shape()[3];
-            // Non-overlapping 2×2 windows tiling the plane: written densely.
-            const bool dense = std::is_same_v<scalar_t, float> && h % 2 == 0 && w % 2 == 0 && ho == h / 2 &&
-                               wo == w / 2 && plane < (int64_t(1) << 30) && have_avx2_pool();
-            parallel_for(input_shape[0] * input_shape[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
-                for (int64_t p = p0; p < p1; ++p) {
-                    scalar_t* dp = d + p * plane;
-                    if (dense && unpool2x2_plane(g + p * out, idx + p * out, ho, wo, w, dp)) continue;
-                    std::fill(dp, dp + plane, scalar_t(0));
-                    for (int64_t o = 0; o < out; ++o) {
-                        const int64_t i = idx[p * out + o];
-                        TG_CHECK(i >= 0 && i < plane, "max_pool2d_backward: index ", i, " outside the ", input_shape[2],
-                                 "x", input_shape[3], " plane of input shape ", input_shape);
-                        dp[i] += g[p * out + o];
-                    }
-                }
-            });
+        TG_CHECK(grad.shape()[0] == s[0] && grad.shape()[1] == s[1], "max_pool2d_backward: gradient of shape ",
+                 grad.shape(), " for an input of shape ", s);
+        Tensor dx = Tensor::empty(s, grad.dtype());
+        const int64_t bad = TG_DISPATCH_FLOATING(grad.dtype(), "max_pool2d_backward", [&] {
+            return kernels::max_pool_backward(grad.data<scalar_t>(), indices.data<int64_t>(), dx.data<scalar_t>(),
+                                              s[0] * s[1], s[2], s[3], grad.shape()[2], grad.shape()[3]);
         });
+        check_in_plane("max_pool2d_backward", bad, indices, s);
         return dx;
     }
     static tensor_list backward(const BackwardArgs& a) { return {max_pool2d_gather(a.grad, a.input(1)), Tensor()}; }
+    // Float64 scatters; float32 writes 2×2 stride-2 windows tiling the plane
+    // densely with the SIMD kernel, when each index is in its own window.
     static std::vector<OpSample> samples()
     {
-        return {sample("[2,2,3,3] into [2,2,5,5] (repeated indices add up)",
-                       {real("g", {2, 2, 3, 3}), index("indices", {2, 2, 3, 3}, 25)}, Attrs{{2, 2, 5, 5}})};
+        auto tiled = [](std::string label, shape_type g, std::vector<int64_t> foreign = {}) {
+            shape_type x{g[0], g[1], 2 * g[2], 2 * g[3]};
+            return tg::sample(std::move(label), {real("g", g), index("k", g, 4)},
+                              [x, foreign](const tensor_list& in) {
+                                  return max_pool2d_backward(in[0], window_indices(in[1], foreign), x);
+                              });
+        };
+        return {
+            sample("[2,2,3,3] into [2,2,5,5] (any indices, repeats add up: the scatter)",
+                   {real("g", {2, 2, 3, 3}), index("indices", {2, 2, 3, 3}, 25)}, Attrs{{2, 2, 5, 5}}),
+            tiled("[1,2,3,16] into [1,2,6,32], own windows: dense, whole vector steps", {1, 2, 3, 16}),
+            tiled("[2,3,4,11] into [2,3,8,22], own windows: dense, a last step overlapping", {2, 3, 4, 11}),
+            // Some planes hold an index of another window: the dense kernel
+            // gives up on them and they are scattered; the others stay dense.
+            tiled("[2,2,4,11] into [2,2,8,22], planes 0 and 2 with a foreign index (whole step, overlapping step)",
+                  {2, 2, 4, 11}, {3, 2 * 44 + 11 + 10}),
+            tiled("[2,2,2,6] into [2,2,4,12], plane 1 with a foreign index (rows of 6: on AVX2 steps into the rows "
+                  "after)",
+                  {2, 2, 2, 6}, {12 + 6 + 5}),
+            tiled("[2,2,3,3] into [2,2,6,6], rows of 3: planes 1, 2 dense; a foreign index in a step into the rows "
+                  "after (plane 0) and in a last, scalar row (plane 3)",
+                  {2, 2, 3, 3}, {1, 27 + 6 + 1}),
+        };
     }
 };
 TG_REGISTER_OP(MaxPool2dBackward);
@@ -613,22 +334,13 @@ struct MaxPool2dGather : Op<MaxPool2dGather> {
                  "max_pool2d_gather: indices must be int64 [N, C, Ho, Wo] for input ", x.shape(), ", got ",
                  indices.defined() ? dtype_name(indices.dtype()) : "undefined", " ",
                  indices.defined() ? indices.shape() : shape_type{});
-        const int64_t plane = x.shape()[2] * x.shape()[3], out = indices.shape()[2] * indices.shape()[3];
+        const shape_type& s = x.shape();
         Tensor y = Tensor::empty(indices.shape(), x.dtype());
-        TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d_gather", [&] {
-            const scalar_t* xs = x.data<scalar_t>();
-            const int64_t* idx = indices.data<int64_t>();
-            scalar_t* ys = y.data<scalar_t>();
-            parallel_for(x.shape()[0] * x.shape()[1], plane_grain(plane), [&](int64_t p0, int64_t p1) {
-                for (int64_t p = p0; p < p1; ++p)
-                    for (int64_t o = 0; o < out; ++o) {
-                        const int64_t i = idx[p * out + o];
-                        TG_CHECK(i >= 0 && i < plane, "max_pool2d_gather: index ", i, " outside the ", x.shape()[2],
-                                 "x", x.shape()[3], " plane of input shape ", x.shape());
-                        ys[p * out + o] = xs[p * plane + i];
-                    }
-            });
+        const int64_t bad = TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d_gather", [&] {
+            return kernels::max_pool_gather(x.data<scalar_t>(), indices.data<int64_t>(), y.data<scalar_t>(),
+                                            s[0] * s[1], s[2] * s[3], indices.shape()[2] * indices.shape()[3]);
         });
+        check_in_plane("max_pool2d_gather", bad, indices, s);
         return y;
     }
     static tensor_list backward(const BackwardArgs& a)
@@ -649,7 +361,6 @@ Tensor max_pool2d_backward(const Tensor& grad, const Tensor& indices, const shap
 }
 
 Tensor max_pool2d_gather(const Tensor& x, const Tensor& indices) { return MaxPool2dGather::call({x, indices}); }
-
 // --- average pooling -------------------------------------------------------------------------
 
 namespace {
@@ -699,11 +410,11 @@ struct AvgPool2dBackward : Op<AvgPool2dBackward> {
         check_input_shape("avg_pool2d_backward", grad, a.input_shape);
         PoolParams pp = pool_params("avg_pool2d_backward", a.input_shape, a.kernel, a.stride, a.padding);
         a.kernel = pp.kernel, a.stride = pp.stride, a.padding = pp.padding;
-        Windows win = pool_windows(a.input_shape, pp, a.count_include_pad);
+        kernels::PoolWindows win = pool_windows(a.input_shape, pp, a.count_include_pad);
         check_grad("avg_pool2d_backward", grad, a.input_shape, win);
         Tensor dx = Tensor::empty(a.input_shape, grad.dtype());
         TG_DISPATCH_FLOATING(grad.dtype(), "avg_pool2d_backward", [&] {
-            window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
+            kernels::window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
         });
         return dx;
     }
@@ -777,10 +488,10 @@ struct AdaptiveAvgPool2dBackward : Op<AdaptiveAvgPool2dBackward> {
                      grad.shape()[3] >= 1,
                  "adaptive_avg_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ",
                  input_shape);
-        Windows win = adaptive_windows(input_shape, {grad.shape()[2], grad.shape()[3]});
+        kernels::PoolWindows win = adaptive_windows(input_shape, {grad.shape()[2], grad.shape()[3]});
         Tensor dx = Tensor::empty(input_shape, grad.dtype());
         TG_DISPATCH_FLOATING(grad.dtype(), "adaptive_avg_pool2d_backward", [&] {
-            window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
+            kernels::window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
         });
         return dx;
     }

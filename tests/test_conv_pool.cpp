@@ -362,7 +362,7 @@ TEST_CASE("max_pool2d: values, argmax indices and gradient match direct loops")
         }
 }
 
-TEST_CASE("max_pool2d: ties go to the first maximum in scan order, padding never wins")
+TEST_CASE("max_pool2d: ties go to the first maximum in scan order, and padding never wins")
 {
     // All equal: each window's first element (row-major) takes the gradient.
     tg::Tensor x = tg::full({1, 1, 4, 4}, -3.0, tg::float64).requires_grad_();
@@ -379,7 +379,7 @@ TEST_CASE("max_pool2d: ties go to the first maximum in scan order, padding never
 
 TEST_CASE("max_pool2d 2x2: ties and NaN in the vectorised rows as in the generic loop")
 {
-    // 2 x 40 input: 20 windows, 16 of them in the 8-wide vector path.
+    // 2 x 40 input: 20 windows; on AVX2 two 8-wide steps, then one overlapping them.
     for (tg::Dtype dt : {tg::float32, tg::float64}) {
         INFO(tg::dtype_name(dt));
         std::vector<double> v(80, 1.0);
@@ -389,7 +389,7 @@ TEST_CASE("max_pool2d 2x2: ties and NaN in the vectorised rows as in the generic
         v[40 + 2 * 9 + 1] = std::nan("");
         v[2 * 12 + 1] = 5.0;                  // window 12: a maximum, then a NaN: the NaN
         v[40 + 2 * 12] = std::nan("");
-        v[2 * 19 + 1] = 3.0;                  // window 19 (scalar tail): (0, 39)
+        v[2 * 19 + 1] = 3.0;                  // window 19 (the overlapping step): (0, 39)
         tg::Tensor x = tg::from_values(v, {1, 1, 2, 40}, dt);
         auto [y, idx] = tg::max_pool2d_with_indices(x, 2);
         std::vector<double> want_idx(20);
@@ -424,7 +424,7 @@ TEST_CASE("max_pool2d_backward scatters (adding repeats) and max_pool2d_gather g
 
 TEST_CASE("max_pool2d_backward 2x2 float32: dense writes, and indices outside their windows still scatter")
 {
-    // 2 x 20 input: 10 windows, 8 of them in the vector path, 2 in the scalar tail.
+    // 2 x 20 input: 10 windows; on AVX2 an 8-wide step, then one overlapping it.
     tg::Tensor g = tg::reshape(tg::arange(1, 11, 1, tg::float32), {1, 1, 1, 10});
     std::vector<double> own(10), want(40, 0.0);
     for (int64_t o = 0; o < 10; ++o) {
@@ -436,7 +436,7 @@ TEST_CASE("max_pool2d_backward 2x2 float32: dense writes, and indices outside th
     // A -0 gradient lands as +0, as 0 + g in the scatter.
     tg::Tensor mz = tg::full({1, 1, 1, 10}, -0.0, tg::float32);
     for (double v : tg::max_pool2d_backward(mz, idx, {1, 1, 2, 20}).to_vector()) CHECK(!std::signbit(v));
-    // Indices of other windows (vector part, then tail): the repeats add up.
+    // Indices of other windows (first step, then the overlapping one): the repeats add up.
     for (int64_t at : {3, 9}) {
         INFO("foreign index at output ", at);
         std::vector<double> bad = own, want_bad(40, 0.0);

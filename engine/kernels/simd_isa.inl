@@ -74,3 +74,15 @@ template <class V>
         for (int j = 0; j < width; ++j) part[j] += part[j + width];
     return part[0];
 }
+
+// --- for the pooling kernels
+
+// True when every lane of the mask m (lanes 0 or -1) is set: one movemask.
+[[gnu::always_inline]] inline bool all_true(vi m)
+{
+#if TG_SIMD_LANES == 8
+    return _mm256_movemask_ps((__m256)m) == 0xFF;
+#else
+    return _mm_movemask_ps((__m128)m) == 0xF;
+#endif
+}

@@ -1,0 +1,88 @@
+// Pooling loops over planes of H×W inputs: the window tables, the maximum of
+// each window with its argmax, the mean of each window and its adjoint, and
+// the scatter and gather of a max pool's backward. The 2×2 stride-2 max pool
+// (the common case) has SIMD kernels, forward and backward: pool_simd.inl,
+// compiled once per instruction set (simd_regions.inl).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace tg::kernels {
+
+// Window bounds along one axis, clipped to the input, and each window's divisor.
+struct PoolAxis {
+    std::vector<int64_t> begin, end;
+    std::vector<double> divisor;
+    int64_t size() const { return int64_t(begin.size()); }
+};
+
+// The windows of a pooling of `planes` planes of h×w: window (oh, ow) covers
+// rows [rows.begin[oh], rows.end[oh]) and columns [cols.begin[ow], cols.end[ow]).
+struct PoolWindows {
+    int64_t planes = 0, h = 0, w = 0;  // input
+    PoolAxis rows, cols;
+    int64_t ho() const { return rows.size(); }
+    int64_t wo() const { return cols.size(); }
+};
+
+// Kernel, stride and padding of a pooling, per axis (checked by the op).
+struct PoolGeometry {
+    int64_t kh, kw, sh, sw, ph, pw;
+};
+
+// Windows o·s - p + [0, k) clipped to [0, in); the divisor is k (count_pad)
+// or the number of input elements the window covers.
+PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad);
+// out windows [⌊o·in/out⌋, ⌈(o+1)·in/out⌉), each divided by its length.
+PoolAxis adaptive_axis(int64_t in, int64_t out);
+PoolWindows pool_windows(int64_t planes, int64_t h, int64_t w, const PoolGeometry& g, bool count_pad);
+PoolWindows adaptive_windows(int64_t planes, int64_t h, int64_t w, int64_t ho, int64_t wo);
+// Whether the windows are 2×2 with stride 2 (kernel 2, stride 2, no padding).
+bool is_2x2_stride_2(const PoolWindows& win);
+
+// y[o] = Σ_{i in window o} x[i] / divisor(o); x is [planes, h, w], y [planes, ho, wo].
+template <class T>
+void window_mean(const T* x, T* y, const PoolWindows& win);
+// The adjoint: dx[i] = Σ_{o whose window holds i} g[o] / divisor(o).
+template <class T>
+void window_mean_adjoint(const T* g, T* dx, const PoolWindows& win);
+
+// y[o] = the maximum of window o, idx[o] its index ih·w + iw in its plane:
+// the first maximum in scan order (rows, then columns), and the first NaN if
+// the window holds one (as PyTorch). Windows 2×2 with stride 2 take
+// max_pool_2x2, the others window_max_scan.
+template <class T>
+void window_max(const T* x, T* y, int64_t* idx, const PoolWindows& win);
+// The generic loop, for any windows.
+template <class T>
+void window_max_scan(const T* x, T* y, int64_t* idx, const PoolWindows& win);
+// The same for 2×2 windows with stride 2 over planes of h×w (ho = h/2,
+// wo = w/2), branch-free; float runs the SIMD kernel of kernels::isa().
+template <class T>
+void max_pool_2x2(const T* x, T* y, int64_t* idx, int64_t planes, int64_t h, int64_t w);
+
+// The backward of a max pool: dx, [planes, h, w], is zero but for g[o] added
+// at idx[o] in its plane (g and idx [planes, ho, wo]). Returns -1, or the
+// position o of the first index outside its plane (dx is then unspecified).
+// Windows 2×2 with stride 2 that tile the plane (h, w even) are written
+// densely in float, falling back to the scatter for a plane where an index
+// is not in its own window.
+template <class T>
+int64_t max_pool_backward(const T* g, const int64_t* idx, T* dx, int64_t planes, int64_t h, int64_t w, int64_t ho,
+                          int64_t wo);
+// The dense backward of one plane of 2×2 stride-2 windows tiling an h×w plane
+// (h = 2·ho, w = 2·wo, h·w < 2^30) with the SIMD kernel of kernels::isa():
+// g at each window's argmax, 0 at its other three places. False (part of d
+// written) when an index is not in its own window. The planes_after planes
+// that follow (of g, idx and d) are the caller's, to be written after this
+// one: rows narrower than a vector may read and write into them.
+bool max_unpool_2x2_plane(const float* g, const int64_t* idx, int64_t ho, int64_t wo, int64_t w, float* d,
+                          int64_t planes_after = 0);
+// The adjoint of the backward: y[o] = x[idx[o]] in each plane (x [planes,
+// plane], y and idx [planes, out]). Returns -1 or the position of the first
+// index outside its plane, as max_pool_backward.
+template <class T>
+int64_t max_pool_gather(const T* x, const int64_t* idx, T* y, int64_t planes, int64_t plane, int64_t out);
+
+}  // namespace tg::kernels
