@@ -354,16 +354,30 @@ TEST_CASE("gradcheck: kinks are non-differentiable points, not failures")
     CHECK(bad.inputs[0].worst[0].analytic != doctest::Approx(0.0));
 }
 
-TEST_CASE("gradcheck: a stencil that changes the output's finiteness is flagged")
+TEST_CASE("gradcheck: an element no finite stencil reaches is unchecked, and the check does not pass")
 {
+    // sqrt at 0: every step leaves the domain on one side.
     Tensor x = leaf({0.0, 1.0, 4.0}, {3});
     GradcheckResult r = gradcheck([](const tensor_list& v) { return sqrt(v[0]); }, {x});
     INFO(r.to_string());
-    CHECK(r.passed());
-    CHECK(r.verdict == Verdict::nondifferentiable);
-    CHECK(r.inputs[0].nonfinite == 1);
+    CHECK_FALSE(r.passed());
+    CHECK(r.verdict == Verdict::incomplete);
+    CHECK(r.inputs[0].unchecked == 1);
+    CHECK(r.inputs[0].failures == 0);
     CHECK(r.inputs[0].worst[0].index == shape_type{0});
-    CHECK(r.inputs[0].worst[0].verdict == ElementVerdict::nonfinite);
+    CHECK(r.inputs[0].worst[0].verdict == ElementVerdict::unchecked);
+    CHECK(r.to_string().find("1 unchecked") != std::string::npos);
+    // Allowed explicitly, it passes (and still says what it could not check).
+    GradcheckOptions allow;
+    allow.allow_unchecked = true;
+    GradcheckResult allowed = gradcheck([](const tensor_list& v) { return sqrt(v[0]); }, {x}, allow);
+    CHECK(allowed.passed());
+    CHECK(allowed.verdict == Verdict::incomplete);
+    // Near the edge the step shrinks until the stencil is inside: checked, and passing.
+    Tensor near = leaf({1e-5, 3e-6, 2e-4}, {3});
+    GradcheckResult edge = gradcheck([](const tensor_list& v) { return sqrt(v[0]); }, {near});
+    INFO(edge.to_string());
+    CHECK(edge.verdict == Verdict::pass);
 }
 
 TEST_CASE("gradcheck: structural checks catch what finite differences cannot")

@@ -7,30 +7,42 @@
 //   gives uᵀJ for each (one backward each); every perturbed forward is
 //   projected onto all of them, so no Jacobian is ever built and memory stays
 //   proportional to the inputs plus the output.
-// - Full mode perturbs every element of every input that requires grad:
-//   central differences with a step h = 2^k ≈ cbrt(ε)·max(1, |x|), a power of
-//   two so that x ± h is exact, dividing by the step actually taken. An element
-//   outside atol + rtol·|numeric| (or whose one-sided slopes differ) is
-//   evaluated again at h/2: Richardson's extrapolation gives a better value
-//   and an error estimate the tolerance then allows for, and the one-sided
-//   slopes tell a kink from a bug. At a kink (relu at 0, tied maxima, abs at
-//   0) the analytic value must lie between the left and right derivatives
-//   (a subgradient); such elements are reported as non-differentiable points,
-//   not failures. Elements whose stencil changes the output's finiteness are
-//   flagged too. Perturbations run in parallel on tapegrad's thread pool.
+// - The output's rounding noise is measured first: the forward at two tiny
+//   displacements along random directions, whose difference cancels the
+//   linear change and leaves the noise. Everything below allows for it.
+// - Full mode perturbs every element of every input that requires grad, with
+//   central differences at a step h = 2^k (so x ± h is exact), starting near
+//   cbrt(ε)·max(1, |x|), raised where the noise would matter and shrunk where
+//   the stencil leaves the function's domain. One rule judges every element:
+//   |analytic − numeric| ≤ atol + rtol·|numeric| + 2·(estimated error of
+//   numeric), the error being truncation (from successive halvings,
+//   Richardson's extrapolation) plus rounding (noise/h). An element well
+//   inside the tolerance on the first step passes; any other is refined until
+//   its error estimate is small. An element that cannot be judged (no finite
+//   stencil, or no step accurate enough) is unchecked: counted, shown, and a
+//   check with unchecked elements does not pass unless allowed. At a kink
+//   (relu at 0, tied maxima, abs at 0) the one-sided derivatives differ: the
+//   analytic value must lie between them, and tied elements are judged
+//   together (along the direction that moves them all, the function is
+//   smooth and the sum of their gradients must match), so giving the whole
+//   gradient to every tied element fails. Perturbations run in parallel on
+//   tapegrad's thread pool. An input's verdict follows from its elements'.
 // - Fast mode probes each input along random Gaussian directions v (steps
 //   2^-10 and 2^-11, extrapolated), comparing uᵀJv with the analytic
 //   <uᵀJ, v> per input and per group of elements of similar tolerance. A probe
-//   must agree to a tenth of the smallest per-element tolerance of its group,
-//   never a tolerance grown by sums, so an error the full check would flag in
-//   any one element passes a probe with probability below 8%, and all
-//   `probes` of them below 0.08^probes (4e-5 for 4). An input with any
-//   disagreeing probe is checked again in full, which gives the verdict.
+//   must agree to a tenth of the smallest per-element tolerance of its group
+//   (plus the measured noise), never a tolerance grown by sums, so an error
+//   the full check would flag in any one element passes a probe with
+//   probability below 8%, and all `probes` of them below 0.08^probes. An
+//   input with any disagreeing probe is checked again in full.
 // - Cheap structural checks run every time: the backward is linear in the
 //   upstream gradient, gives zeros for a zero upstream gradient, is
-//   deterministic, leaves the inputs unchanged, returns gradients of the
-//   inputs' shapes and dtypes, and the recorded forward equals the forward
-//   without a tape. A check whose gradients are ~0 everywhere is flagged vacuous.
+//   deterministic (to nondet_tol), leaves the inputs unchanged, returns
+//   gradients of the inputs' shapes and dtypes, and the recorded forward
+//   equals the forward without a tape. A check whose gradients are ~0
+//   everywhere is flagged vacuous.
+// - A forward that raises an error at the given point is reported as such; a
+//   backward that raises where its forward did not is a failure.
 #pragma once
 
 #include <functional>
@@ -49,13 +61,15 @@ enum class GradcheckMode {
 };
 
 struct GradcheckOptions {
-    // Per element: |analytic − numeric| ≤ atol + rtol·|numeric| (+ 2·error
-    // estimate when the half step was taken).
+    // Per element: |analytic − numeric| ≤ atol + rtol·|numeric| + 2·(the
+    // estimated error of numeric).
     double atol = 1e-7;
-    double rtol = 1e-6;
-    // Per input: the summary ‖n − a‖ / (‖n‖ + ‖a‖) over its differentiable
-    // elements must not exceed this (0 turns it off).
-    double max_rel_error = 1e-7;
+    double rtol = 1e-7;
+    // A check with elements that could not be judged passes only if allowed.
+    bool allow_unchecked = false;
+    // The structural check "backward is deterministic": the same backward
+    // twice may differ by this much, relative to the gradient (0: bit for bit).
+    double nondet_tol = 0;
     uint64_t seed = 0;                // draws the cotangents and the probe directions
     GradcheckMode mode = GradcheckMode::automatic;
     int64_t fast_above = 4096;        // automatic mode: larger inputs are probed first
@@ -77,14 +91,15 @@ struct GradcheckOptions {
 enum class ElementVerdict {
     pass,
     kink,       // left and right derivatives differ; the analytic value lies between them
-    nonfinite,  // the output's finiteness changes within the stencil
+    unchecked,  // no finite stencil, or no step accurate enough to judge it
     fail,
 };
 
 // An input's or a whole check's verdict.
 enum class Verdict {
     pass,
-    nondifferentiable,  // no failure, but kinks or non-finite stencils were found
+    nondifferentiable,  // no failure, but kinks were found (the gradients there are subgradients)
+    incomplete,         // no failure, but some elements could not be judged
     fail,
 };
 
@@ -99,7 +114,7 @@ struct ElementReport {
     double value = 0;            // the input element
     double step = 0;             // h
     double analytic = 0, numeric = 0;
-    double error_estimate = 0;   // of numeric, from the h and h/2 steps (0 if only h was taken)
+    double error_estimate = 0;   // of numeric: truncation (from the steps taken) plus rounding noise
     double abs_error = 0, rel_error = 0;
     double left = 0, right = 0;  // one-sided derivatives (kinks; NaN if not computed)
     ElementVerdict verdict = ElementVerdict::pass;
@@ -111,7 +126,7 @@ struct InputReport {
     Verdict verdict = Verdict::pass;
     CheckedBy checked_by = CheckedBy::full;
     int64_t elements = 0;          // elements perturbed one by one (0 when probes sufficed)
-    int64_t failures = 0, kinks = 0, nonfinite = 0;
+    int64_t failures = 0, kinks = 0, unchecked = 0;
     double rel_error = 0;          // ‖n − a‖ / (‖n‖ + ‖a‖) (fast: the worst probe's)
     double max_abs_analytic = 0, max_abs_numeric = 0;
     bool vacuous = false;          // both gradients ~0 everywhere
@@ -129,6 +144,7 @@ struct StructuralCheck {
 
 struct GradcheckResult {
     Verdict verdict = Verdict::pass;
+    bool unchecked_allowed = false;  // options.allow_unchecked: an incomplete check passes
     bool vacuous = false;        // every input's gradients are ~0 everywhere: proves nothing
     std::string what;            // "first order" or "second order (...)"
     GradcheckMode mode = GradcheckMode::automatic;
