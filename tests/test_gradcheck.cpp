@@ -534,3 +534,60 @@ TEST_CASE("gradcheck: options and errors")
     Tensor x32 = randn({4}, float32).requires_grad_();
     CHECK(gradcheck(fn, {x32}).passed());
 }
+
+namespace {
+// max over all elements with a chosen tie rule in its backward.
+enum class TieRule { every_tied_gets_all, first_gets_all, equal_shares };
+Tensor max_with(const Tensor& x, TieRule rule)
+{
+    Tensor out;
+    {
+        NoGradGuard off;
+        out = max(x);
+    }
+    return record("max_tie_rule", out, {x}, {x, out}, [rule](const BackwardArgs& g) -> tensor_list {
+        const Tensor &x = g.saved[0], &m = g.saved[1];
+        Tensor winners = eq(x, broadcast_to(m.detach(), x.shape()));
+        if (rule == TieRule::first_gets_all) {
+            Tensor w = zeros_like(x);
+            const double* p = winners.data<double>();
+            for (int64_t i = 0; i < x.numel(); ++i)
+                if (p[i] != 0) {
+                    w.data<double>()[i] = 1;
+                    break;
+                }
+            winners = w;
+        } else if (rule == TieRule::equal_shares) {
+            winners = div(winners, sum(winners).detach());
+        }
+        return {mul(g.grad, winners)};
+    });
+}
+}  // namespace
+
+TEST_CASE("gradcheck: ties are judged jointly, so double counting fails and any convex split passes")
+{
+    for (const std::vector<double>& values : {std::vector<double>{1.0, 3.0, 3.0, 2.0}, std::vector<double>{0.5, 0.5, 0.5}}) {
+        CAPTURE(values.size());
+        Tensor t = leaf(values, {int64_t(values.size())});
+        GradcheckResult every = gradcheck([](const tensor_list& v) { return max_with(v[0], TieRule::every_tied_gets_all); }, {t});
+        INFO(every.to_string());
+        CHECK_FALSE(every.passed());
+        CHECK(every.inputs[0].failures >= 2);
+        const double top = *std::max_element(values.begin(), values.end());
+        for (const ElementReport& e : every.inputs[0].worst)
+            if (e.verdict == ElementVerdict::fail) CHECK(values[size_t(e.index[0])] == top);  // the tied ones
+        for (TieRule rule : {TieRule::first_gets_all, TieRule::equal_shares}) {
+            GradcheckResult r = gradcheck([rule](const tensor_list& v) { return max_with(v[0], rule); }, {t});
+            INFO(r.to_string());
+            CHECK(r.passed());
+            CHECK(r.verdict == Verdict::nondifferentiable);
+        }
+    }
+    // Kinks at one value that are not tied (relu at 0 in three places) pass as before.
+    Tensor z = leaf({0.0, -1.0, 0.0, 2.0, 0.0}, {5});
+    GradcheckResult relu0 = gradcheck([](const tensor_list& v) { return relu(v[0]); }, {z});
+    INFO(relu0.to_string());
+    CHECK(relu0.passed());
+    CHECK(relu0.inputs[0].kinks == 3);
+}

@@ -428,6 +428,80 @@ void check_element(Evaluator& ev, const Problem& p, const GradcheckOptions& o, I
     }
 }
 
+// Kinks judged jointly: elements of one input that are kinks and hold the
+// same value are taken to be tied (max(t, t), a max-pool window of equal
+// values, a sort with equal keys). Moving all of them together by s, the
+// function is smooth where the tie is what made each one a kink, and for any
+// function the sum of a subgradient's entries along that direction lies
+// between its one-sided derivatives. So the sum of their analytic gradients
+// is checked against those derivatives: giving the whole gradient to every
+// tied element fails, any convex split passes, and independent kinks at the
+// same value (relu at 0 in several places) pass as they did alone.
+void check_ties(Evaluator& ev, const Problem& p, const GradcheckOptions& o, InputWork& w)
+{
+    const int C = p.C;
+    const double* x = p.xs[p.diff[w.k]].data<double>();
+    const std::vector<double>& a = p.analytic[w.k];
+    std::vector<int64_t> kinks;
+    for (int64_t e = 0; e < w.n; ++e)
+        for (int c = 0; c < C; ++c)
+            if (ElementVerdict(w.verdict[size_t(e) * size_t(C) + size_t(c)]) == ElementVerdict::kink) {
+                kinks.push_back(e);
+                break;
+            }
+    std::stable_sort(kinks.begin(), kinks.end(), [x](int64_t l, int64_t r) { return x[l] < x[r]; });
+    double* xd = ev.data(w.k);
+    auto tol = [&](double n) { return o.atol + o.rtol * std::abs(n); };
+    for (size_t b = 0; b < kinks.size();) {
+        size_t end = b + 1;
+        while (end < kinks.size() && x[kinks[end]] == x[kinks[b]]) ++end;
+        if (end - b < 2) {
+            b = end;
+            continue;
+        }
+        const double v = x[kinks[b]];
+        // One-sided directional derivatives at s and s/2, extrapolated (error ∝ s).
+        std::array<std::array<double, max_cotangents>, 2> right{}, left{};
+        bool finite = true;
+        double s = step_for(v);
+        for (int level = 0; level < 2; ++level, s /= 2) {
+            std::array<double, max_cotangents> fp{}, fm{};
+            for (size_t i = b; i < end; ++i) xd[kinks[i]] = v + s;
+            finite = ev.project_now(fp.data()) && finite;
+            for (size_t i = b; i < end; ++i) xd[kinks[i]] = v - s;
+            finite = ev.project_now(fm.data()) && finite;
+            for (size_t i = b; i < end; ++i) xd[kinks[i]] = v;
+            const double up = (v + s) - v, down = v - (v - s);
+            for (int c = 0; c < C; ++c) {
+                right[size_t(level)][size_t(c)] = fp[size_t(c)] / up;
+                left[size_t(level)][size_t(c)] = -fm[size_t(c)] / down;
+            }
+        }
+        if (finite)
+            for (int c = 0; c < C; ++c) {
+                const size_t i = size_t(c);
+                const double r = 2 * right[1][i] - right[0][i], l = 2 * left[1][i] - left[0][i];
+                const double err = std::abs(r - right[1][i]) + std::abs(l - left[1][i]) +
+                                   4 * p.noise[i] / std::ldexp(step_for(v), -1);
+                double total = 0, tolerance = 0;
+                for (size_t t = b; t < end; ++t) {
+                    total += a[size_t(kinks[t]) * size_t(C) + i];
+                    tolerance += tol(a[size_t(kinks[t]) * size_t(C) + i]);
+                }
+                const double lo = std::min(l, r), hi = std::max(l, r);
+                if (total >= lo - tolerance - err && total <= hi + tolerance + err) continue;
+                // Not a subgradient of the tie: every tied element's share is suspect.
+                for (size_t t = b; t < end; ++t) {
+                    const size_t j = size_t(kinks[t]) * size_t(C) + i;
+                    w.verdict[j] = uint8_t(ElementVerdict::fail);
+                    w.left[j] = l;
+                    w.right[j] = r;
+                }
+            }
+        b = end;
+    }
+}
+
 struct ProbeResult {
     bool agree = true;
     double ratio = 0;      // |D| / tolerance
@@ -945,6 +1019,14 @@ void run_checks(Problem& p, const GradcheckOptions& o, GradcheckResult& result)
         for (int64_t t = begin; t < end; ++t) {
             while (t >= offsets[wi + 1]) ++wi;
             check_element(ev, p, o, works[wi], t - offsets[wi]);
+        }
+    });
+    // Tied kinks, jointly; a group is a few evaluations, so one evaluator per input.
+    parallel_for(int64_t(works.size()), p.serial ? int64_t(works.size()) : 1, [&](int64_t b, int64_t e) {
+        NoGradGuard off;
+        for (int64_t i = b; i < e; ++i) {
+            std::unique_ptr<Evaluator> ev = p.make_evaluator();
+            check_ties(*ev, p, o, works[size_t(i)]);
         }
     });
     for (const InputWork& w : works) {
