@@ -189,7 +189,7 @@ TEST_CASE("gradcheck: correct ops pass, with small errors and every structural c
         CHECK(in.rel_error < 1e-9);
         CHECK(in.checked_by == CheckedBy::full);
     }
-    CHECK(r.structural.size() == 6);
+    CHECK(r.structural.size() == 7);
     for (const StructuralCheck& s : r.structural) CHECK(s.passed);
     // Two forwards per element when every element agrees at the first step.
     CHECK(r.evaluations >= 2 * (12 + 20));
@@ -253,15 +253,17 @@ TEST_CASE("gradcheck: one element scaled by 1 + 1e-3 fails at that element")
 
 TEST_CASE("gradcheck: a missing reduction over a broadcast axis")
 {
-    // The wrong shape is caught by the engine before any comparison, naming op and input.
+    // The wrong shape is caught by the engine before any comparison: a failed
+    // structural check naming op and input.
     Tensor a = randn_leaf({3, 1}, 9), b = randn_leaf({3, 4}, 10);
-    try {
-        gradcheck([](const tensor_list& x) { return add_no_reduction(x[0], x[1]); }, {a, b});
-        FAIL("no error");
-    } catch (const Error& e) {
-        CHECK(has(e.what(), "add_no_reduction"));
-        CHECK(has(e.what(), "input 0 of shape [3, 1]"));
-    }
+    GradcheckResult shapes = gradcheck([](const tensor_list& x) { return add_no_reduction(x[0], x[1]); }, {a, b});
+    CHECK_FALSE(shapes.passed());
+    REQUIRE(shapes.structural.size() == 1);
+    CHECK(shapes.structural[0].name == "gradient shapes and dtypes match the inputs");
+    CHECK_FALSE(shapes.structural[0].passed);
+    CHECK(has(shapes.structural[0].detail, "add_no_reduction"));
+    CHECK(has(shapes.structural[0].detail, "input 0 of shape [3, 1]"));
+    CHECK(has(shapes.to_string(), "the backward raised where the forward did not"));
     // Summed over the wrong axis, with the right shape: the checker fails it.
     Tensor c = randn_leaf({3, 3}, 11);
     auto fn = [](const tensor_list& x) { return add_wrong_axis(x[0], x[1]); };
@@ -590,4 +592,90 @@ TEST_CASE("gradcheck: ties are judged jointly, so double counting fails and any 
     INFO(relu0.to_string());
     CHECK(relu0.passed());
     CHECK(relu0.inputs[0].kinks == 3);
+}
+
+namespace {
+// y = log(x) with a forward that refuses x <= 0 (as an op checking its domain does).
+Tensor checked_log(const Tensor& x)
+{
+    const double* p = x.data<double>();
+    for (int64_t i = 0; i < x.numel(); ++i)
+        TG_CHECK(p[i] > 0, "checked_log: x[", i, "] = ", p[i], " is not positive");
+    Tensor out;
+    {
+        NoGradGuard off;
+        out = log(x);
+    }
+    return record("checked_log", out, {x}, {x}, [](const BackwardArgs& g) -> tensor_list { return {div(g.grad, g.saved[0])}; });
+}
+
+Tensor raising_backward(const Tensor& x, bool tapegrad_error)
+{
+    Tensor out;
+    {
+        NoGradGuard off;
+        out = mul(x, x);
+    }
+    return record("raising_backward", out, {x}, {}, [tapegrad_error](const BackwardArgs&) -> tensor_list {
+        if (tapegrad_error) fail("my rule: not implemented for this case");
+        throw std::runtime_error("out of range");
+    });
+}
+
+// A backward that differs from run to run in the last bits (as an atomic-add reduction would).
+Tensor jittery_backward(const Tensor& x)
+{
+    Tensor out;
+    {
+        NoGradGuard off;
+        out = mul(x, scalar(3.0, x.dtype()));
+    }
+    return record("jittery", out, {x}, {}, [](const BackwardArgs& g) -> tensor_list {
+        static int calls = 0;
+        double jitter = 1 + 1e-15 * (++calls % 3);
+        return {mul(g.grad, scalar(3.0 * jitter, g.grad.dtype()))};
+    });
+}
+}  // namespace
+
+TEST_CASE("gradcheck: a forward that raises is reported, a backward that raises is a failure naming the op")
+{
+    // The forward raises at the given point: no exception escapes, the report says why.
+    Tensor bad = leaf({1.0, -2.0}, {2});
+    GradcheckResult r = gradcheck([](const tensor_list& v) { return checked_log(v[0]); }, {bad});
+    CHECK_FALSE(r.passed());
+    CHECK(has(r.error, "the function raised at the given inputs"));
+    CHECK(has(r.to_string(), "checked_log: x[1] = -2 is not positive"));
+    // Raising at perturbed points is leaving the domain: the step shrinks, so a
+    // point near the edge is checked, and passes.
+    Tensor near = leaf({3e-6, 0.5}, {2});
+    GradcheckResult edge = gradcheck([](const tensor_list& v) { return checked_log(v[0]); }, {near});
+    INFO(edge.to_string());
+    CHECK(edge.passed());
+    CHECK(edge.verdict == Verdict::pass);
+    // The backward raises where the forward did not: a failure that names the op.
+    for (bool tapegrad_error : {true, false}) {
+        Tensor x = leaf({1.0, 2.0}, {2});
+        GradcheckResult b = gradcheck([tapegrad_error](const tensor_list& v) { return raising_backward(v[0], tapegrad_error); }, {x});
+        CHECK_FALSE(b.passed());
+        CHECK(has(b.error, "the backward raised where the forward did not"));
+        CHECK(has(b.error, "backward of op 'raising_backward'"));
+        CHECK(has(b.error, tapegrad_error ? "my rule: not implemented" : "out of range"));
+    }
+}
+
+TEST_CASE("gradcheck: nondet_tol allows a backward that is nondeterministic in the last bits, and only that")
+{
+    Tensor x = randn_leaf({5}, 31);
+    auto fn = [](const tensor_list& v) { return jittery_backward(v[0]); };
+    GradcheckResult strict = gradcheck(fn, {x});
+    CHECK_FALSE(strict.passed());
+    bool flagged = false;
+    for (const StructuralCheck& c : strict.structural) flagged = flagged || (c.name == "backward is deterministic" && !c.passed);
+    CHECK(flagged);
+    GradcheckOptions o;
+    o.nondet_tol = 1e-12;
+    CHECK(gradcheck(fn, {x}, o).passed());
+    o.nondet_tol = 1e-17;  // tighter than the jitter
+    CHECK_FALSE(gradcheck(fn, {x}, o).passed());
 }

@@ -163,6 +163,19 @@ bool project(const double* o, const double* o0, const double* u, int64_t m, int 
     return !changed;
 }
 
+// Runs f; false when it raised a tapegrad error: at a perturbed point, an
+// error is a step outside the function's domain, like a non-finite output.
+template <class F>
+bool raises_not(F&& f)
+{
+    try {
+        f();
+        return true;
+    } catch (const Error&) {
+        return false;
+    }
+}
+
 // Projections of the output at a perturbed point. One per chunk of work, so
 // threads never share the buffers they perturb.
 class Evaluator {
@@ -205,7 +218,12 @@ public:
         for (size_t i : p.diff) local_[i] = p.xs[i].clone();
     }
     double* data(size_t k) override { return local_[p_.diff[k]].data<double>(); }
-    bool project_now(double* out) override { return project_output(p_.fn(local_), out); }
+    bool project_now(double* out) override
+    {
+        Tensor o;
+        if (!raises_not([&] { o = p_.fn(local_); })) return false;
+        return project_output(o, out);
+    }
 
 private:
     tensor_list local_;
@@ -769,7 +787,18 @@ void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r, const Te
     auto vjp = [&](const Tensor& u) { return grad({out}, wrt, {u}, keep); };
 
     std::vector<tensor_list> g(size_t(p.C));
-    for (int c = 0; c < p.C; ++c) g[size_t(c)] = vjp(us[size_t(c)]);
+    try {
+        for (int c = 0; c < p.C; ++c) g[size_t(c)] = vjp(us[size_t(c)]);
+    } catch (const Error& e) {
+        // The forward ran; its backward did not. The engine's message names
+        // the op (and for a gradient of the wrong shape, both shapes).
+        const std::string what = e.what();
+        const bool shapes = what.find("returned a gradient of shape") != std::string::npos;
+        r.structural.push_back({shapes ? "gradient shapes and dtypes match the inputs" : "backward runs where the forward does",
+                                false, what});
+        r.error = "the backward raised where the forward did not: " + what;
+        return;
+    }
     bool shapes_ok = true;
     std::string shapes_detail;
     p.analytic.assign(p.diff.size(), {});
@@ -783,7 +812,11 @@ void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r, const Te
                                 dtype_name(gk.dtype()) + "), the input " + shape_str(x.shape()) + " (float64)";
             }
         }
-        TG_CHECK(shapes_ok, "gradcheck: ", shapes_detail);
+        if (!shapes_ok) {
+            r.structural.push_back({"gradient shapes and dtypes match the inputs", false, shapes_detail});
+            r.error = "gradcheck: " + shapes_detail;
+            return;
+        }
         std::vector<double>& a = p.analytic[k];
         a.resize(size_t(x.numel()) * size_t(p.C));
         for (int c = 0; c < p.C; ++c) {
@@ -796,7 +829,8 @@ void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r, const Te
     auto record_check = [&](const std::string& name, bool ok, const std::string& detail) {
         r.structural.push_back({name, ok, ok ? "" : detail});
     };
-    record_check("gradient shapes and dtypes match the inputs", shapes_ok, shapes_detail);
+    record_check("gradient shapes and dtypes match the inputs", true, "");
+    record_check("backward runs where the forward does", true, "");
 
     record_check(forward_check.first, forward_check.second.empty(), forward_check.second);
 
@@ -843,17 +877,22 @@ void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r, const Te
         record_check("zero upstream gradient gives zero", detail.empty(), detail);
     }
 
-    // Deterministic: the same backward twice gives the same bits.
+    // Deterministic: the same backward twice gives the same bits (or within nondet_tol).
     {
         tensor_list again = vjp(us[0]);
         std::string detail;
         for (size_t k = 0; k < p.diff.size() && detail.empty(); ++k) {
             const double* x1 = g[0][k].data<double>();
             const double* x2 = again[k].data<double>();
-            for (int64_t e = 0; e < again[k].numel() && detail.empty(); ++e)
-                if (std::memcmp(&x1[e], &x2[e], sizeof(double)) != 0)
-                    detail = "'" + p.names[p.diff[k]] + "' " + index_str(e, again[k].shape()) + ": " +
-                             fmt(x1[e], "%.17g") + " then " + fmt(x2[e], "%.17g");
+            double scale = 0;
+            for (int64_t e = 0; e < again[k].numel(); ++e) scale = std::max(scale, std::abs(x1[e]));
+            for (int64_t e = 0; e < again[k].numel() && detail.empty(); ++e) {
+                if (std::memcmp(&x1[e], &x2[e], sizeof(double)) == 0) continue;
+                if (o.nondet_tol > 0 && std::abs(x1[e] - x2[e]) <= o.nondet_tol * std::max(scale, 1e-300)) continue;
+                detail = "'" + p.names[p.diff[k]] + "' " + index_str(e, again[k].shape()) + ": " +
+                         fmt(x1[e], "%.17g") + " then " + fmt(x2[e], "%.17g") +
+                         (o.nondet_tol > 0 ? " (beyond nondet_tol " + fmt(o.nondet_tol, "%.1e") + ")" : "");
+            }
         }
         record_check("backward is deterministic", detail.empty(), detail);
     }
@@ -878,7 +917,16 @@ void analyze_call(Problem& p, const GradcheckOptions& o, GradcheckResult& r)
         leaves[i] = p.xs[i].detach().requires_grad_(true);
         wrt.push_back(leaves[i]);
     }
-    Tensor out = call(p.fn, leaves, "gradcheck");
+    Tensor out;
+    try {
+        out = p.fn(leaves);
+    } catch (const Error& e) {
+        r.error = std::string("the function raised at the given inputs, so nothing was checked: ") + e.what();
+        return;
+    }
+    TG_CHECK(out.defined(), "gradcheck: the function returned an undefined tensor");
+    TG_CHECK(out.dtype() == float64, "gradcheck: the function returned ", dtype_name(out.dtype()),
+             " for float64 inputs; compute in the inputs' dtype");
     TG_CHECK(out.requires_grad(), "gradcheck: the output of shape ", out.shape(),
              " does not depend on any input that requires grad");
     {
@@ -917,7 +965,10 @@ GradcheckResult check(const GradcheckFn& fn, const tensor_list& given, const Gra
     TG_CHECK(!p.diff.empty(), function, ": no input requires grad; mark the inputs to check with requires_grad_()");
     p.make_evaluator = [&p] { return std::make_unique<CallEvaluator>(p); };
     analyze_call(p, o, result);
-    run_checks(p, o, result);
+    if (result.error.empty())
+        run_checks(p, o, result);
+    else
+        result.verdict = Verdict::fail;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return result;
 }
@@ -1055,10 +1106,17 @@ class ReplayEvaluator final : public Evaluator {
 public:
     ReplayEvaluator(Problem& p, const ReplayTape& tape) : Evaluator(p), replayer_(tape) {}
     double* data(size_t k) override { return replayer_.leaf_data(k); }
-    bool project_now(double* out) override { return project_output(replayer_.run(), out); }
+    bool project_now(double* out) override
+    {
+        const Tensor* o = nullptr;
+        if (!raises_not([&] { o = &replayer_.run(); })) return false;
+        return project_output(*o, out);
+    }
     bool at(size_t k, int64_t e, double v, double* out) override
     {
-        return project_output(replayer_.run_element(k, e, v), out);
+        const Tensor* o = nullptr;
+        if (!raises_not([&] { o = &replayer_.run_element(k, e, v); })) return false;
+        return project_output(*o, out);
     }
 
 private:
@@ -1074,7 +1132,9 @@ public:
     bool project_now(double* out) override
     {
         NoGradGuard off;
-        return project_output(fn_(), out);
+        Tensor o;
+        if (!raises_not([&] { o = fn_(); })) return false;
+        return project_output(o, out);
     }
 
 private:
@@ -1163,9 +1223,13 @@ GradcheckResult gradcheck_parameters(const std::function<Tensor()>& fn, const na
     Bytes before = bytes_of(p.xs);
     Tensor out;
     ReplayCapture capture;
-    {
+    try {
         EnableGradGuard on;
         out = fn();
+    } catch (const Error& e) {
+        result.error = std::string("the function raised at the given parameters, so nothing was checked: ") + e.what();
+        result.verdict = Verdict::fail;
+        return result;
     }
     capture.stop();
     TG_CHECK(out.defined() && out.dtype() == float64, "gradcheck: the function returned ",
@@ -1198,7 +1262,10 @@ GradcheckResult gradcheck_parameters(const std::function<Tensor()>& fn, const na
                 c.detail = detail;
             }
     }
-    run_checks(p, o, result);
+    if (result.error.empty())
+        run_checks(p, o, result);
+    else
+        result.verdict = Verdict::fail;
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return result;
 }
@@ -1269,6 +1336,7 @@ std::string GradcheckResult::to_string() const
        << (cotangents == 1 ? "" : "s") << ", step h = 2^k ≈ 6e-6·max(1,|x|), atol/rtol per element; "
        << evaluations << " evaluations, " << fmt(seconds * 1e3, "%.3g") << " ms\n";
     if (!note.empty()) os << "  " << note << "\n";
+    if (!error.empty()) os << "  " << error << "\n";
     for (const InputReport& r : inputs) {
         os << "  " << r.name << " " << shape_str(r.shape) << ": " << tg::to_string(r.verdict)
            << "  rel error " << fmt(r.rel_error, "%.1e") << "  (";

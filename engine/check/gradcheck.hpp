@@ -155,6 +155,7 @@ struct GradcheckResult {
     std::vector<GradcheckResult> second_order;  // gradcheck with options.second_order
     int64_t evaluations = 0;     // forward calls made for finite differences
     std::string note;            // how the evaluations were made, when it matters
+    std::string error;           // why the check could not run (the forward or the backward raised)
     double seconds = 0;
     std::string reproduce;
 

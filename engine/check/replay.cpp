@@ -260,7 +260,13 @@ const Tensor& Replayer::run_element(size_t k, int64_t e, double v)
     s.changed.assign(1, e);
     s.touched = true;
     touched_leaves_.push_back(int(k));
-    propagate(tape_.downstream_[k]);
+    try {
+        propagate(tape_.downstream_[k]);
+    } catch (...) {  // an op raised at this point: leave everything as recorded
+        restore();
+        x[e] = saved;
+        throw;
+    }
     const Tensor& out = result();
     x[e] = saved;
     return out;
@@ -285,7 +291,12 @@ const Tensor& Replayer::run()
     }
     std::sort(merged_.begin(), merged_.end());
     merged_.erase(std::unique(merged_.begin(), merged_.end()), merged_.end());
-    propagate(merged_);
+    try {
+        propagate(merged_);
+    } catch (...) {
+        restore();
+        throw;
+    }
     return result();
 }
 

@@ -431,7 +431,18 @@ private:
             }
         }
         BackwardArgs args(n, g, saved, create_graph_);
-        tensor_list grads = n.apply(args);
+        tensor_list grads;
+        try {
+            grads = n.apply(args);
+        } catch (const Error& e) {
+            // Say whose backward it was, unless the message already does.
+            if (std::string(e.what()).find(std::string("backward of op '") + n.op + "'") != std::string::npos) throw;
+            std::string what = e.what();
+            if (what.rfind("tapegrad: ", 0) == 0) what = what.substr(10);
+            fail("backward of op '", n.op, "' (output shape ", n.shape, ") raised: ", what);
+        } catch (const std::exception& e) {
+            fail("backward of op '", n.op, "' (output shape ", n.shape, ") raised: ", e.what());
+        }
         TG_CHECK(grads.size() <= n.inputs.size(), "backward of op '", n.op, "' returned ",
                  grads.size(), " gradients for ", n.inputs.size(), " inputs");
         for (size_t i = 0; i < grads.size(); ++i) {
