@@ -535,4 +535,39 @@ tensor_list grad(const tensor_list& outputs, const tensor_list& inputs,
     return results;
 }
 
+JvpResult jvp(const std::function<Tensor(const tensor_list&)>& fn, const tensor_list& inputs,
+              const tensor_list& tangents)
+{
+    TG_CHECK(tangents.size() == inputs.size(), "jvp: ", tangents.size(), " tangents for ", inputs.size(), " inputs");
+    EnableGradGuard on;
+    tensor_list x(inputs.size()), moved, v;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+        TG_CHECK(inputs[i].defined(), "jvp: input ", i, " is undefined");
+        x[i] = inputs[i].detach();
+        if (!tangents[i].defined()) continue;
+        TG_CHECK(tangents[i].shape() == inputs[i].shape() && tangents[i].dtype() == inputs[i].dtype(),
+                 "jvp: tangent ", i, " of shape ", tangents[i].shape(), " (", dtype_name(tangents[i].dtype()),
+                 ") for input ", i, " of shape ", inputs[i].shape(), " (", dtype_name(inputs[i].dtype()), ")");
+        x[i].requires_grad_(true);
+        moved.push_back(x[i]);
+        v.push_back(tangents[i].detach());
+    }
+    TG_CHECK(!moved.empty(), "jvp: no tangent given");
+    Tensor out = fn(x);
+    TG_CHECK(out.defined(), "jvp: the function returned an undefined tensor");
+    JvpResult r{out.detach(), zeros_like(out)};
+    if (!out.requires_grad()) return r;  // the output does not depend on the moved inputs
+    // Any u will do (g is linear in it); it must be a leaf of the graph of g.
+    Tensor u = zeros_like(out).requires_grad_(true);
+    tensor_list g = grad({out}, moved, {u}, {.create_graph = true, .retain_graph = true});
+    tensor_list outputs, weights;
+    for (size_t i = 0; i < g.size(); ++i)
+        if (g[i].requires_grad()) {
+            outputs.push_back(g[i]);
+            weights.push_back(v[i]);
+        }
+    if (!outputs.empty()) r.tangent = grad(outputs, {u}, weights)[0].detach();
+    return r;
+}
+
 }  // namespace tg

@@ -254,6 +254,17 @@ struct GradOptions {
 tensor_list grad(const tensor_list& outputs, const tensor_list& inputs,
                  const tensor_list& grad_outputs = {}, GradOptions options = {});
 
+// Forward mode: fn's output at `inputs` and its directional derivative J·v
+// along `tangents` (one per input; undefined for an input not moved). Built
+// from the backward rules twice: g(u) = Jᵀu is linear in u, so J·v is the
+// gradient of <g(u), v> with respect to u. It needs the rules of fn's ops to
+// be differentiable, as second order does.
+struct JvpResult {
+    Tensor output, tangent;  // tangent has the output's shape
+};
+JvpResult jvp(const std::function<Tensor(const tensor_list&)>& fn, const tensor_list& inputs,
+              const tensor_list& tangents);
+
 // Accumulates d(root)/d(leaf), weighted by `gradient`, into every reachable leaf's grad().
 void backward(const Tensor& root, const Tensor& gradient = Tensor(), bool retain_graph = false,
               bool create_graph = false);
