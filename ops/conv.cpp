@@ -63,7 +63,9 @@ tensor_list conv_backward_composite(const BackwardArgs& a, const ConvShape& s, c
 bool conv2d_delta(DeltaArgs& d, const ConvShape& s)
 {
     const Geometry& g = s.g;
-    const ReplayInput &X = d.inputs[0], &W = d.inputs[1], &B = d.inputs[2];
+    const ReplayInput &X = d.inputs[0], &W = d.inputs[1];
+    const ReplayInput no_bias;  // a call without bias has two inputs
+    const ReplayInput& B = d.inputs.size() > 2 ? d.inputs[2] : no_bias;
     const int64_t og = s.og(), cg = s.cg(), kk = g.kk(), plane = g.ho * g.wo;
     int64_t work = (X.unchanged() ? 0 : int64_t(X.changed->size()) * og * kk) +
                    (W.unchanged() ? 0 : int64_t(W.changed->size()) * g.n * plane) +
