@@ -28,11 +28,13 @@ namespace tg::kernels {
 // Inner dimensions and row counts up to this are short.
 inline constexpr int64_t short_side = 16;
 
-// Whether the short-side kernels beat BLAS on the active instruction set: with
-// AVX2 they do, by 2-4x on a convolution with one input channel. The SSE2
-// variant exists (tests run it), but there BLAS keeps the work: its kernels for
-// such CPUs pack into the same 4-wide registers, and measured on par or faster.
-bool short_side_kernels();
+// Whether each kernel beats BLAS (OpenBLAS's SSE3 kernels, measured on the
+// shapes of a 3×3 convolution with 1-16 input channels) on the active
+// instruction set. With AVX2 both do, by 2.5-4.5x. With SSE2 only dot_gemm
+// does (1.3-1.8x): short_k_gemm measured on par with BLAS or up to 20% slower,
+// so BLAS keeps that product there (the SSE2 variant still exists and is tested).
+bool prefer_short_k_gemm();
+bool prefer_dot_gemm();
 
 // C[m × n] = A · B (+ bias[i] on row i when given) for a short inner dimension
 // k, or few rows m; A element (i, p) at a[i·ars + p·acs], so A may be read transposed.
