@@ -150,7 +150,8 @@ struct Im2col : Op<Im2col> {
         return {sample("[2,2,4,5] k3 p1", {real("x", {2, 2, 4, 5})}, Attrs{3, 1, 1, 1}),
                 sample("[1,2,7,6] k(2,3) s(2,1) p(1,0) d(2,1)", {real("x", {1, 2, 7, 6})},
                        Attrs{{2, 3}, {2, 1}, {1, 0}, {2, 1}}),
-                sample("[2,1,5,5] k2 s2 (edge windows dropped)", {real("x", {2, 1, 5, 5})}, Attrs{2, 2, 0, 1})};
+                sample("[2,1,5,5] k2 s2 (edge windows dropped)", {real("x", {2, 1, 5, 5})}, Attrs{2, 2, 0, 1}),
+                sample("[1,2,7,8] k2 s3", {real("x", {1, 2, 7, 8})}, Attrs{2, 3, 0, 1})};
     }
 };
 TG_REGISTER_OP(Im2col);
@@ -195,7 +196,9 @@ struct Col2im : Op<Col2im> {
     {
         return {sample("[2,18,20] into 4x5, k3 p1", {real("cols", {2, 18, 20})}, Attrs{{4, 5}, 3, 1, 1, 1}),
                 sample("[1,12,16] into 7x6, k(2,3) s(2,1) p(1,0) d(2,1)", {real("cols", {1, 12, 16})},
-                       Attrs{{7, 6}, {2, 3}, {2, 1}, {1, 0}, {2, 1}})};
+                       Attrs{{7, 6}, {2, 3}, {2, 1}, {1, 0}, {2, 1}}),
+                sample("[1,8,6] into 5x7, k2 s2", {real("cols", {1, 8, 6})}, Attrs{{5, 7}, 2, 2, 0, 1}),
+                sample("[1,8,6] into 7x8, k2 s3", {real("cols", {1, 8, 6})}, Attrs{{7, 8}, 2, 3, 0, 1})};
     }
 };
 TG_REGISTER_OP(Col2im);
@@ -299,33 +302,75 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Int2 st
     return bias.defined() ? Conv2d::call({x, weight, bias}, a) : Conv2d::call({x, weight}, a);
 }
 
+// The samples reach every branch of the kernels (engine/kernels/conv.cpp):
+// the im2col forms (shifted, stride 1, stride 2, other strides, kernels wider
+// than 16 taps), the pointwise path, both input gradients (col2im, and the
+// transposed convolution for stride 1 with cg >= 8 >= og), the short-side
+// kernels (inner sizes <= 16, float32: the float32 pass; every row remainder
+// of the 6-row tile, whole and partial column vectors, the 4x3 dot tiles and
+// their edges) and BLAS, groups, and blocks of channels and of columns (a
+// small block_bytes). Comments name what a sample adds.
 std::vector<OpSample> Conv2d::samples()
 {
-    auto opts = [](Int2 stride, Int2 padding, Int2 dilation, int64_t groups) {
-        return Attrs{stride, padding, dilation, groups};
+    auto opts = [](Int2 stride, Int2 padding, Int2 dilation, int64_t groups, int64_t block_bytes = 0) {
+        return Attrs{stride, padding, dilation, groups, block_bytes > 0 ? block_bytes : kernels::default_block_bytes};
     };
     return {
+        // im2col by output rows, stride 1; BLAS (k = 18); dx by col2im.
         sample("[2,2,5,5] * [3,2,3,3] + b", {real("x", {2, 2, 5, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
                opts(1, 0, 1, 1)),
+        // Rows with stride 2, zero rows above and below.
         sample("stride 2, padding 1, odd 7x5", {real("x", {2, 2, 7, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
                opts(2, 1, 1, 1)),
+        // Shifted planes (stride 1, output as wide as the input), dilated.
         sample("dilation 2, padding 2", {real("x", {1, 2, 7, 6}), real("w", {2, 2, 3, 3}), real("b", {2})},
                opts(1, 2, 2, 1)),
         sample("groups 2", {real("x", {2, 4, 5, 4}), real("w", {4, 2, 3, 3}), real("b", {4})}, opts(1, 1, 1, 2)),
+        // Short side k = 9 per group; 2-row tiles; dot edges only.
         sample("depthwise (groups = Cin = 3), 2 outputs per channel",
                {real("x", {2, 3, 5, 5}), real("w", {6, 1, 3, 3}), real("b", {6})}, opts(1, 1, 1, 3)),
+        // k = 12; 20 columns: one whole 16-column tile and a partial vector.
         sample("kernel 2x3, stride (2,1), padding (1,0)",
                {real("x", {2, 2, 6, 7}), real("w", {3, 2, 2, 3}), real("b", {3})}, opts({2, 1}, {1, 0}, 1, 1)),
         sample("kernel 3x1, stride (1,2), padding (0,1), dilation (1,2), no bias",
                {real("x", {2, 2, 5, 7}), real("w", {2, 2, 3, 1})}, opts({1, 2}, {0, 1}, {1, 2}, 1)),
+        // Pointwise: the planes are the column matrix; short side 3.
         sample("1x1 conv", {real("x", {2, 3, 4, 3}), real("w", {4, 3, 1, 1}), real("b", {4})}, opts(1, 0, 1, 1)),
+        // Pointwise with 20 channels: BLAS for all three products.
+        sample("1x1 conv, 20 channels", {real("x", {2, 20, 3, 3}), real("w", {3, 20, 1, 1}), real("b", {3})},
+               opts(1, 0, 1, 1)),
+        // Pointwise, one channel: 1-row tiles in dx = wᵀ·gy; 24 columns: a whole vector after a tile on AVX2.
+        sample("1x1 conv, 1 channel, 4x6", {real("x", {2, 1, 4, 6}), real("w", {5, 1, 1, 1}), real("b", {5})},
+               opts(1, 0, 1, 1)),
         sample("1x1 conv, stride 2, padding 1, no bias", {real("x", {2, 3, 5, 4}), real("w", {2, 3, 1, 1})},
                opts(2, 1, 1, 1)),
         sample("1x1 output (kernel = input)", {real("x", {3, 2, 3, 3}), real("w", {4, 2, 3, 3}), real("b", {4})},
                opts(1, 0, 1, 1)),
+        // k = 9, 4 outputs: the 4x3 dot tiles of dw.
         sample("batch 1, Cin 1, padding 1", {real("x", {1, 1, 6, 5}), real("w", {4, 1, 3, 3}), real("b", {4})},
                opts(1, 1, 1, 1)),
+        // 11 outputs: tiles of 6 rows then 5, dot tiles then edges; 63 columns.
+        sample("Cin 1, 11 outputs, 7x9", {real("x", {1, 1, 7, 9}), real("w", {11, 1, 3, 3}), real("b", {11})},
+               opts(1, 1, 1, 1)),
+        // Stride 3: the generic-stride im2col and col2im.
         sample("no bias, stride 3 uneven", {real("x", {2, 2, 8, 7}), real("w", {3, 2, 2, 2})}, opts(3, 0, 1, 1)),
+        sample("kernel 2x17 (more than 16 taps)", {real("x", {2, 1, 3, 19}), real("w", {2, 1, 2, 17}), real("b", {2})},
+               opts(1, {0, 1}, 1, 1)),
+        // dx as the transposed convolution: gy's planes shifted (padding 1), BLAS.
+        sample("transposed input gradient, 8 -> 3 channels, padding 1",
+               {real("x", {2, 8, 5, 4}), real("w", {3, 8, 3, 3}), real("b", {3})}, opts(1, 1, 1, 1)),
+        // The transposed convolution by rows (no padding), one output: short side 9 in float32.
+        sample("transposed input gradient, 9 -> 1 channel, no padding",
+               {real("x", {1, 9, 6, 5}), real("w", {1, 9, 3, 3}), real("b", {1})}, opts(1, 0, 1, 1)),
+        sample("transposed input gradient, groups 2", {real("x", {1, 16, 4, 4}), real("w", {6, 8, 3, 3})},
+               opts(1, 1, 1, 2)),
+        // 1000-byte blocks: one channel per block in float32 (short side, then
+        // BLAS accumulating), 16-column blocks of shifted rows in float64.
+        sample("blocks of channels or columns, col2im",
+               {real("x", {2, 4, 5, 5}), real("w", {3, 4, 3, 3}), real("b", {3})}, opts(1, 1, 1, 1, 1000)),
+        // The same for the forward by rows and for the transposed input gradient.
+        sample("blocks of channels or columns, transposed",
+               {real("x", {1, 8, 6, 5}), real("w", {4, 8, 3, 3}), real("b", {4})}, opts(1, 0, 1, 1, 1000)),
         // The public function's unbatched form.
         tg::sample("unbatched [2,5,5] * [3,2,3,3] + b", {real("x", {2, 5, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
                    [](const tensor_list& x) { return conv2d(x[0], x[1], x[2], 1, 1); }),
