@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "engine/core/error.hpp"

@@ -31,7 +31,7 @@ inline void short_k_tile(int64_t k, const float* a, int64_t ars, int64_t acs, co
 #define TG_ROWS(M) M(0, x00, x01) M(1, x10, x11) M(2, x20, x21) M(3, x30, x31) M(4, x40, x41) M(5, x50, x51)
     if (bias) {
 #define TG_BIAS(r, v0, v1) \
-        if constexpr (MR > r) v0 = v1 = broadcast<vf>(bias[r]);
+        if constexpr (MR > r) v0 = v1 = splat<vf>(bias[r]);
         TG_ROWS(TG_BIAS)
 #undef TG_BIAS
     }
@@ -41,7 +41,7 @@ inline void short_k_tile(int64_t k, const float* a, int64_t ars, int64_t acs, co
         const float* ap = a + p * acs;
 #define TG_FMA(r, v0, v1)                                \
         if constexpr (MR > r) {                          \
-            const vf av = broadcast<vf>(ap[r * ars]);    \
+            const vf av = splat<vf>(ap[r * ars]);        \
             v0 = fma(av, b0, v0);                        \
             if constexpr (V > 1) v1 = fma(av, b1, v1);   \
         }

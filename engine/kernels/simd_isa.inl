@@ -74,3 +74,21 @@ template <class V>
         for (int j = 0; j < width; ++j) part[j] += part[j + width];
     return part[0];
 }
+
+// --- for the convolution kernels ----------------------------------------------------------
+// (The including file includes <utility>.)
+
+// x in every lane, in one instruction (vbroadcastss, from memory): broadcast(x)
+// is V{} + x, an add GCC must keep before the broadcast, since 0 + -0 is +0.
+template <class V, size_t... I>
+[[gnu::always_inline]] inline V splat_lanes(float x, std::index_sequence<I...>)
+{
+    const V v = {x};
+    return __builtin_shufflevector(v, v, (I * 0)...);
+}
+
+template <class V>
+[[gnu::always_inline]] inline V splat(float x)
+{
+    return splat_lanes<V>(x, std::make_index_sequence<sizeof(V) / sizeof(float)>());
+}
