@@ -263,8 +263,7 @@ Blocking blocking(int64_t channels, int64_t kk, int64_t columns, size_t elem, in
 
 // The three products of a convolution, each on the short-side kernels of
 // gemm.hpp when they apply (float32, a side of at most short_side, nothing to
-// accumulate into, and an instruction set where the kernel beats BLAS: see
-// prefer_short_k_gemm) and through BLAS otherwise.
+// accumulate into) and through BLAS otherwise.
 
 // C[m × n] = W[m × k] · B[k × n] + (C if accumulate, else bias[i] on row i when given)
 template <class T>
@@ -272,7 +271,7 @@ void product_wb(int64_t m, int64_t n, int64_t k, const T* w, int64_t ldw, const 
                 const T* bias, bool accumulate)
 {
     if constexpr (std::is_same_v<T, float>)
-        if (!accumulate && k <= short_side && prefer_short_k_gemm())
+        if (!accumulate && k <= short_side)
             return short_k_gemm(m, n, k, w, ldw, 1, b, ldb, c, ldc, bias);
     // BLAS clears C in a pass of its own when beta = 0: filling it with the
     // bias instead costs the same pass.
@@ -286,7 +285,7 @@ template <class T>
 void product_wtg(int64_t k, int64_t n, int64_t m, const T* w, int64_t ldw, const T* g, int64_t ldg, T* c, int64_t ldc)
 {
     if constexpr (std::is_same_v<T, float>)
-        if (k <= short_side && prefer_short_k_gemm()) return short_k_gemm(k, n, m, w, 1, ldw, g, ldg, c, ldc, nullptr);
+        if (k <= short_side) return short_k_gemm(k, n, m, w, 1, ldw, g, ldg, c, ldc, nullptr);
     detail::gemm(true, false, k, n, m, T(1), w, ldw, g, ldg, T(0), c, ldc);
 }
 
@@ -295,7 +294,7 @@ template <class T>
 void product_gbt(int64_t m, int64_t k, int64_t n, const T* g, int64_t ldg, const T* b, int64_t ldb, T* c, int64_t ldc)
 {
     if constexpr (std::is_same_v<T, float>)
-        if (k <= short_side && prefer_dot_gemm()) return dot_gemm(m, k, n, g, ldg, b, ldb, c, ldc);
+        if (k <= short_side) return dot_gemm(m, k, n, g, ldg, b, ldb, c, ldc);
     detail::gemm(false, true, m, k, n, T(1), g, ldg, b, ldb, T(1), c, ldc);
 }
 

@@ -133,9 +133,6 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
 
 namespace tg::kernels {
 
-bool prefer_short_k_gemm() { return isa() == Isa::avx2; }
-bool prefer_dot_gemm() { return true; }
-
 void short_k_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t ars, int64_t acs, const float* b,
                   int64_t ldb, float* c, int64_t ldc, const float* bias)
 {

@@ -28,13 +28,10 @@ namespace tg::kernels {
 // Inner dimensions and row counts up to this are short.
 inline constexpr int64_t short_side = 16;
 
-// Whether each kernel beats BLAS (OpenBLAS's SSE3 kernels, measured on the
-// shapes of a 3×3 convolution with 1-16 input channels) on the active
-// instruction set. With AVX2 both do, by 2.5-4.5x. With SSE2 only dot_gemm
-// does (1.3-1.8x): short_k_gemm measured on par with BLAS or up to 20% slower,
-// so BLAS keeps that product there (the SSE2 variant still exists and is tested).
-bool prefer_short_k_gemm();
-bool prefer_dot_gemm();
+// Both beat BLAS on either instruction set, so the conv products use them
+// wherever they apply: measured against OpenBLAS's SSE3 kernels on the three
+// products of a 3×3 convolution with 1-16 input channels (m 6-64, n 196-1024),
+// the AVX2 variants take 0.25-0.5 of BLAS's time, the SSE2 ones 0.55-0.9.
 
 // C[m × n] = A · B (+ bias[i] on row i when given) for a short inner dimension
 // k, or few rows m; A element (i, p) at a[i·ars + p·acs], so A may be read transposed.
