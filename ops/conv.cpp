@@ -307,9 +307,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Int2 st
 // than 16 taps), the pointwise path, both input gradients (col2im, and the
 // transposed convolution for stride 1 with cg >= 8 >= og), the short-side
 // kernels (inner sizes <= 16, float32: the float32 pass; every row remainder
-// of the 6-row tile, whole and partial column vectors, the 4x3 dot tiles and
-// their edges) and BLAS, groups, and blocks of channels and of columns (a
-// small block_bytes). Comments name what a sample adds.
+// of the 6-row tile, column ends by an overlapping tile or partial vectors,
+// the 4x3 dot tiles and their edges) and BLAS, groups, and blocks of channels
+// and of columns (a small block_bytes). Comments name what a sample adds.
 std::vector<OpSample> Conv2d::samples()
 {
     auto opts = [](Int2 stride, Int2 padding, Int2 dilation, int64_t groups, int64_t block_bytes = 0) {
@@ -329,17 +329,17 @@ std::vector<OpSample> Conv2d::samples()
         // Short side k = 9 per group; 2-row tiles; dot edges only.
         sample("depthwise (groups = Cin = 3), 2 outputs per channel",
                {real("x", {2, 3, 5, 5}), real("w", {6, 1, 3, 3}), real("b", {6})}, opts(1, 1, 1, 3)),
-        // k = 12; 20 columns: one whole 16-column tile and a partial vector.
+        // k = 12; 20 columns: a 16-column tile, then a vector overlapping it (AVX2).
         sample("kernel 2x3, stride (2,1), padding (1,0)",
                {real("x", {2, 2, 6, 7}), real("w", {3, 2, 2, 3}), real("b", {3})}, opts({2, 1}, {1, 0}, 1, 1)),
         sample("kernel 3x1, stride (1,2), padding (0,1), dilation (1,2), no bias",
                {real("x", {2, 2, 5, 7}), real("w", {2, 2, 3, 1})}, opts({1, 2}, {0, 1}, {1, 2}, 1)),
-        // Pointwise: the planes are the column matrix; short side 3.
+        // Pointwise: the planes are the column matrix; short side 3; 12 columns: partial vectors.
         sample("1x1 conv", {real("x", {2, 3, 4, 3}), real("w", {4, 3, 1, 1}), real("b", {4})}, opts(1, 0, 1, 1)),
         // Pointwise with 20 channels: BLAS for all three products.
         sample("1x1 conv, 20 channels", {real("x", {2, 20, 3, 3}), real("w", {3, 20, 1, 1}), real("b", {3})},
                opts(1, 0, 1, 1)),
-        // Pointwise, one channel: 1-row tiles in dx = wᵀ·gy; 24 columns: a whole vector after a tile on AVX2.
+        // Pointwise, one channel: 1-row tiles in dx = wᵀ·gy; 24 columns: a vector after a tile (AVX2).
         sample("1x1 conv, 1 channel, 4x6", {real("x", {2, 1, 4, 6}), real("w", {5, 1, 1, 1}), real("b", {5})},
                opts(1, 0, 1, 1)),
         sample("1x1 conv, stride 2, padding 1, no bias", {real("x", {2, 3, 5, 4}), real("w", {2, 3, 1, 1})},
@@ -349,10 +349,10 @@ std::vector<OpSample> Conv2d::samples()
         // k = 9, 4 outputs: the 4x3 dot tiles of dw.
         sample("batch 1, Cin 1, padding 1", {real("x", {1, 1, 6, 5}), real("w", {4, 1, 3, 3}), real("b", {4})},
                opts(1, 1, 1, 1)),
-        // 11 outputs: tiles of 6 rows then 5, dot tiles then edges; 63 columns.
+        // 11 outputs: tiles of 6 rows then 5, dot tiles then edges; 63 columns: an overlapping tile.
         sample("Cin 1, 11 outputs, 7x9", {real("x", {1, 1, 7, 9}), real("w", {11, 1, 3, 3}), real("b", {11})},
                opts(1, 1, 1, 1)),
-        // Stride 3: the generic-stride im2col and col2im.
+        // Stride 3: the generic-stride im2col and col2im; 6 columns: one partial vector.
         sample("no bias, stride 3 uneven", {real("x", {2, 2, 8, 7}), real("w", {3, 2, 2, 2})}, opts(3, 0, 1, 1)),
         sample("kernel 2x17 (more than 16 taps)", {real("x", {2, 1, 3, 19}), real("w", {2, 1, 2, 17}), real("b", {2})},
                opts(1, {0, 1}, 1, 1)),

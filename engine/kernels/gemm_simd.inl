@@ -13,8 +13,8 @@
 // (r, p) at a[r·ars + p·acs]. A tile is V vectors of columns (nc = V·lanes, or
 // fewer when Tail: the last vector then holds the nc − (V − 1)·lanes left).
 template <int MR, int V, bool Tail>
-inline void short_k_tile(int64_t k, const float* a, int64_t ars, int64_t acs, const float* b,
-                                                int64_t ldb, float* c, int64_t ldc, int64_t nc, const float* bias)
+inline void short_k_tile(int64_t k, const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb, float* c,
+                         int64_t ldc, int64_t nc, const float* bias)
 {
     static_assert(V == 1 || V == 2);
     const int64_t tail = nc - (V - 1) * lanes;  // the last vector's columns
@@ -48,9 +48,9 @@ inline void short_k_tile(int64_t k, const float* a, int64_t ars, int64_t acs, co
         TG_ROWS(TG_FMA)
 #undef TG_FMA
     }
-#define TG_STORE(r, v0, v1)                              \
-    if constexpr (MR > r) {                              \
-        store_c(c + r * ldc, 0, v0);                     \
+#define TG_STORE(r, v0, v1)                               \
+    if constexpr (MR > r) {                               \
+        store_c(c + r * ldc, 0, v0);                      \
         if constexpr (V > 1) store_c(c + r * ldc, 1, v1); \
     }
     TG_ROWS(TG_STORE)
@@ -58,18 +58,26 @@ inline void short_k_tile(int64_t k, const float* a, int64_t ars, int64_t acs, co
 #undef TG_ROWS
 }
 
-// MR rows of C: full tiles of two vectors, then the rest of the columns.
+// MR rows of C: full tiles of two vectors, then the rest of the columns by a
+// full tile that ends at column n, overlapping the one before (each column is
+// computed alone, so the overlap stores what is there again). Partial vectors
+// only for rows narrower than that: with the mask, GCC runs out of registers
+// and keeps accumulators on the stack.
 template <int MR>
 inline void short_k_rows(int64_t n, int64_t k, const float* a, int64_t ars, int64_t acs, const float* b, int64_t ldb,
                          float* c, int64_t ldc, const float* bias)
 {
+    auto tile = [&]<int V, bool Tail>(int64_t j, int64_t nc) {
+        short_k_tile<MR, V, Tail>(k, a, ars, acs, b + j, ldb, c + j, ldc, nc, bias);
+    };
     int64_t j = 0;
-    for (; j + 2 * lanes <= n; j += 2 * lanes)
-        short_k_tile<MR, 2, false>(k, a, ars, acs, b + j, ldb, c + j, ldc, 2 * lanes, bias);
+    for (; j + 2 * lanes <= n; j += 2 * lanes) tile.template operator()<2, false>(j, 2 * lanes);
     const int64_t rest = n - j;
-    if (rest > lanes) short_k_tile<MR, 2, true>(k, a, ars, acs, b + j, ldb, c + j, ldc, rest, bias);
-    else if (rest == lanes) short_k_tile<MR, 1, false>(k, a, ars, acs, b + j, ldb, c + j, ldc, rest, bias);
-    else if (rest > 0) short_k_tile<MR, 1, true>(k, a, ars, acs, b + j, ldb, c + j, ldc, rest, bias);
+    if (rest == 0) return;
+    if (rest <= lanes && n >= lanes) tile.template operator()<1, false>(n - lanes, lanes);
+    else if (n >= 2 * lanes) tile.template operator()<2, false>(n - 2 * lanes, 2 * lanes);
+    else if (n > lanes) tile.template operator()<2, true>(0, n);
+    else tile.template operator()<1, true>(0, n);
 }
 
 void short_k_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t ars, int64_t acs, const float* b,
