@@ -118,7 +118,7 @@ inline void dot_tile_4x3(int64_t len, const float* a, int64_t lda, const float* 
     const vf sums[4][3] = {{s00, s01, s02}, {s10, s11, s12}, {s20, s21, s22}, {s30, s31, s32}};
     for (int r = 0; r < 4; ++r)
         for (int q = 0; q < 3; ++q) {
-            float v = reduce_add(sums[r][q]);
+            float v = hsum(sums[r][q]);
             for (int64_t t = p; t < len; ++t) v += a[r * lda + t] * b[q * ldb + t];
             c[r * ldc + q] += v;
         }
@@ -132,7 +132,7 @@ inline void dot_1x1(int64_t len, const float* a, const float* b, float* c)
         s0 = fma(load<vf>(a + p), load<vf>(b + p), s0);
         s1 = fma(load<vf>(a + p + lanes), load<vf>(b + p + lanes), s1);
     }
-    float v = reduce_add(s0 + s1);
+    float v = hsum(s0 + s1);
     for (; p < len; ++p) v += a[p] * b[p];
     *c += v;
 }

@@ -92,3 +92,16 @@ template <class V>
 {
     return splat_lanes<V>(x, std::make_index_sequence<sizeof(V) / sizeof(float)>());
 }
+
+// The sum of the lanes in reduce_add's order ((lo + hi) until one lane is
+// left) in vector registers: reduce_add's array goes through the stack.
+[[gnu::always_inline]] inline float hsum(vf v)
+{
+#if TG_SIMD_LANES == 8
+    const vf4 s = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+#else
+    const vf4 s = v;
+#endif
+    const vf4 t = s + __builtin_shufflevector(s, s, 2, 3, 2, 3);
+    return t[0] + t[1];
+}
