@@ -1,8 +1,8 @@
 // The convolution kernels on every instruction set the CPU runs: the
-// short-side GEMMs (every row remainder of the 6-row tile, whole and partial
-// column vectors, the 4x3 dot tiles and their edges) and the conv forward and
-// first-order backward drivers, each against a plain loop, and the variants
-// against each other.
+// short-side GEMMs (every row remainder of the 6-row tile, column ends by an
+// overlapping tile or partial vectors, the 4x3 dot tiles and their edges) and
+// the conv forward and first-order backward drivers, each against a plain
+// loop, and the variants against each other.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -91,8 +91,9 @@ TEST_CASE("short-side GEMM kernels match a plain loop on every instruction set, 
                                 }
                                 for (int64_t j = n; j < ldc; ++j) padding_kept &= std::isnan(c[size_t(i * ldc + j)]);
                             }
-                            const std::string key = "short_k " + std::to_string(m) + "x" + std::to_string(n) + "x" +
-                                                    std::to_string(k) + (transposed ? " t" : "") + (with_bias ? " b" : "");
+                            const std::string key = "short_k " + std::to_string(m) + "x" + std::to_string(n) +
+                                                    "x" + std::to_string(k) + (transposed ? " t" : "") +
+                                                    (with_bias ? " b" : "");
                             CAPTURE(key);
                             CHECK(padding_kept);
                             CHECK(worst_error(got, want) <= 1e-5);
@@ -117,7 +118,8 @@ TEST_CASE("short-side GEMM kernels match a plain loop on every instruction set, 
                         for (int64_t j = 0; j < n; ++j)
                             for (int64_t p = 0; p < len; ++p)
                                 want[size_t(i * ldc + j)] += double(a[size_t(i * lda + p)]) * b[size_t(j * ldb + p)];
-                    const std::string key = "dot " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(len);
+                    const std::string key =
+                        "dot " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(len);
                     CAPTURE(key);
                     CHECK(worst_error(c, want) <= 1e-5);
                     auto [it, fresh] = first.emplace(key, c);
@@ -155,7 +157,8 @@ ConvResult run_kernels(const kernels::ConvShape& s, const std::vector<float>& x,
     return r;
 }
 
-// y[n,o,oh,ow] = b[o] + Σ w[o,c,i,j]·x[n, grp·Cg + c, oh·sh − ph + i·dh, ow·sw − pw + j·dw], and its gradients.
+// y[n,o,oh,ow] = b[o] + Σ w[o,c,i,j]·x[n, grp·Cg + c, oh·sh − ph + i·dh, ow·sw − pw + j·dw],
+// and its gradients.
 struct ConvReference {
     std::vector<double> y, dx, dw, db;
 };
