@@ -1,13 +1,18 @@
 #include "engine/kernels/gemm.hpp"
 
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "engine/core/error.hpp"
 #include "engine/core/parallel.hpp"
+#include "engine/kernels/cpu.hpp"
 
 extern "C" void openblas_set_num_threads(int);
 
@@ -118,3 +123,28 @@ void gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha, const
 }
 
 }  // namespace tg::detail
+
+// 8-lane vectors only ever live inside the AVX2 functions (everything is
+// inlined there), so the ABI note about passing them does not apply.
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#define TG_SIMD_BODY "engine/kernels/gemm_simd.inl"
+#include "engine/kernels/simd_regions.inl"
+
+namespace tg::kernels {
+
+void short_k_gemm(int64_t m, int64_t n, int64_t k, const float* a, int64_t ars, int64_t acs, const float* b,
+                  int64_t ldb, float* c, int64_t ldc, const float* bias)
+{
+    if (isa() == Isa::avx2) avx2::short_k_gemm(m, n, k, a, ars, acs, b, ldb, c, ldc, bias);
+    else sse2::short_k_gemm(m, n, k, a, ars, acs, b, ldb, c, ldc, bias);
+}
+
+void dot_gemm(int64_t m, int64_t n, int64_t len, const float* a, int64_t lda, const float* b, int64_t ldb, float* c,
+              int64_t ldc)
+{
+    if (isa() == Isa::avx2) avx2::dot_gemm(m, n, len, a, lda, b, ldb, c, ldc);
+    else sse2::dot_gemm(m, n, len, a, lda, b, ldb, c, ldc);
+}
+
+}  // namespace tg::kernels

@@ -86,3 +86,34 @@ template <class V>
     return _mm_movemask_ps((__m128)m) == 0xF;
 #endif
 }
+
+// --- for the convolution kernels ----------------------------------------------------------
+// (The including file includes <utility>.)
+
+// x in every lane, in one instruction (vbroadcastss, from memory): broadcast(x)
+// is V{} + x, an add GCC must keep before the broadcast, since 0 + -0 is +0.
+template <class V, size_t... I>
+[[gnu::always_inline]] inline V splat_lanes(float x, std::index_sequence<I...>)
+{
+    const V v = {x};
+    return __builtin_shufflevector(v, v, (I * 0)...);
+}
+
+template <class V>
+[[gnu::always_inline]] inline V splat(float x)
+{
+    return splat_lanes<V>(x, std::make_index_sequence<sizeof(V) / sizeof(float)>());
+}
+
+// The sum of the lanes in reduce_add's order ((lo + hi) until one lane is
+// left) in vector registers: reduce_add's array goes through the stack.
+[[gnu::always_inline]] inline float hsum(vf v)
+{
+#if TG_SIMD_LANES == 8
+    const vf4 s = __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+#else
+    const vf4 s = v;
+#endif
+    const vf4 t = s + __builtin_shufflevector(s, s, 2, 3, 2, 3);
+    return t[0] + t[1];
+}
