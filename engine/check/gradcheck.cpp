@@ -940,6 +940,64 @@ void analyze_call(Problem& p, const GradcheckOptions& o, GradcheckResult& r)
             before);
 }
 
+// Forward mode: J·v from tg::jvp against (f(x + s·v) − f(x − s·v)) / 2s along
+// one random direction v, output element by output element, with the same
+// rule as the elements of the full check (Richardson over s and s/2).
+StructuralCheck check_forward_mode(const Problem& p, const GradcheckOptions& o)
+{
+    StructuralCheck check{"forward mode: J·v matches finite differences along v", true, ""};
+    NoGradGuard off;
+    Generator gen(o.seed + 3);
+    tensor_list tangents(p.xs.size());
+    for (size_t i : p.diff) {
+        Tensor v = randn(p.xs[i].shape(), float64, &gen);
+        double* vp = v.data<double>();
+        const double* xp = p.xs[i].data<double>();
+        for (int64_t e = 0; e < v.numel(); ++e) vp[e] *= std::max(1.0, std::abs(xp[e]));
+        tangents[i] = v;
+    }
+    JvpResult jv;
+    try {
+        jv = jvp(p.fn, p.xs, tangents);
+    } catch (const Error& e) {
+        check.passed = false;
+        check.detail = std::string("tg::jvp raised: ") + e.what();
+        return check;
+    }
+    auto along = [&](double s) {
+        tensor_list plus = p.xs, minus = p.xs;
+        for (size_t i : p.diff) {
+            plus[i] = p.xs[i].clone();
+            minus[i] = p.xs[i].clone();
+            double* a = plus[i].data<double>();
+            double* b = minus[i].data<double>();
+            const double* v = tangents[i].data<double>();
+            for (int64_t e = 0; e < plus[i].numel(); ++e) {
+                a[e] += s * v[e];
+                b[e] -= s * v[e];
+            }
+        }
+        return std::pair{p.fn(plus), p.fn(minus)};
+    };
+    const double s = 0x1p-12;
+    auto [p1, m1] = along(s);
+    auto [p2, m2] = along(s / 2);
+    const double *jp = jv.tangent.data<double>(), *a1 = p1.data<double>(), *b1 = m1.data<double>(),
+                 *a2 = p2.data<double>(), *b2 = m2.data<double>();
+    for (int64_t i = 0; i < p.m; ++i) {
+        const double d1 = (a1[i] - b1[i]) / (2 * s), d2 = (a2[i] - b2[i]) / s;
+        if (!std::isfinite(d1) || !std::isfinite(d2)) continue;  // the direction leaves the domain here
+        const double n = d2 + (d2 - d1) / 3;
+        const double err = std::abs(n - d2) + 16 * eps * (std::abs(a2[i]) + std::abs(b2[i])) / s;
+        if (std::abs(jp[i] - n) <= o.atol + o.rtol * std::abs(n) + 2 * err) continue;
+        check.passed = false;
+        check.detail = "output " + index_str(i, p.out0.shape()) + ": J·v = " + fmt(jp[i], "%.10g") +
+                       ", finite differences " + fmt(n, "%.10g") + " (error estimate " + fmt(err, "%.1e") + ")";
+        break;
+    }
+    return check;
+}
+
 void run_checks(Problem& p, const GradcheckOptions& o, GradcheckResult& result);
 
 // The core shared by gradcheck and gradgradcheck.
@@ -965,6 +1023,7 @@ GradcheckResult check(const GradcheckFn& fn, const tensor_list& given, const Gra
     TG_CHECK(!p.diff.empty(), function, ": no input requires grad; mark the inputs to check with requires_grad_()");
     p.make_evaluator = [&p] { return std::make_unique<CallEvaluator>(p); };
     analyze_call(p, o, result);
+    if (result.error.empty() && o.forward_ad) result.structural.push_back(check_forward_mode(p, o));
     if (result.error.empty())
         run_checks(p, o, result);
     else
@@ -1465,6 +1524,7 @@ SampleCheck check_sample(const OpInfo& op, const OpSample& sample, uint64_t seed
     tensor_list inputs = make_inputs(sample, float64, seed);
     options.seed = seed;
     options.second_order = false;  // run separately below
+    options.forward_ad = options.forward_ad || sample.second_order;  // built from the backward's own backward
     options.names.clear();
     for (const InputSpec& s : sample.inputs) options.names.push_back(s.name);
     if (options.reproduce.empty())

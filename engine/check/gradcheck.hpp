@@ -76,6 +76,10 @@ struct GradcheckOptions {
     int cotangents = 2;               // random projections of a non-scalar output (1 for a scalar; at most 8)
     int probes = 4;                   // fast mode: directions per input and tolerance group
     bool second_order = false;        // gradcheck() also runs gradgradcheck() if first order passes
+    // gradcheck() also checks forward mode: tg::jvp's J·v along a random v
+    // against finite differences along v (a structural check). The registry
+    // sweep turns it on for every sample with second order.
+    bool forward_ad = false;
     bool structural = true;           // run the cheap structural checks
     bool vacuous_fails = false;       // a vacuous check fails instead of warning
     int report_worst = 5;             // elements listed per input in the report
