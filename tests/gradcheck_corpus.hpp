@@ -151,10 +151,7 @@ inline uint64_t case_seed(const std::string& name, uint64_t seed)
 // Elements the checker could not check (a stencil outside the domain that no
 // smaller step fits), which a correct smooth op must not have and a bug must
 // not hide behind.
-// TODO(gradcheck rewrite): return `in.unchecked` once InputReport has that
-// count. Until then the nearest thing is `nonfinite`: elements whose stencil
-// changed the output's finiteness, which today's checker reports as passed.
-inline int64_t unchecked_elements(const InputReport& in) { return in.nonfinite; }
+inline int64_t unchecked_elements(const InputReport& in) { return in.unchecked; }
 
 inline int64_t flat_index(const shape_type& index, const shape_type& shape)
 {
@@ -178,7 +175,7 @@ inline std::string brief(const GradcheckResult& r, const std::string& order = ""
         s += "; " + in.name + " " + tg::shape_str(in.shape) + ": " + tg::to_string(in.verdict);
         if (in.failures) s += ", " + std::to_string(in.failures) + " failing";
         if (in.kinks) s += ", " + std::to_string(in.kinks) + " kinks";
-        if (in.nonfinite) s += ", " + std::to_string(in.nonfinite) + " non-finite stencils";
+        if (in.unchecked) s += ", " + std::to_string(in.unchecked) + " unchecked";
         if (in.checked_by != tg::CheckedBy::full) s += in.checked_by == tg::CheckedBy::fast ? " (probes)" : " (probes escalated)";
         if (in.verdict == tg::Verdict::fail && in.failures == 0 && !in.note.empty()) s += " [" + in.note + "]";
         if (in.verdict != tg::Verdict::pass && !in.worst.empty()) {

@@ -63,7 +63,7 @@ enum class GradcheckMode {
 struct GradcheckOptions {
     // Per element: |analytic − numeric| ≤ atol + rtol·|numeric| + 2·(the
     // estimated error of numeric).
-    double atol = 1e-7;
+    double atol = 1e-10;
     double rtol = 1e-7;
     // A check with elements that could not be judged passes only if allowed.
     bool allow_unchecked = false;
