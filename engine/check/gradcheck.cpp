@@ -625,7 +625,8 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
     const std::vector<double>& a = p.analytic[k];
     int64_t n = x.numel();
 
-    // Group the elements by tolerance, in factors of 4.
+    // Group the elements by tolerance, in factors of 16: each group costs its own
+    // probes, and a probe only needs to resolve a tenth of the group's smallest.
     std::vector<std::vector<int64_t>> groups;
     std::vector<double> group_tol;
     for (int64_t e = 0; e < n; ++e) {
@@ -636,13 +637,13 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
             rep.note = "an analytic gradient or input value is not finite";
             return false;
         }
-        size_t g = size_t(std::max(0.0, std::floor(std::log(tau / o.atol) / std::log(4.0))));
+        size_t g = size_t(std::max(0.0, std::floor(std::log(tau / o.atol) / std::log(16.0))));
         if (g >= groups.size()) {
             groups.resize(g + 1);
             group_tol.resize(g + 1);
         }
         groups[g].push_back(e);
-        group_tol[g] = o.atol * std::pow(4.0, double(g));
+        group_tol[g] = o.atol * std::pow(16.0, double(g));
     }
     struct Task {
         size_t group;
@@ -1133,36 +1134,43 @@ void measure_noise(Problem& p)
         for (int64_t i = 0; i < p.m; ++i) s += std::abs(o0[i] * p.u[size_t(i) * size_t(C) + size_t(c)]);
         p.noise[size_t(c)] = eps * s;
     }
-    NoGradGuard off;
-    std::unique_ptr<Evaluator> ev = p.make_evaluator();
-    std::vector<std::vector<double>> saved(p.diff.size()), dir(p.diff.size());
-    for (size_t k = 0; k < p.diff.size(); ++k) {
-        const double* x = ev->data(k);
-        saved[k].assign(x, x + p.xs[p.diff[k]].numel());
-    }
-    for (uint64_t pattern = 0; pattern < 3; ++pattern) {
-        Generator gen(0x5eed ^ pattern);
-        std::array<std::array<double, max_cotangents>, 3> delta{};
-        bool finite = true;
+    // Three random patterns, each on its own evaluator so they run in parallel.
+    std::array<std::array<double, max_cotangents>, 3> third{};
+    parallel_for(3, p.serial ? 3 : 1, [&](int64_t q0, int64_t q1) {
+        NoGradGuard off;
+        std::unique_ptr<Evaluator> ev = p.make_evaluator();
+        std::vector<std::vector<double>> saved(p.diff.size()), dir(p.diff.size());
         for (size_t k = 0; k < p.diff.size(); ++k) {
-            dir[k].resize(saved[k].size());
-            for (size_t e = 0; e < saved[k].size(); ++e)
-                dir[k][e] = (gen.uniform() < 0.5 ? -1 : 1) * std::ldexp(std::max(1.0, std::abs(saved[k][e])), -36);
+            const double* x = ev->data(k);
+            saved[k].assign(x, x + p.xs[p.diff[k]].numel());
         }
-        for (int step = 1; step <= 3; ++step) {
+        for (int64_t pattern = q0; pattern < q1; ++pattern) {
+            Generator gen(0x5eed ^ uint64_t(pattern));
+            std::array<std::array<double, max_cotangents>, 3> delta{};
+            bool finite = true;
             for (size_t k = 0; k < p.diff.size(); ++k) {
-                double* x = ev->data(k);
-                for (size_t e = 0; e < saved[k].size(); ++e) x[e] = saved[k][e] + step * dir[k][e];
+                dir[k].resize(saved[k].size());
+                for (size_t e = 0; e < saved[k].size(); ++e)
+                    dir[k][e] = (gen.uniform() < 0.5 ? -1 : 1) * std::ldexp(std::max(1.0, std::abs(saved[k][e])), -36);
             }
-            finite = ev->project_now(delta[size_t(step - 1)].data()) && finite;
+            for (int step = 1; step <= 3; ++step) {
+                for (size_t k = 0; k < p.diff.size(); ++k) {
+                    double* x = ev->data(k);
+                    for (size_t e = 0; e < saved[k].size(); ++e) x[e] = saved[k][e] + step * dir[k][e];
+                }
+                finite = ev->project_now(delta[size_t(step - 1)].data()) && finite;
+            }
+            if (!finite) continue;
+            // project_now is relative to the unperturbed output, so f(x) = 0 here.
+            for (int c = 0; c < C; ++c) {
+                const size_t i = size_t(c);
+                third[size_t(pattern)][i] = std::abs(delta[2][i] - 3 * delta[1][i] + 3 * delta[0][i]) / std::sqrt(19.0);
+            }
         }
-        if (!finite) continue;
-        for (int c = 0; c < C; ++c) {
-            const size_t i = size_t(c);
-            const double third = delta[2][i] - 3 * delta[1][i] + 3 * delta[0][i];
-            p.noise[i] = std::max(p.noise[i], std::abs(third) / std::sqrt(19.0));
-        }
-    }
+        for (size_t k = 0; k < p.diff.size(); ++k) std::copy(saved[k].begin(), saved[k].end(), ev->data(k));
+    });
+    for (int c = 0; c < C; ++c)
+        for (int q = 0; q < 3; ++q) p.noise[size_t(c)] = std::max(p.noise[size_t(c)], third[size_t(q)][size_t(c)]);
     // A point where the function is not smooth at the δ scale (sqrt at 0)
     // would read as noise: no more than a forward of this size can round.
     int64_t terms = p.m;
@@ -1173,7 +1181,6 @@ void measure_noise(Problem& p)
         for (int64_t i = 0; i < p.m; ++i) s += std::abs(o0[i] * p.u[size_t(i) * size_t(C) + size_t(c)]);
         p.noise[size_t(c)] = std::min(p.noise[size_t(c)], 64 * eps * std::max(s, 1e-300) * std::sqrt(double(1 + terms)));
     }
-    for (size_t k = 0; k < p.diff.size(); ++k) std::copy(saved[k].begin(), saved[k].end(), ev->data(k));
 }
 
 // The finite differences of a check whose analytic side is done: fast probes
