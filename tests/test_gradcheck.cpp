@@ -689,3 +689,143 @@ TEST_CASE("gradcheck: nondet_tol allows a backward that is nondeterministic in t
     o.nondet_tol = 1e-17;  // tighter than the jitter
     CHECK_FALSE(gradcheck(fn, {x}, o).passed());
 }
+
+// --- the checker's own paths, each against a planted error of its own ------------------
+
+namespace {
+// Σ w_e·x_e² with weights over eight orders of magnitude, so the elements fall
+// into several fast-mode tolerance groups; the backward is off by a relative
+// `error` at element `bad` (none if bad < 0).
+Tensor weighted_squares(const Tensor& x, const Tensor& w, int64_t bad, double error)
+{
+    Tensor out = untaped([&] { return sum(mul(w, mul(x, x))); });
+    return record("weighted_squares", out, {x}, {x}, [w, bad, error](const BackwardArgs& g) -> tensor_list {
+        Tensor d = mul(mul(w, g.saved[0]), scalar(2.0, float64));
+        if (bad >= 0) {
+            Tensor scale = ones(d.shape(), float64);
+            {
+                NoGradGuard off;
+                scale.data<double>()[bad] = 1 + error;
+            }
+            d = mul(d, scale);
+        }
+        return {mul(broadcast_to(g.grad, d.shape()), d)};
+    });
+}
+
+Tensor dynamic_range_weights(int64_t n)
+{
+    Tensor w = zeros({n}, float64);
+    for (int64_t e = 0; e < n; ++e) w.data<double>()[e] = std::pow(10.0, -6.0 + 8.0 * double(e % 9) / 8.0);
+    return w;
+}
+}  // namespace
+
+TEST_CASE("gradcheck: fast-mode probes hold each tolerance group to its own smallest tolerance")
+{
+    const int64_t n = 6000;
+    Tensor x = randn_leaf({n}, 40), w = dynamic_range_weights(n);
+    GradcheckOptions o;
+    o.mode = GradcheckMode::fast;
+    // Correct, over eight orders of magnitude of gradient: no escalation.
+    GradcheckResult ok = gradcheck([&](const tensor_list& v) { return weighted_squares(v[0], w, -1, 0); }, {x}, o);
+    INFO(ok.to_string());
+    CHECK(ok.passed());
+    CHECK(ok.inputs[0].checked_by == CheckedBy::fast);
+    CHECK(ok.inputs[0].probes >= 2 * o.probes);  // more than one group
+    // Off by 1e-3 relative at an element whose gradient is ~1e-7 of the largest:
+    // invisible next to the large ones (1e-10 of the total), yet far outside
+    // its own tolerance (5e-9 against 1e-10) and the output's noise (a sum of
+    // 6,000 terms up to 100). The probes of its group must see it.
+    const int64_t bad = 9 * 321 + 1;  // weight 10^-5
+    REQUIRE(w.data<double>()[bad] == doctest::Approx(1e-5));
+    GradcheckResult r = gradcheck([&](const tensor_list& v) { return weighted_squares(v[0], w, bad, 1e-3); }, {x}, o);
+    INFO(r.to_string());
+    CHECK_FALSE(r.passed());
+    CHECK(r.inputs[0].checked_by == CheckedBy::fast_then_full);
+    CHECK(r.inputs[0].failures == 1);
+    REQUIRE(!r.inputs[0].worst.empty());
+    CHECK(r.inputs[0].worst[0].index == shape_type{bad});
+}
+
+TEST_CASE("gradcheck: a probe whose output turns non-finite escalates to the full check")
+{
+    // log(x) at positive x, one of them so small that a probe along a random
+    // direction leaves the domain: the probe cannot judge, the full check must.
+    const int64_t n = 5000;
+    Generator gen(42);
+    Tensor x = abs(randn({n}, float64, &gen)).detach();
+    {
+        NoGradGuard off;
+        for (int64_t e = 0; e < n; ++e) x.data<double>()[e] += 0.5;
+        x.data<double>()[17] = 1e-4;
+    }
+    x.requires_grad_();
+    GradcheckOptions o;
+    o.mode = GradcheckMode::fast;
+    GradcheckResult ok = gradcheck([](const tensor_list& v) { return log(v[0]); }, {x}, o);
+    INFO(ok.to_string());
+    CHECK(ok.passed());
+    CHECK(ok.inputs[0].checked_by == CheckedBy::fast_then_full);
+    CHECK(has(ok.inputs[0].note, "finiteness"));
+    // The same with a backward wrong at one ordinary element: found and named.
+    auto bad_log = [](const tensor_list& v) {
+        Tensor out = untaped([&] { return log(v[0]); });
+        return record("log_wrong_at_3", out, {v[0]}, {v[0]}, [](const BackwardArgs& g) -> tensor_list {
+            Tensor scale = ones(g.saved[0].shape(), float64);
+            {
+                NoGradGuard off;
+                scale.data<double>()[3] = 1.001;
+            }
+            return {mul(div(g.grad, g.saved[0]), scale)};
+        });
+    };
+    GradcheckResult r = gradcheck(bad_log, {x}, o);
+    INFO(r.to_string());
+    CHECK_FALSE(r.passed());
+    CHECK(r.inputs[0].failures == 1);
+    REQUIRE(!r.inputs[0].worst.empty());
+    CHECK(r.inputs[0].worst[0].index == shape_type{3});
+}
+
+TEST_CASE("gradcheck: projections onto 4 to 8 cotangents")
+{
+    // exp(x)·c for a [6, 5] output: correct, then wrong in one output row's
+    // contribution only (the backward drops row 4 of the upstream gradient).
+    Tensor x = randn_leaf({6, 5}, 41);
+    auto correct = [](const tensor_list& v) { return exp(v[0]); };
+    auto drops_row = [](const tensor_list& v) {
+        Tensor out = untaped([&] { return exp(v[0]); });
+        return record("exp_drops_row_4", out, {v[0]}, {out}, [](const BackwardArgs& g) -> tensor_list {
+            Tensor keep = ones(g.saved[0].shape(), float64);
+            {
+                NoGradGuard off;
+                for (int j = 0; j < 5; ++j) keep.data<double>()[4 * 5 + j] = 0;
+            }
+            return {mul(mul(g.grad, keep), g.saved[0])};
+        });
+    };
+    for (int cotangents : {4, 5, 8}) {
+        CAPTURE(cotangents);
+        GradcheckOptions o;
+        o.cotangents = cotangents;
+        GradcheckResult ok = gradcheck(correct, {x}, o);
+        INFO(ok.to_string());
+        CHECK(ok.passed());
+        CHECK(ok.cotangents == cotangents);
+        // Every perturbation is projected onto all cotangents at once.
+        CHECK(ok.evaluations < 6 * 30);
+        GradcheckResult r = gradcheck(drops_row, {x}, o);
+        INFO(r.to_string());
+        CHECK_FALSE(r.passed());
+        CHECK(r.inputs[0].failures == 5);
+        for (const ElementReport& e : r.inputs[0].worst) {
+            CHECK(e.cotangent >= 0);
+            CHECK(e.cotangent < cotangents);
+            if (e.verdict == ElementVerdict::fail) CHECK(e.index[0] == 4);
+        }
+    }
+    GradcheckOptions too_many;
+    too_many.cotangents = 9;
+    CHECK_THROWS_WITH_AS(gradcheck(correct, {x}, too_many), doctest::Contains("cotangents"), Error);
+}

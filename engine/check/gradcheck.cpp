@@ -31,8 +31,10 @@ constexpr int max_cotangents = 8;
 constexpr double probe_fraction = 0.1;
 // Probe steps: 2^-10 and 2^-11 along v, extrapolated (error ∝ s⁴). Steps
 // larger than the per-element ones keep rounding small: a probe moves every
-// element at once.
-constexpr double probe_step = 0x1p-10;
+// element at once. Where the output's noise would still hide the group's
+// tolerance the step is doubled, up to the largest step of the full check,
+// so a probe resolves what the full check resolves.
+constexpr double probe_step = 0x1p-10, largest_probe_step = 4;
 
 // h: the power of two nearest cbrt(ε)·max(1, |x|), which balances truncation
 // (∝ h²) against rounding (∝ ε/h). x ± h is then exact but for the last bit
@@ -310,7 +312,7 @@ void check_element(Evaluator& ev, const Problem& p, const GradcheckOptions& o, I
         mark(ElementVerdict::unchecked);
         return;
     }
-    const double scale = std::max(1.0, std::abs(x0)), largest = 0x1p-2 * scale;
+    const double scale = std::max(1.0, std::abs(x0)), largest = 4 * scale;
     auto tol = [&](double n) { return o.atol + o.rtol * std::abs(n); };
     // The rounding noise of one evaluation for this element: what was measured
     // for the whole output, but no more than the outputs this element changes
@@ -604,6 +606,7 @@ struct ProbeResult {
     double noise = 0;      // error estimate of D (reported only)
     double rel = 0;        // |D| / (|numeric| + |analytic|)
     double max_abs_numeric = 0;
+    double limited_to = 0; // > 0: the noise held the probe to this resolution, above the group's
     std::string why;
 };
 
@@ -629,6 +632,10 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
     // probes, and a probe only needs to resolve a tenth of the group's smallest.
     std::vector<std::vector<int64_t>> groups;
     std::vector<double> group_tol;
+    // The smallest displacement scale max(1, |x|) in each group: a probe moves
+    // element e by s·v_e with |v_e| ~ that scale, so an element off by its
+    // tolerance shifts the probe by at least tolerance × the group's scale.
+    std::vector<double> group_scale;
     for (int64_t e = 0; e < n; ++e) {
         double smallest = std::numeric_limits<double>::infinity();
         for (int c = 0; c < C; ++c) smallest = std::min(smallest, std::abs(a[size_t(e) * size_t(C) + size_t(c)]));
@@ -641,9 +648,11 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
         if (g >= groups.size()) {
             groups.resize(g + 1);
             group_tol.resize(g + 1);
+            group_scale.resize(g + 1, std::numeric_limits<double>::infinity());
         }
         groups[g].push_back(e);
         group_tol[g] = o.atol * std::pow(16.0, double(g));
+        group_scale[g] = std::min(group_scale[g], std::max(1.0, std::abs(xv[e])));
     }
     struct Task {
         size_t group;
@@ -665,38 +674,82 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
             Generator gen(mix_seed(o.seed, k, tasks[size_t(t)].group, uint64_t(tasks[size_t(t)].probe)));
             v.resize(els.size());
             for (size_t j = 0; j < els.size(); ++j) v[j] = gen.normal() * std::max(1.0, std::abs(xv[els[j]]));
-            // D = (numeric − analytic) along the displacement actually taken, per unit step.
-            double D[2][max_cotangents], N[2][max_cotangents];
-            bool finite = true;
-            for (int level = 0; level < 2; ++level) {
-                double s = std::ldexp(probe_step, -level);
-                std::array<double, max_cotangents> fp{}, fm{}, ap{}, am{};
-                for (int sign : {1, -1}) {
-                    auto& acc = sign > 0 ? ap : am;
-                    for (size_t j = 0; j < els.size(); ++j) {
-                        int64_t e = els[j];
-                        xd[e] = xv[e] + sign * s * v[j];
-                        double dx = xd[e] - xv[e];
-                        for (int c = 0; c < C; ++c) acc[size_t(c)] += a[size_t(e) * size_t(C) + size_t(c)] * dx;
+            const size_t g = tasks[size_t(t)].group;
+            const double group_tolerance = probe_fraction * group_tol[g] * group_scale[g];
+            // The rounding noise of a probe whose finest step is s (two evaluations), with room.
+            auto noise_term = [&](int c, double s) { return 8 * p.noise[size_t(c)] / s; };
+            // One probe from `levels` steps halving from `step`: the extrapolated
+            // discrepancy d per cotangent and its error estimate. With three steps
+            // the two extrapolations' disagreement bounds what is left.
+            struct Probe {
+                double d[max_cotangents], err[max_cotangents], numeric[max_cotangents], analytic[max_cotangents];
+                bool finite = true;
+            };
+            auto probe = [&](double step, int levels) {
+                Probe q;
+                double D[3][max_cotangents], N[3][max_cotangents];
+                for (int level = 0; level < levels; ++level) {
+                    double s = std::ldexp(step, -level);
+                    std::array<double, max_cotangents> fp{}, fm{}, ap{}, am{};
+                    for (int sign : {1, -1}) {
+                        auto& acc = sign > 0 ? ap : am;
+                        for (size_t j = 0; j < els.size(); ++j) {
+                            int64_t e = els[j];
+                            xd[e] = xv[e] + sign * s * v[j];
+                            double dx = xd[e] - xv[e];
+                            for (int c = 0; c < C; ++c) acc[size_t(c)] += a[size_t(e) * size_t(C) + size_t(c)] * dx;
+                        }
+                        q.finite = ev->project_now(sign > 0 ? fp.data() : fm.data()) && q.finite;
                     }
-                    finite = ev->project_now(sign > 0 ? fp.data() : fm.data()) && finite;
+                    for (int64_t e : els) xd[e] = xv[e];
+                    // D = (numeric − analytic) along the displacement actually taken, per unit step.
+                    for (int c = 0; c < C; ++c) {
+                        N[level][c] = (fp[size_t(c)] - fm[size_t(c)]) / (2 * s);
+                        D[level][c] = N[level][c] - (ap[size_t(c)] - am[size_t(c)]) / (2 * s);
+                    }
                 }
-                for (int64_t e : els) xd[e] = xv[e];
+                const int f = levels - 1;
                 for (int c = 0; c < C; ++c) {
-                    N[level][c] = (fp[size_t(c)] - fm[size_t(c)]) / (2 * s);
-                    D[level][c] = N[level][c] - (ap[size_t(c)] - am[size_t(c)]) / (2 * s);
+                    // Central differences err by ∝ s²: extrapolate.
+                    q.d[c] = (4 * D[f][c] - D[f - 1][c]) / 3;
+                    q.err[c] = levels == 3 ? std::abs(q.d[c] - (4 * D[1][c] - D[0][c]) / 3)
+                                           : std::abs(D[f][c] - D[f - 1][c]) / 3;
+                    q.numeric[c] = N[f][c];
+                    q.analytic[c] = N[f][c] - D[f][c];
                 }
+                return q;
+            };
+            // Where the output's noise would hide the group's tolerance, a probe
+            // at raised steps resolves it if the function is smooth enough at
+            // that scale (measured, never assumed); if not, the standard probe
+            // stands, with the resolution the noise allows, and says so.
+            double raised = probe_step;
+            for (int c = 0; c < C; ++c)
+                while (noise_term(c, raised / 4) > group_tolerance && raised < largest_probe_step) raised *= 2;
+            Probe q;
+            bool use_raised = false;
+            if (raised > probe_step) {
+                q = probe(raised, 3);
+                use_raised = q.finite;
+                // Trusted when its own error estimate is inside the tolerance;
+                // then a discrepancy it finds is the backward's, not the step's.
+                for (int c = 0; c < C && use_raised; ++c)
+                    use_raised = q.err[c] <= group_tolerance + noise_term(c, raised / 4);
             }
+            if (!use_raised) q = probe(probe_step, 2);
+            const bool finite = q.finite;
             for (int c = 0; c < C; ++c) {
-                // The rounding noise of the finer probe (two evaluations at step s/2), with room.
-                const double tolerance = probe_fraction * group_tol[tasks[size_t(t)].group] +
-                                         8 * p.noise[size_t(c)] / std::ldexp(probe_step, -1);
+                const double finest = use_raised ? raised / 4 : probe_step / 2;
+                const double tolerance = group_tolerance + noise_term(c, finest);
                 ProbeResult& r = results[size_t(t)][size_t(c)];
-                // Central differences err by ∝ s²: extrapolate.
-                double d = (4 * D[1][c] - D[0][c]) / 3, noise = std::abs(D[1][c] - D[0][c]) / 3;
-                r.ratio = std::abs(d) / tolerance;
+                const double d = q.d[c], noise = q.err[c];
+                // A raised probe's measured error is allowed for, as the full
+                // check allows for each element's: a wrong backward shifts d at
+                // every step alike, so it shows in d and not in the error.
+                r.ratio = std::abs(d) / (tolerance + (use_raised ? noise : 0.0));
                 r.noise = noise;
-                double nv = N[1][c], av = N[1][c] - D[1][c];
+                r.limited_to = tolerance > 2 * group_tolerance ? tolerance : 0;
+                double nv = q.numeric[c], av = q.analytic[c];
                 r.rel = std::abs(d) / std::max(std::abs(nv) + std::abs(av), 1e-300);
                 r.max_abs_numeric = std::abs(nv);
                 r.agree = finite && r.ratio <= 1;
@@ -714,6 +767,7 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
         for (int c = 0; c < C; ++c) {
             const ProbeResult& r = results[t][size_t(c)];
             rep.probe_ratio = std::max(rep.probe_ratio, r.ratio);
+            rep.probe_resolution = std::max(rep.probe_resolution, r.limited_to);
             rep.rel_error = std::max(rep.rel_error, r.rel);
             rep.max_abs_numeric = std::max(rep.max_abs_numeric, r.max_abs_numeric);
             if (!r.agree && agree) {
@@ -852,7 +906,7 @@ void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r, const Te
 {
     EnableGradGuard on;
     p.m = out.numel();
-    p.C = p.m == 1 ? 1 : std::clamp(o.cotangents, 1, max_cotangents);
+    p.C = p.m == 1 ? 1 : o.cotangents;
     Generator gen(o.seed);
     tensor_list us;
     p.u.assign(size_t(p.m) * size_t(p.C), 1.0);
@@ -1085,12 +1139,22 @@ StructuralCheck check_forward_mode(const Problem& p, const GradcheckOptions& o)
 void run_checks(Problem& p, const GradcheckOptions& o, GradcheckResult& result);
 
 // The core shared by gradcheck and gradgradcheck.
+// Options out of range are the caller's mistake: say so, never clamp silently.
+void validate(const GradcheckOptions& o)
+{
+    TG_CHECK(o.atol >= 0 && o.rtol >= 0, "gradcheck: atol and rtol must be >= 0, got ", o.atol, " and ", o.rtol);
+    TG_CHECK(o.probes >= 1, "gradcheck: probes must be >= 1, got ", o.probes);
+    TG_CHECK(o.cotangents >= 1 && o.cotangents <= max_cotangents, "gradcheck: cotangents must be from 1 to ",
+             max_cotangents, ", got ", o.cotangents);
+    TG_CHECK(o.nondet_tol >= 0, "gradcheck: nondet_tol must be >= 0, got ", o.nondet_tol);
+    TG_CHECK(o.fast_above >= 0, "gradcheck: fast_above must be >= 0, got ", o.fast_above);
+}
+
 GradcheckResult check(const GradcheckFn& fn, const tensor_list& given, const GradcheckOptions& o,
                       const std::string& what, const char* function)
 {
     auto t0 = std::chrono::steady_clock::now();
-    TG_CHECK(o.atol >= 0 && o.rtol >= 0, "gradcheck: atol and rtol must be >= 0, got ", o.atol, " and ", o.rtol);
-    TG_CHECK(o.probes >= 1, "gradcheck: probes must be >= 1, got ", o.probes);
+    validate(o);
     GradcheckResult result;
     result.what = what;
     result.mode = o.mode;
@@ -1188,7 +1252,10 @@ void measure_noise(Problem& p)
 void run_checks(Problem& p, const GradcheckOptions& o, GradcheckResult& result)
 {
     result.cotangents = p.C;
+    result.atol = o.atol;
+    result.rtol = o.rtol;
     measure_noise(p);
+    for (double v : p.noise) result.noise = std::max(result.noise, v);
 
     // Fast mode first, where it applies; full mode for the rest and the escalated.
     std::vector<InputReport> reports(p.diff.size());
@@ -1232,7 +1299,8 @@ void run_checks(Problem& p, const GradcheckOptions& o, GradcheckResult& result)
         check_ties(*ev, p, o, works);
     }
     for (const InputWork& w : works) {
-        std::string note = reports[w.k].note;
+        std::string note = std::move(reports[w.k].note);
+        reports[w.k].note.clear();
         summarize(p, o, w, reports[w.k]);
         if (!note.empty()) reports[w.k].note = "escalated to full: " + note + (reports[w.k].note.empty() ? "" : "; " + reports[w.k].note);
     }
@@ -1351,8 +1419,7 @@ GradcheckResult gradcheck_parameters(const std::function<Tensor()>& fn, const na
                                      GradcheckOptions o)
 {
     auto t0 = std::chrono::steady_clock::now();
-    TG_CHECK(o.atol >= 0 && o.rtol >= 0, "gradcheck: atol and rtol must be >= 0, got ", o.atol, " and ", o.rtol);
-    TG_CHECK(o.probes >= 1, "gradcheck: probes must be >= 1, got ", o.probes);
+    validate(o);
     TG_CHECK(!parameters.empty(), "gradcheck: no parameters to check");
     static const GradcheckFn no_fn;
     Problem p(no_fn);
@@ -1484,16 +1551,21 @@ std::string GradcheckResult::to_string() const
     const char* mode_name = mode == GradcheckMode::full ? "full" : mode == GradcheckMode::fast ? "fast" : "auto";
     os << "gradcheck " << what << ": " << tg::to_string(verdict) << (vacuous ? " (VACUOUS)" : "") << "\n"
        << "  float64, mode " << mode_name << ", seed " << seed << ", " << cotangents << " cotangent"
-       << (cotangents == 1 ? "" : "s") << ", step h = 2^k ≈ 6e-6·max(1,|x|), atol/rtol per element; "
-       << evaluations << " evaluations, " << fmt(seconds * 1e3, "%.3g") << " ms\n";
+       << (cotangents == 1 ? "" : "s") << ", " << evaluations << " evaluations, " << fmt(seconds * 1e3, "%.3g")
+       << " ms\n"
+       << "  pass iff |analytic - numeric| <= " << fmt(atol, "%.0e") << " + " << fmt(rtol, "%.0e")
+       << "·|numeric| + 2·err.est; output noise " << fmt(noise, "%.1e") << "\n";
     if (!note.empty()) os << "  " << note << "\n";
     if (!error.empty()) os << "  " << error << "\n";
     for (const InputReport& r : inputs) {
         os << "  " << r.name << " " << shape_str(r.shape) << ": " << tg::to_string(r.verdict)
            << "  rel error " << fmt(r.rel_error, "%.1e") << "  (";
         if (r.checked_by == CheckedBy::fast)
+        {
             os << r.probes << " probes, worst at " << fmt(r.probe_ratio, "%.2g") << " of tolerance";
-        else {
+            if (r.probe_resolution > 0)
+                os << "; noise limits a probe to " << fmt(r.probe_resolution, "%.1e") << ", full mode resolves finer";
+        } else {
             os << r.elements << " elements";
             if (r.checked_by == CheckedBy::fast_then_full) os << ", probes escalated";
             if (r.failures) os << ", " << r.failures << " failing";

@@ -7,9 +7,10 @@
 //   gives uᵀJ for each (one backward each); every perturbed forward is
 //   projected onto all of them, so no Jacobian is ever built and memory stays
 //   proportional to the inputs plus the output.
-// - The output's rounding noise is measured first: the forward at two tiny
-//   displacements along random directions, whose difference cancels the
-//   linear change and leaves the noise. Everything below allows for it.
+// - The output's rounding noise is measured first: the forward at three tiny
+//   displacements along each of three random directions, whose third
+//   difference cancels the smooth change and leaves the noise. Everything
+//   below allows for it (per element, from the outputs that element moves).
 // - Full mode perturbs every element of every input that requires grad, with
 //   central differences at a step h = 2^k (so x ± h is exact), starting near
 //   cbrt(ε)·max(1, |x|), raised where the noise would matter and shrunk where
@@ -136,6 +137,8 @@ struct InputReport {
     bool vacuous = false;          // both gradients ~0 everywhere
     int probes = 0;                // directional probes run
     double probe_ratio = 0;        // worst probe |discrepancy| + noise, over its tolerance
+    double probe_resolution = 0;   // > 0: the output's noise held some probe to this |discrepancy|,
+                                   // coarser than its group's tolerance (full mode resolves finer)
     std::string note;              // why probes escalated, or why the summary failed
     std::vector<ElementReport> worst;  // failing first, then kinks, then the largest errors
 };
@@ -154,6 +157,8 @@ struct GradcheckResult {
     GradcheckMode mode = GradcheckMode::automatic;
     int cotangents = 0;
     uint64_t seed = 0;
+    double atol = 0, rtol = 0;   // the options the elements were judged by
+    double noise = 0;            // measured rounding noise of <f(x), u> (the largest over the cotangents)
     std::vector<InputReport> inputs;  // the inputs that require grad, in order
     std::vector<StructuralCheck> structural;
     std::vector<GradcheckResult> second_order;  // gradcheck with options.second_order
