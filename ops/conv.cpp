@@ -88,25 +88,37 @@ bool conv2d_delta(DeltaArgs& d, const ConvShape& s)
                 for (int64_t kx = 0; kx < g.kw; ++kx) {
                     int64_t tx = ix + g.pw - kx * g.dw;
                     if (tx < 0 || tx % g.sw != 0 || tx / g.sw >= g.wo) continue;
-                    for (int64_t co = group * og; co < (group + 1) * og; ++co)
-                        add(n, co, ty / g.sh, tx / g.sw, dx * w1[((co * cg + cl) * g.kh + ky) * g.kw + kx]);
+                    // One output per channel of the group: a plane apart, their weights kk·cg apart.
+                    const int64_t co0 = group * og;
+                    const int64_t o0 = ((n * s.out_channels + co0) * g.ho + ty / g.sh) * g.wo + tx / g.sw;
+                    const double* w = w1 + ((co0 * cg + cl) * g.kh + ky) * g.kw + kx;
+                    for (int64_t c = 0; c < og; ++c) d.out[o0 + c * plane] += dx * w[c * cg * kk];
+                    for (int64_t c = 0; c < og; ++c) d.touch(o0 + c * plane);
                 }
             }
         }
+    // The outputs o in [0, outputs) whose input o·stride + offset lies in [0, size).
+    auto inside = [](int64_t outputs, int64_t stride, int64_t offset, int64_t size) {
+        auto ceil_div = [](int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); };
+        int64_t lo = std::max<int64_t>(0, ceil_div(-offset, stride));
+        int64_t hi = std::min(outputs, ceil_div(size - offset, stride));
+        return std::pair{lo, std::max(lo, hi)};
+    };
     if (!W.unchanged())
         for (int64_t f : *W.changed) {
             double dw = w1[f] - w0[f];
             int64_t kx = f % g.kw, ky = f / g.kw % g.kh, cl = f / kk % cg, co = f / (kk * cg);
             int64_t ci = co / og * cg + cl;
+            const int64_t y_off = ky * g.dh - g.ph, x_off = kx * g.dw - g.pw;
+            auto [oy0, oy1] = inside(g.ho, g.sh, y_off, g.h);
+            auto [ox0, ox1] = inside(g.wo, g.sw, x_off, g.w);
             for (int64_t n = 0; n < g.n; ++n)
-                for (int64_t oy = 0; oy < g.ho; ++oy) {
-                    int64_t iy = oy * g.sh - g.ph + ky * g.dh;
-                    if (iy < 0 || iy >= g.h) continue;
-                    const double* row = x0 + ((n * g.c + ci) * g.h + iy) * g.w;
-                    for (int64_t ox = 0; ox < g.wo; ++ox) {
-                        int64_t ix = ox * g.sw - g.pw + kx * g.dw;
-                        if (ix >= 0 && ix < g.w) add(n, co, oy, ox, row[ix] * dw);
-                    }
+                for (int64_t oy = oy0; oy < oy1; ++oy) {
+                    const double* row = x0 + ((n * g.c + ci) * g.h + oy * g.sh + y_off) * g.w + x_off;
+                    const int64_t o = ((n * s.out_channels + co) * g.ho + oy) * g.wo;
+                    double* out = d.out + o;
+                    for (int64_t ox = ox0; ox < ox1; ++ox) out[ox] += row[ox * g.sw] * dw;
+                    for (int64_t ox = ox0; ox < ox1; ++ox) d.touch(o + ox);
                 }
         }
     if (!B.unchanged())

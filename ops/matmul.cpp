@@ -30,6 +30,7 @@ bool bmm_delta(DeltaArgs& d, bool ta, bool tb)
     auto op_b = [&](const double* b, int64_t i, int64_t r, int64_t c) {
         return tb ? b[i * b_mat + c * sb[2] + r] : b[i * b_mat + r * sb[2] + c];
     };
+    int64_t touched_row = -1;
     if (!A.unchanged())
         for (int64_t f : *A.changed) {
             double da = a1[f] - a0[f];
@@ -38,9 +39,11 @@ bool bmm_delta(DeltaArgs& d, bool ta, bool tb)
             for (int64_t i = sa[0] == 1 ? 0 : ia; i < (sa[0] == 1 ? batch : ia + 1); ++i) {
                 int64_t ib = sb[0] == 1 ? 0 : i;
                 double* out = d.out + (i * m + row) * n;
-                for (int64_t j = 0; j < n; ++j) {
-                    out[j] += da * op_b(b1, ib, inner, j);
-                    d.touch((i * m + row) * n + j);
+                for (int64_t j = 0; j < n; ++j) out[j] += da * op_b(b1, ib, inner, j);
+                // Consecutive changes mostly share a row: touch it once.
+                if (i * m + row != touched_row) {
+                    touched_row = i * m + row;
+                    for (int64_t j = 0; j < n; ++j) d.touch(touched_row * n + j);
                 }
             }
         }

@@ -314,27 +314,44 @@ bool pointwise_delta(const Node& node, DeltaArgs& d)
     // Per input and output axis: the input's stride there (0 where it broadcasts).
     int64_t out_stride[max_rank], stride[max_inputs][max_rank];
     const double* value[max_inputs];
+    bool all_full = true;  // no input broadcasts: output o reads element o of each
     for (size_t k = 0; k < arity; ++k) {
         const shape_type& sh = d.inputs[k].base->shape();
-        std::vector<int64_t> st = kernels::broadcast_strides(sh, so);
-        for (int ax = 0; ax < rank; ++ax) stride[k][ax] = st[size_t(ax)];
+        kernels::broadcast_strides(sh, so, stride[k]);
         value[k] = d.inputs[k].data();
+        all_full = all_full && sh == so;
+    }
+    double args[max_inputs];
+    auto update = [&](int64_t o) {
+        double y = node.pointwise(args);
+        if (std::memcmp(&y, &d.out[o], sizeof y) == 0) return;
+        d.out[o] = y;
+        d.touch(o);
+    };
+    if (all_full) {
+        // The common case (relu, an add of equal shapes), without coordinates.
+        for (size_t k = 0; k < arity; ++k) {
+            const ReplayInput& x = d.inputs[k];
+            if (x.unchanged()) continue;
+            if (int64_t(x.changed->size()) > d.base_out.numel() / 2) return false;  // a full replay is as cheap
+            for (int64_t o : *x.changed) {
+                for (size_t j = 0; j < arity; ++j) args[j] = value[j][o];
+                update(o);
+            }
+        }
+        return true;
     }
     for (int64_t st = 1, ax = rank - 1; ax >= 0; --ax) {
         out_stride[ax] = st;
         st *= so[size_t(ax)];
     }
-    double args[max_inputs];
     auto set = [&](int64_t o, const int64_t* coord) {
         for (size_t k = 0; k < arity; ++k) {
             int64_t at = 0;
             for (int ax = 0; ax < rank; ++ax) at += coord[ax] * stride[k][ax];
             args[k] = value[k][at];
         }
-        double y = node.pointwise(args);
-        if (std::memcmp(&y, &d.out[o], sizeof y) == 0) return;
-        d.out[o] = y;
-        d.touch(o);
+        update(o);
     };
     const int64_t budget = d.base_out.numel();
     int64_t work = 0;

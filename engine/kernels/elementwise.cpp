@@ -1,5 +1,7 @@
 #include "engine/kernels/elementwise.hpp"
 
+#include <algorithm>
+
 namespace tg::kernels {
 
 shape_type broadcast_shapes(const shape_type& a, const shape_type& b, const char* op)
@@ -17,15 +19,21 @@ shape_type broadcast_shapes(const shape_type& a, const shape_type& b, const char
     return out;
 }
 
-std::vector<int64_t> broadcast_strides(const shape_type& shape, const shape_type& out_shape)
+void broadcast_strides(const shape_type& shape, const shape_type& out_shape, int64_t* strides)
 {
     size_t rank = out_shape.size(), lead = rank - shape.size();
-    std::vector<int64_t> strides(rank, 0);
+    std::fill(strides, strides + lead, int64_t(0));
     int64_t stride = 1;
     for (size_t i = shape.size(); i-- > 0;) {
         strides[lead + i] = shape[i] == 1 ? 0 : stride;
         stride *= shape[i];
     }
+}
+
+std::vector<int64_t> broadcast_strides(const shape_type& shape, const shape_type& out_shape)
+{
+    std::vector<int64_t> strides(out_shape.size());
+    broadcast_strides(shape, out_shape, strides.data());
     return strides;
 }
 

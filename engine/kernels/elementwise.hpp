@@ -19,6 +19,8 @@ shape_type broadcast_shapes(const shape_type& a, const shape_type& b, const char
 // Strides of `shape` (row-major) seen from an output of rank `rank`, with 0
 // on the axes where `shape` is broadcast.
 std::vector<int64_t> broadcast_strides(const shape_type& shape, const shape_type& out_shape);
+// The same into strides[0, out_shape.size()), for loops that must not allocate.
+void broadcast_strides(const shape_type& shape, const shape_type& out_shape, int64_t* strides);
 
 // out[i] = f(x[i]).
 template <class T, class U, class F>
