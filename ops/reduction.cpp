@@ -6,6 +6,7 @@
 
 #include "engine/core/op.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/elementwise_op.hpp"
 #include "engine/kernels/elementwise.hpp"
 #include "ops/shape.hpp"
 
@@ -184,29 +185,43 @@ TG_REGISTER_SAMPLES("mean", {
 });
 
 namespace {
+// Ties share the gradient equally, as PyTorch's amax and max(x). The two
+// differ only at NaN, and tapegrad follows each: over axes given, a slice
+// whose maximum is NaN gets NaN everywhere (amax); over everything (no axes
+// given), each NaN gets an equal share (torch.max(x)).
 struct Max : Op<Max> {
     static constexpr const char* name = "max";
     static constexpr Saves saves = save_input(0) | save_output;
-    using Attrs = ReductionAttrs;
+    struct Attrs {
+        axes_type axes;  // normalised and sorted by forward
+        bool keepdims;
+        bool whole = false;  // no axes given: set by forward, never cleared
+    };
     static Tensor forward(TensorRefs in, Attrs& a)
     {
         const Tensor& x = in[0];
         TG_CHECK(x.defined(), "max: undefined operand");
+        if (a.axes.empty()) a.whole = true;
         a.axes = reduction_axes(x, a.axes, "max");
         for (int64_t ax : a.axes)
             TG_CHECK(x.shape()[size_t(ax)] > 0, "max: reduction over axis ", ax, " of size 0 in shape ", x.shape());
         Tensor kept = reduce(x, a.axes, -INFINITY, "max", [](auto acc, auto v) {
             return (v > acc || std::isnan(v)) ? v : acc;  // NaN wins, as in NumPy
         });
-        return reduced(kept, x, a);
+        return a.keepdims ? kept : reshape(kept, dropped_shape(x.shape(), a.axes));
     }
     static tensor_list backward(const BackwardArgs& g, const Attrs& a)
     {
         const Tensor &x = g.input(0), &out = g.output();
         shape_type keep = x.shape();
         for (int64_t ax : a.axes) keep[size_t(ax)] = 1;
-        // Every element equal to the maximum gets an equal share.
-        Tensor winners = eq(x, broadcast_to(reshape(out, keep).detach(), x.shape()));
+        // Every element equal to the maximum gets an equal share; over axes a
+        // NaN maximum has no winner, and 0/0 makes its slice NaN.
+        Tensor m = broadcast_to(reshape(out, keep).detach(), x.shape());
+        Tensor winners = a.whole ? map_binary("max", x, m, [](auto u, auto v) {
+            using T = decltype(u);
+            return u == v || (u != u && v != v) ? T(1) : T(0);
+        }) : eq(x, m);
         axes_type axes;
         for (int64_t d = 0; d < x.dim(); ++d)
             if (keep[size_t(d)] == 1 && x.shape()[size_t(d)] != 1) axes.push_back(d);
@@ -217,7 +232,8 @@ struct Max : Op<Max> {
     {
         return {sample("[3,4,5] all", {real("x", {3, 4, 5})}, Attrs{{}, false}),
                 sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, Attrs{{1}, false}),
-                sample("[4,3] axes 0,1 keepdims", {real("x", {4, 3})}, Attrs{{0, 1}, true})};
+                sample("[4,3] axes 0,1 keepdims", {real("x", {4, 3})}, Attrs{{0, 1}, true}),
+                sample("[2,3] everything (no axes), keepdims", {real("x", {2, 3})}, Attrs{{}, true})};
     }
 };
 TG_REGISTER_OP(Max);
@@ -241,9 +257,10 @@ Tensor argmax(const Tensor& x, int64_t axis, bool keepdims)
             for (int64_t j = 0; j < s.inner; ++j) {
                 int64_t best = 0;
                 scalar_t bv = p[i * s.n * s.inner + j];
-                for (int64_t k = 1; k < s.n; ++k) {
+                // The first maximum, or the first NaN (as PyTorch).
+                for (int64_t k = 1; k < s.n && bv == bv; ++k) {
                     scalar_t v = p[(i * s.n + k) * s.inner + j];
-                    if (v > bv) { bv = v; best = k; }
+                    if (v > bv || v != v) { bv = v; best = k; }
                 }
                 o[i * s.inner + j] = best;
             }
