@@ -313,7 +313,7 @@ struct Relu : UnaryOp<Relu> {
     static constexpr const char* name = "relu";
     static constexpr Saves saves = save_input(0);
     static constexpr Domain domain = Domain::away_from_zero;
-    static auto f(auto x) { return x <= 0 ? decltype(x)(0) : x; }  // NaN stays NaN, as PyTorch
+    static auto f(auto x) { return x < 0 ? decltype(x)(0) : x; }  // NaN stays NaN, -0 stays -0, as PyTorch
     static tensor_list backward(const BackwardArgs& a) { return {relu_backward(a.grad, a.input(0))}; }
     // When the incoming gradient is a temporary nothing else holds (in a CNN,
     // max_pool2d's backward output), the mask is applied in its own buffer: no
