@@ -172,3 +172,34 @@ TEST_CASE("aliasing: a gradient set with set_grad and still held by the caller i
     CHECK(values(x.grad()) == Values{104, 208});
     CHECK(x.grad().raw_data() == before);
 }
+
+TEST_CASE("aliasing: a rule that returns its saved input as the gradient leaves the input unchanged")
+{
+    Tensor x = f64({1, 2, 3}).requires_grad_();
+    // y = x²/2, whose gradient for the upstream 1 used here is x itself (the
+    // saved input, not a copy).
+    Tensor y = record("half_square", mul(x.detach(), x.detach()) * 0.5, {x}, {x},
+                      [](const BackwardArgs& a) -> tensor_list { return {a.saved[0]}; });
+    y.backward(ones({3}, float64), true);
+    y.backward(ones({3}, float64));
+    CHECK(values(x) == Values{1, 2, 3});
+    CHECK(values(x.grad()) == Values{2, 4, 6});
+}
+
+TEST_CASE("aliasing: under create_graph a shared gradient with a graph is copied on the tape, second order intact")
+{
+    Tensor x = f64({1, -2}).requires_grad_();
+    Tensor a = f64({0, 0}).requires_grad_();
+    Tensor b = f64({0, 0}).requires_grad_();
+    Tensor h = x * x;  // the upstream gradient, itself on the tape
+    (a + b).backward(h, false, true);  // a and b both receive h itself
+    REQUIRE(a.grad().grad_fn() != nullptr);
+    CHECK(a.grad().raw_data() != h.raw_data());
+    CHECK(a.grad().raw_data() != b.grad().raw_data());
+    (a * 2.0).backward(ones({2}, float64));  // a += 2, out of place: a.grad has a graph
+    CHECK(values(h) == Values{1, 4});
+    CHECK(values(a.grad()) == Values{3, 6});
+    CHECK(values(b.grad()) == Values{1, 4});
+    // d/dx Σ b.grad = d/dx Σ x² = 2x, through the copy.
+    CHECK(values(grad({sum(b.grad())}, {x})[0]) == Values{2, -4});
+}
