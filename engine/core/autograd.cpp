@@ -261,9 +261,9 @@ std::atomic<uint64_t> sweep_counter{0};
 
 // Only this handle sees t's elements: no other tensor shares its impl or its
 // storage, and the memory is not someone else's (an adopted xarray).
-bool sole_holder(const std::shared_ptr<TensorImpl>& t, long handles)
+bool sole_holder(const std::shared_ptr<TensorImpl>& t)
 {
-    return t.use_count() == handles && t->storage.use_count() == 1 && !t->storage->owner;
+    return t.use_count() == 1 && t->storage.use_count() == 1 && !t->storage->owner;
 }
 
 // Gives a leaf its gradient, or adds to the one it has. Never writes into a
@@ -276,12 +276,12 @@ void accumulate_into_leaf(TensorImpl& leaf, Tensor g, bool create_graph)
     if (!leaf.grad) {
         // A private copy unless nobody else holds it; under create_graph a
         // recorded one, so the gradient stays differentiable.
-        if (!sole_holder(g.impl_ptr(), 1) || (!create_graph && g.grad_fn()))
+        if (!sole_holder(g.impl_ptr()) || (!create_graph && g.grad_fn()))
             g = create_graph ? g.clone() : g.detach().clone();
         leaf.grad = g.impl_ptr();
         return;
     }
-    if (create_graph || leaf.grad->grad_fn || !sole_holder(leaf.grad, 1)) {
+    if (create_graph || leaf.grad->grad_fn || !sole_holder(leaf.grad)) {
         leaf.grad = sum_grads(Tensor(leaf.grad), g).impl_ptr();
         return;
     }
