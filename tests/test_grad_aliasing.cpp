@@ -101,6 +101,7 @@ TEST_CASE("aliasing: an upstream gradient that is an input's own storage leaves 
         relu(z).backward(z.detach(), false, first_create_graph);
         CHECK(values(z) == Values{-1, 2, -3});
         CHECK(values(z.grad()) == Values{0, 2, 0});
+        z.zero_grad();  // a gradient with a graph holds its leaf: the cycle broken, as in PyTorch
     }
 }
 
@@ -136,6 +137,7 @@ TEST_CASE("aliasing: a gradient kept from a create_graph backward is not changed
         CHECK(values(x.grad()) == Values{6, 24, 6});
         // d/dx Σ 3x² = 6x, through the kept gradient's graph.
         CHECK(values(grad({sum(first)}, {x})[0]) == Values{6, 12, -6});
+        x.zero_grad();  // breaks the cycle x -> its gradient's graph -> x
     }
     SUBCASE("a gradient without a graph (a constant derivative)")
     {
@@ -155,6 +157,7 @@ TEST_CASE("aliasing: a gradient kept from a create_graph backward is not changed
         CHECK(values(first) == Values{2, 4});
         CHECK(values(x.grad()) == Values{2 + 3, 4 + 12});
         CHECK(values(grad({sum(x.grad())}, {x})[0]) == Values{2 + 6, 2 + 12});
+        x.zero_grad();
     }
 }
 
