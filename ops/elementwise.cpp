@@ -111,23 +111,33 @@ Tensor pow(const Tensor& a, const Tensor& b) { return Pow::call({a, b}); }
 Tensor pow(const Tensor& base, double exponent) { return pow(base, like(base, exponent)); }
 TG_REGISTER_OP(Pow);
 
-// maximum and minimum: the winner takes the gradient, ties share it equally.
+// maximum and minimum, as PyTorch: a NaN on either side is the result; the
+// winner takes the gradient, equal operands get half each, and where either
+// is NaN both get all of it (PyTorch's masks: neither side loses).
 namespace {
 template <class D, bool Greater>
 struct Extremum : BinaryOp<D> {
     static constexpr Saves saves = save_input(0) | save_input(1);
-    static auto f(auto x, auto y) { return Greater ? (x >= y ? x : y) : (x <= y ? x : y); }
+    static auto f(auto x, auto y)
+    {
+        if (x != x || y != y) return x != x ? x : y;
+        return Greater ? (x >= y ? x : y) : (x <= y ? x : y);
+    }
+    // The share of the operand x of (x, y): 0 where it loses, 1/2 on equality, else 1.
+    static auto share(auto x, auto y)
+    {
+        using T = decltype(x);
+        if (x == y) return T(0.5);
+        return (Greater ? x < y : x > y) ? T(0) : T(1);
+    }
     static tensor_list backward(const BackwardArgs& g)
     {
         const Tensor &a = g.input(0), &b = g.input(1);
-        // a's share: 1 where it wins, 1/2 on ties.
-        Tensor share = map_binary(D::name, a, b, [](auto x, auto y) {
-            using T = decltype(x);
-            if (x == y) return T(0.5);
-            return (Greater ? x > y : x < y) ? T(1) : T(0);
-        });
-        return {g.needs_grad(0) ? sum_to(mul(g.grad, share), a.shape()) : Tensor(),
-                g.needs_grad(1) ? sum_to(mul(g.grad, sub(like(share, 1), share)), b.shape()) : Tensor()};
+        auto shares = [&](const Tensor& x, const Tensor& y) {
+            return map_binary(D::name, x, y, [](auto u, auto v) { return share(u, v); });
+        };
+        return {g.needs_grad(0) ? sum_to(mul(g.grad, shares(a, b)), a.shape()) : Tensor(),
+                g.needs_grad(1) ? sum_to(mul(g.grad, shares(b, a)), b.shape()) : Tensor()};
     }
 };
 struct Maximum : Extremum<Maximum, true> {
@@ -277,7 +287,7 @@ namespace {
 struct ReluBackward : BinaryOp<ReluBackward> {
     static constexpr const char* name = "relu_backward";
     static constexpr Saves saves = save_input(1);
-    static auto f(auto g, auto x) { return x > 0 ? g : decltype(g)(0); }
+    static auto f(auto g, auto x) { return x <= 0 ? decltype(g)(0) : g; }  // NaN passes g, as PyTorch
     // Zero almost everywhere in x.
     static tensor_list backward(const BackwardArgs& a)
     {
@@ -293,7 +303,7 @@ struct ReluBackward : BinaryOp<ReluBackward> {
 Tensor relu_backward(const Tensor& grad, const Tensor& x)
 {
     TG_CHECK(grad.defined() && x.defined(), "relu_backward: undefined operand");
-    if (grad.shape() != x.shape()) return mul(grad, gt(x, 0.0));
+    if (grad.shape() != x.shape()) return mul(grad, sub(like(x, 1), le(x, like(x, 0))));  // 1 - (x <= 0): NaN passes
     return ReluBackward::call({grad, x});
 }
 TG_REGISTER_OP(ReluBackward);
@@ -303,7 +313,7 @@ struct Relu : UnaryOp<Relu> {
     static constexpr const char* name = "relu";
     static constexpr Saves saves = save_input(0);
     static constexpr Domain domain = Domain::away_from_zero;
-    static auto f(auto x) { return x > 0 ? x : decltype(x)(0); }
+    static auto f(auto x) { return x < 0 ? decltype(x)(0) : x; }  // NaN stays NaN, -0 stays -0, as PyTorch
     static tensor_list backward(const BackwardArgs& a) { return {relu_backward(a.grad, a.input(0))}; }
     // When the incoming gradient is a temporary nothing else holds (in a CNN,
     // max_pool2d's backward output), the mask is applied in its own buffer: no
@@ -324,7 +334,7 @@ struct Relu : UnaryOp<Relu> {
             parallel_for(out.numel(), kernels::elementwise_grain, [gd, xd](int64_t b, int64_t e) {
                 scalar_t* __restrict gp = gd;
                 const scalar_t* __restrict v = xd;
-                for (int64_t i = b; i < e; ++i) gp[i] = v[i] > 0 ? gp[i] : scalar_t(0);
+                for (int64_t i = b; i < e; ++i) gp[i] = v[i] <= 0 ? scalar_t(0) : gp[i];
             });
         });
         out.bump_version();
@@ -378,12 +388,47 @@ Tensor leaky_relu(const Tensor& x, double negative_slope)
 TG_REGISTER_SAMPLES("leaky_relu", samples_of(unary_inputs(Domain::away_from_zero),
                                               [](const tensor_list& x) { return leaky_relu(x[0], 0.1); }));
 
+// Not minimum(maximum(x, low), high): that halves the gradient at the bounds.
+// As PyTorch: the gradient passes for low <= x <= high, bounds included (in
+// x's dtype); NaN stays NaN and gets none.
+namespace {
+struct Clamp : Op<Clamp> {
+    static constexpr const char* name = "clamp";
+    static constexpr Saves saves = save_input(0);
+    struct Attrs {
+        double low, high;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        TG_CHECK(in[0].defined(), "clamp: undefined operand");
+        return map_unary("clamp", in[0], [lo = a.low, hi = a.high](auto v) {
+            using T = decltype(v);
+            return v < T(lo) ? T(lo) : v > T(hi) ? T(hi) : v;  // NaN: neither, itself
+        });
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        Tensor inside = map_unary("clamp", g.input(0), [lo = a.low, hi = a.high](auto v) {
+            using T = decltype(v);
+            return v >= T(lo) && v <= T(hi) ? T(1) : T(0);
+        });
+        return {mul(g.grad, inside)};
+    }
+    static std::vector<OpSample> samples()
+    {
+        std::vector<OpSample> s;
+        for (const SampleInputs& in : unary_inputs()) s.push_back(sample(in.label, in.inputs, Attrs{-0.7, 0.9}));
+        return s;
+    }
+};
+TG_REGISTER_OP(Clamp);
+}  // namespace
+
 Tensor clamp(const Tensor& x, double low, double high)
 {
     TG_CHECK(low <= high, "clamp: low ", low, " is above high ", high);
-    return minimum(maximum(x, like(x, low)), like(x, high));
+    return Clamp::call({x}, {low, high});
 }
-TG_REGISTER_SAMPLES("clamp", samples_of(unary_inputs(), [](const tensor_list& x) { return clamp(x[0], -0.7, 0.9); }));
 
 // --- masks and sign ------------------------------------------------------------------------
 

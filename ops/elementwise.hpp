@@ -14,7 +14,8 @@ Tensor mul(const Tensor& a, const Tensor& b);
 Tensor div(const Tensor& a, const Tensor& b);
 Tensor pow(const Tensor& base, const Tensor& exponent);
 Tensor pow(const Tensor& base, double exponent);
-// Ties send half of the gradient to each side.
+// As PyTorch: ties (a == b) send half of the gradient to each side; NaN on
+// either side is the result, and both sides get the whole gradient there.
 Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
 
@@ -29,12 +30,17 @@ Tensor sin(const Tensor& x);
 Tensor cos(const Tensor& x);
 Tensor tanh(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
+// abs'(0) = 0 (sign(0)); relu'(0) = 0; relu(NaN) = NaN and passes the
+// gradient, as PyTorch.
 Tensor relu(const Tensor& x);
-// grad where x > 0, else 0: relu's backward (PyTorch's threshold_backward).
+// 0 where x <= 0, else grad (NaN included): relu's backward (PyTorch's threshold_backward).
 Tensor relu_backward(const Tensor& grad, const Tensor& x);
 Tensor square(const Tensor& x);
+// Slope negative_slope at 0 and below, as PyTorch.
 Tensor leaky_relu(const Tensor& x, double negative_slope = 0.01);
 Tensor softplus(const Tensor& x);  // log(1 + e^x), stable for large |x|
+// The gradient passes for low <= x <= high, bounds included; NaN stays NaN
+// with gradient 0. As PyTorch.
 Tensor clamp(const Tensor& x, double low, double high);
 
 // --- not differentiable: 0/1 masks in the operands' dtype, and sign -----------------------

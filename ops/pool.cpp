@@ -115,8 +115,9 @@ bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
             for (int64_t ow = 0; ow < wo; ++ow) {
                 if (iw < win.cols.begin[size_t(ow)] || iw >= win.cols.end[size_t(ow)]) continue;
                 const double* xp = xv + p * plane;
+                // As the forward's kernels: the first maximum, the last NaN.
                 double v = xp[win.rows.begin[size_t(oh)] * win.w + win.cols.begin[size_t(ow)]];
-                for (int64_t r = win.rows.begin[size_t(oh)]; r < win.rows.end[size_t(oh)] && !std::isnan(v); ++r)
+                for (int64_t r = win.rows.begin[size_t(oh)]; r < win.rows.end[size_t(oh)]; ++r)
                     for (int64_t c = win.cols.begin[size_t(ow)]; c < win.cols.end[size_t(ow)]; ++c)
                         if (xp[r * win.w + c] > v || std::isnan(xp[r * win.w + c])) v = xp[r * win.w + c];
                 int64_t o = (p * ho + oh) * wo + ow;
@@ -148,9 +149,9 @@ Tensor with_nan(const Tensor& x, const std::vector<int64_t>& at)
     return x + from_values(c, x.shape(), x.dtype());
 }
 
-// y where it is a number, 0 where NaN (relu of NaN is 0, and so is its
-// gradient): what the gradient checker can compare.
-Tensor zero_nan(const Tensor& y) { return relu(y) - relu(-y); }
+// y where it is a number, 0 where NaN, and so is its gradient (relu_backward
+// with a 0/1 mask selects): what the gradient checker can compare.
+Tensor zero_nan(const Tensor& y) { return relu_backward(y, eq(y, y)); }
 
 // The indices of 2×2 stride-2 windows tiling [N, C, 2·Ho, 2·Wo] for outputs
 // [N, C, Ho, Wo]: output o takes element k[o] of its window (k an index input
@@ -231,14 +232,14 @@ struct MaxPool2d : Op<MaxPool2d> {
                        {real("x", {1, 2, 5, 4})},
                        [](const tensor_list& x) { return max_pool2d(repeat(x[0], 1, 2), 3, 1, 1); }),
             // NaN wins its window (then zeroed here for the checker): first in
-            // scan order, last after a maximum, two in a window, in the
-            // overlapping step; and in plane 1's first window.
+            // scan order, last after a maximum, two in a window (the last
+            // wins), in the overlapping step; and in plane 1's first window.
             tg::sample("[2,2,4,20] k2 with NaN (windows (0,1) first, (0,3) last, (0,5) two, (1,9) overlap step)",
                        {real("x", {2, 2, 4, 20})},
                        [](const tensor_list& x) {
                            return zero_nan(max_pool2d(with_nan(x[0], {2, 27, 11, 30, 59, 81}), 2));
                        }),
-            tg::sample("[1,2,5,5] k3 s2 p1 with NaN: the generic loop stops at the first",
+            tg::sample("[1,2,5,5] k3 s2 p1 with NaN: the generic loop takes the last of a window",
                        {real("x", {1, 2, 5, 5})},
                        [](const tensor_list& x) {
                            return zero_nan(max_pool2d(with_nan(x[0], {0, 12, 19, 23}), 3, 2, 1));

@@ -13,7 +13,9 @@
 namespace tg {
 
 // Max of each window; padding never wins (it counts as −∞). The gradient goes
-// to the window's first maximum in scan order (rows, then columns).
+// to the window's first maximum in scan order (rows, then columns); a window
+// holding NaN gives NaN and its gradient to its last NaN in scan order; a
+// window of only −∞ to its first element. All as PyTorch (tests/test_ties.cpp).
 Tensor max_pool2d(const Tensor& x, Int2 kernel, Int2 stride = Int2(), Int2 padding = 0);
 // Same, and the int64 index of each window's maximum in its H×W input plane
 // (PyTorch's return_indices=True).

@@ -6,6 +6,7 @@
 
 #include "engine/core/op.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/elementwise_op.hpp"
 #include "engine/kernels/elementwise.hpp"
 #include "ops/shape.hpp"
 
@@ -184,29 +185,44 @@ TG_REGISTER_SAMPLES("mean", {
 });
 
 namespace {
-struct Max : Op<Max> {
-    static constexpr const char* name = "max";
+// Ties share the gradient equally, as PyTorch's amax/amin and max(x)/min(x).
+// The two differ only at NaN, and tapegrad follows each: over axes given, a
+// slice whose extremum is NaN gets NaN everywhere (amax); over everything (no
+// axes given), each NaN gets an equal share (torch.max(x)).
+template <class D, bool Greater>
+struct Extreme : Op<D> {
     static constexpr Saves saves = save_input(0) | save_output;
-    using Attrs = ReductionAttrs;
+    struct Attrs {
+        axes_type axes;  // normalised and sorted by forward
+        bool keepdims;
+        bool whole = false;  // no axes given: set by forward, never cleared
+    };
     static Tensor forward(TensorRefs in, Attrs& a)
     {
         const Tensor& x = in[0];
-        TG_CHECK(x.defined(), "max: undefined operand");
-        a.axes = reduction_axes(x, a.axes, "max");
+        TG_CHECK(x.defined(), D::name, ": undefined operand");
+        if (a.axes.empty()) a.whole = true;
+        a.axes = reduction_axes(x, a.axes, D::name);
         for (int64_t ax : a.axes)
-            TG_CHECK(x.shape()[size_t(ax)] > 0, "max: reduction over axis ", ax, " of size 0 in shape ", x.shape());
-        Tensor kept = reduce(x, a.axes, -INFINITY, "max", [](auto acc, auto v) {
-            return (v > acc || std::isnan(v)) ? v : acc;  // NaN wins, as in NumPy
+            TG_CHECK(x.shape()[size_t(ax)] > 0, D::name, ": reduction over axis ", ax, " of size 0 in shape ",
+                     x.shape());
+        Tensor kept = reduce(x, a.axes, Greater ? -INFINITY : INFINITY, D::name, [](auto acc, auto v) {
+            return ((Greater ? v > acc : v < acc) || std::isnan(v)) ? v : acc;  // NaN wins, as in NumPy
         });
-        return reduced(kept, x, a);
+        return a.keepdims ? kept : reshape(kept, dropped_shape(x.shape(), a.axes));
     }
     static tensor_list backward(const BackwardArgs& g, const Attrs& a)
     {
         const Tensor &x = g.input(0), &out = g.output();
         shape_type keep = x.shape();
         for (int64_t ax : a.axes) keep[size_t(ax)] = 1;
-        // Every element equal to the maximum gets an equal share.
-        Tensor winners = eq(x, broadcast_to(reshape(out, keep).detach(), x.shape()));
+        // Every element equal to the extremum gets an equal share; over axes a
+        // NaN extremum has no winner, and 0/0 makes its slice NaN.
+        Tensor m = broadcast_to(reshape(out, keep).detach(), x.shape());
+        Tensor winners = a.whole ? map_binary(D::name, x, m, [](auto u, auto v) {
+            using T = decltype(u);
+            return u == v || (u != u && v != v) ? T(1) : T(0);
+        }) : eq(x, m);
         axes_type axes;
         for (int64_t d = 0; d < x.dim(); ++d)
             if (keep[size_t(d)] == 1 && x.shape()[size_t(d)] != 1) axes.push_back(d);
@@ -215,42 +231,56 @@ struct Max : Op<Max> {
     }
     static std::vector<OpSample> samples()
     {
-        return {sample("[3,4,5] all", {real("x", {3, 4, 5})}, Attrs{{}, false}),
-                sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, Attrs{{1}, false}),
-                sample("[4,3] axes 0,1 keepdims", {real("x", {4, 3})}, Attrs{{0, 1}, true})};
+        return {D::sample("[3,4,5] all", {real("x", {3, 4, 5})}, Attrs{{}, false}),
+                D::sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, Attrs{{1}, false}),
+                D::sample("[4,3] axes 0,1 keepdims", {real("x", {4, 3})}, Attrs{{0, 1}, true}),
+                D::sample("[2,3] everything (no axes), keepdims", {real("x", {2, 3})}, Attrs{{}, true})};
     }
 };
+struct Max : Extreme<Max, true> {
+    static constexpr const char* name = "max";
+};
+struct Min : Extreme<Min, false> {
+    static constexpr const char* name = "min";
+};
 TG_REGISTER_OP(Max);
-}  // namespace
+TG_REGISTER_OP(Min);
 
-Tensor max(const Tensor& x, const axes_type& axes, bool keepdims) { return Max::call({x}, {axes, keepdims}); }
-
-Tensor argmax(const Tensor& x, int64_t axis, bool keepdims)
+// The index of the first extremum along the axis, or of the first NaN (as PyTorch).
+template <bool Greater>
+Tensor arg_extreme(const Tensor& x, int64_t axis, bool keepdims, const char* name)
 {
-    TG_CHECK(x.dim() > 0, "argmax: a 0-d tensor has no axis ", axis);
-    int64_t a = normalize_axis(axis, x.dim(), "argmax");
-    TG_CHECK(x.shape()[size_t(a)] > 0, "argmax: axis ", axis, " of shape ", x.shape(), " is empty");
+    TG_CHECK(x.dim() > 0, name, ": a 0-d tensor has no axis ", axis);
+    int64_t a = normalize_axis(axis, x.dim(), name);
+    TG_CHECK(x.shape()[size_t(a)] > 0, name, ": axis ", axis, " of shape ", x.shape(), " is empty");
     kernels::AxisSplit s = kernels::split_at(x.shape(), a);
     shape_type shape = x.shape();
     shape[size_t(a)] = 1;
     Tensor out = Tensor::empty(shape, int64);
     int64_t* o = out.data<int64_t>();
-    TG_DISPATCH_ALL(x.dtype(), "argmax", [&] {
+    TG_DISPATCH_ALL(x.dtype(), name, [&] {
         const scalar_t* p = x.data<scalar_t>();
         for (int64_t i = 0; i < s.outer; ++i)
             for (int64_t j = 0; j < s.inner; ++j) {
                 int64_t best = 0;
                 scalar_t bv = p[i * s.n * s.inner + j];
-                for (int64_t k = 1; k < s.n; ++k) {
+                for (int64_t k = 1; k < s.n && bv == bv; ++k) {
                     scalar_t v = p[(i * s.n + k) * s.inner + j];
-                    if (v > bv) { bv = v; best = k; }
+                    if ((Greater ? v > bv : v < bv) || v != v) { bv = v; best = k; }
                 }
                 o[i * s.inner + j] = best;
             }
     });
     return keepdims ? out : squeeze(out, a);
 }
+}  // namespace
 
+Tensor max(const Tensor& x, const axes_type& axes, bool keepdims) { return Max::call({x}, {axes, keepdims}); }
+Tensor min(const Tensor& x, const axes_type& axes, bool keepdims) { return Min::call({x}, {axes, keepdims}); }
+
+Tensor argmax(const Tensor& x, int64_t axis, bool keepdims) { return arg_extreme<true>(x, axis, keepdims, "argmax"); }
+Tensor argmin(const Tensor& x, int64_t axis, bool keepdims) { return arg_extreme<false>(x, axis, keepdims, "argmin"); }
 Tensor argmax(const Tensor& x) { return argmax(reshape(x.detach(), {-1}), 0); }
+Tensor argmin(const Tensor& x) { return argmin(reshape(x.detach(), {-1}), 0); }
 
 }  // namespace tg

@@ -7,11 +7,20 @@ namespace tg {
 
 Tensor sum(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
 Tensor mean(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
-// The gradient is shared equally among tied maxima.
+// NaN wins. The gradient is shared equally among tied maxima: PyTorch's
+// torch.amax(x, axes) for axes given (a slice whose maximum is NaN gets a NaN
+// gradient everywhere), torch.max(x) for none (each NaN gets an equal share).
+// It is not torch.max(x, dim), which gives it all to the index it returns.
+// docs/semantics.md has the whole list.
 Tensor max(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
-// Index of the first maximum along `axis` (int64, not differentiable); over
-// the flattened tensor when axis is not given.
+// The same for the minimum: torch.amin(x, axes), torch.min(x).
+Tensor min(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
+// Index of the first maximum (minimum) along `axis`, or of the first NaN
+// (int64, not differentiable; as PyTorch's argmax and torch.max(x, dim)'s
+// index); over the flattened tensor when axis is not given.
 Tensor argmax(const Tensor& x, int64_t axis, bool keepdims = false);
 Tensor argmax(const Tensor& x);
+Tensor argmin(const Tensor& x, int64_t axis, bool keepdims = false);
+Tensor argmin(const Tensor& x);
 
 }  // namespace tg

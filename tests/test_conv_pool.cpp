@@ -385,7 +385,7 @@ TEST_CASE("max_pool2d 2x2: ties and NaN in the vectorised rows as in the generic
         std::vector<double> v(80, 1.0);
         v[2 * 3 + 1] = v[40 + 2 * 3] = 2.0;  // window 3: a tie between (0, 7) and (1, 6): the first wins
         v[40 + 2 * 5 + 1] = std::nan("");    // window 5: the NaN at (1, 11) wins
-        v[2 * 9] = std::nan("");              // window 9: the first NaN (0, 18) wins over the later one
+        v[2 * 9] = std::nan("");              // window 9: the last NaN (1, 19) wins over the first, as in PyTorch
         v[40 + 2 * 9 + 1] = std::nan("");
         v[2 * 12 + 1] = 5.0;                  // window 12: a maximum, then a NaN: the NaN
         v[40 + 2 * 12] = std::nan("");
@@ -396,7 +396,7 @@ TEST_CASE("max_pool2d 2x2: ties and NaN in the vectorised rows as in the generic
         for (int64_t o = 0; o < 20; ++o) want_idx[size_t(o)] = double(2 * o);
         want_idx[3] = 7;
         want_idx[5] = 40 + 11;
-        want_idx[9] = 18;
+        want_idx[9] = 40 + 19;
         want_idx[12] = 40 + 24;
         want_idx[19] = 39;
         CHECK(idx.to_vector() == want_idx);

@@ -172,7 +172,7 @@ TEST_CASE("max pool 2x2 kernels: forward values and argmax equal the scan loop o
     CHECK(variants >= 1);
 }
 
-TEST_CASE("max pool 2x2 kernels: ties go to the first maximum in scan order, NaN wins, all -inf keeps the first")
+TEST_CASE("max pool 2x2 kernels: ties go to the first maximum in scan order, the last NaN wins, all -inf keeps the first")
 {
     const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
     // 2 × 2·13 input: windows 0..12 in one row (a whole step and an
@@ -185,12 +185,12 @@ TEST_CASE("max pool 2x2 kernels: ties go to the first maximum in scan order, NaN
     at(0, 3) = at(1, 2) = 2, want[1] = 3;                       // a tie of the second and the third
     at(1, 4) = at(1, 5) = 4, want[2] = w + 4;                   // a tie in the bottom row
     at(1, 7) = nan, want[3] = w + 7;                            // a NaN last in scan order
-    at(0, 8) = nan, at(1, 9) = nan, want[4] = 8;                // the first of two NaN
+    at(0, 8) = nan, at(1, 9) = nan, want[4] = w + 9;            // the last of two NaN (PyTorch)
     at(0, 11) = 5, at(1, 10) = nan, want[5] = w + 10;           // a maximum, then a NaN
     for (int64_t c = 12; c < 14; ++c) at(0, c) = at(1, c) = -inf;
     want[6] = 12;                                               // all -inf: the first
     at(0, 14) = -inf, at(0, 15) = -inf, at(1, 14) = -inf, want[7] = w + 15;  // -inf then a 1
-    at(0, 24) = at(0, 25) = at(1, 24) = at(1, 25) = nan, want[12] = 24;    // all NaN, in the overlap
+    at(0, 24) = at(0, 25) = at(1, 24) = at(1, 25) = nan, want[12] = w + 25;  // all NaN, in the overlap: the last
     const int variants = on_every_isa([&] {
         std::vector<float> y(sz(wo)), ys(sz(wo));
         std::vector<int64_t> idx(sz(wo)), is(sz(wo));

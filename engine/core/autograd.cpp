@@ -259,25 +259,33 @@ namespace {
 
 std::atomic<uint64_t> sweep_counter{0};
 
-// Gives a leaf its gradient, or adds to the one it has.
+// Only this handle sees t's elements: no other tensor shares its impl or its
+// storage, and the memory is not someone else's (an adopted xarray).
+bool sole_holder(const std::shared_ptr<TensorImpl>& t)
+{
+    return t.use_count() == 1 && t->storage.use_count() == 1 && !t->storage->owner;
+}
+
+// Gives a leaf its gradient, or adds to the one it has. Never writes into a
+// tensor anyone else can see: the gradient arriving may be the caller's
+// upstream tensor, an input's storage or another leaf's gradient (add and
+// identities pass theirs on), and the leaf's gradient may be held by the
+// caller (kept from a create_graph backward, or given with set_grad).
 void accumulate_into_leaf(TensorImpl& leaf, Tensor g, bool create_graph)
 {
     if (!leaf.grad) {
-        if (!create_graph) {
-            // The gradient may be shared (passed through an add, or the caller's
-            // own upstream tensor): own a private copy unless nobody else holds it.
-            bool exclusive = g.impl_ptr().use_count() == 1 && g.impl().storage.use_count() == 1 &&
-                             !g.grad_fn();
-            g = exclusive ? g : g.detach().clone();
-        }
+        // A private copy unless nobody else holds it; under create_graph a
+        // recorded one, so the gradient stays differentiable.
+        if (!sole_holder(g.impl_ptr()) || (!create_graph && g.grad_fn()))
+            g = create_graph ? g.clone() : g.detach().clone();
         leaf.grad = g.impl_ptr();
         return;
     }
-    Tensor current(leaf.grad);
-    if (create_graph || current.grad_fn())
-        leaf.grad = sum_grads(current, g).impl_ptr();
-    else
-        current.add_(g.detach());
+    if (create_graph || leaf.grad->grad_fn || !sole_holder(leaf.grad)) {
+        leaf.grad = sum_grads(Tensor(leaf.grad), g).impl_ptr();
+        return;
+    }
+    Tensor(leaf.grad).add_(g.detach());
 }
 
 class Sweep {

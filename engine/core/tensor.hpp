@@ -87,6 +87,9 @@ public:
     Tensor& requires_grad_(bool value = true);
     bool is_leaf() const { return impl().grad_fn == nullptr; }
     // The gradient accumulated by backward() (undefined until the first one).
+    // A later backward adds in place only to a gradient nobody else holds: one
+    // the caller kept (from grad(), set_grad or a create_graph backward) keeps
+    // its values, and the leaf gets a new tensor.
     Tensor grad() const;
     void set_grad(const Tensor& g);
     void zero_grad();

@@ -24,11 +24,12 @@ int64_t plane_grain(int64_t plane) { return std::max<int64_t>(1, (int64_t(1) << 
 // The SIMD kernels keep indices in int32 lanes.
 bool fits_int32_lanes(int64_t plane) { return plane < (int64_t(1) << 30); }
 
-// "u beats v": u > v, or u is NaN and v is not (pool_simd.inl's beat, one lane).
+// "u beats v": u > v, or u is NaN (pool_simd.inl's beat, one lane). In scan
+// order: the first maximum, and the last NaN, as PyTorch's loop.
 template <class T>
 inline void beat(T u, int64_t ui, T& v, int64_t& vi)
 {
-    const bool b = (u > v) | (std::isnan(u) & !std::isnan(v));
+    const bool b = (u > v) | std::isnan(u);
     v = b ? u : v;
     vi = b ? ui : vi;
 }
@@ -184,16 +185,16 @@ void window_max_scan(const T* x, T* y, int64_t* idx, const PoolWindows& win)
                 for (int64_t ow = 0; ow < wo; ++ow) {
                     const int64_t h0 = win.rows.begin[size_t(oh)], h1 = win.rows.end[size_t(oh)];
                     const int64_t w0 = win.cols.begin[size_t(ow)], w1 = win.cols.end[size_t(ow)];
-                    // The first maximum in scan order; a NaN wins, as in PyTorch.
+                    // The first maximum in scan order; a NaN wins, the last
+                    // one of the window (PyTorch's test, `u > v || isnan(u)`).
                     int64_t best = h0 * win.w + w0;
                     T v = xp[best];
-                    for (int64_t ih = h0; ih < h1 && !std::isnan(v); ++ih)
+                    for (int64_t ih = h0; ih < h1; ++ih)
                         for (int64_t iw = w0; iw < w1; ++iw) {
                             const T u = xp[ih * win.w + iw];
                             if (u > v || std::isnan(u)) {
                                 v = u;
                                 best = ih * win.w + iw;
-                                if (std::isnan(u)) break;
                             }
                         }
                     y[p * ho * wo + oh * wo + ow] = v;

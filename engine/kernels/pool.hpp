@@ -49,8 +49,8 @@ template <class T>
 void window_mean_adjoint(const T* g, T* dx, const PoolWindows& win);
 
 // y[o] = the maximum of window o, idx[o] its index ih·w + iw in its plane:
-// the first maximum in scan order (rows, then columns), and the first NaN if
-// the window holds one (as PyTorch). Windows 2×2 with stride 2 take
+// the first maximum in scan order (rows, then columns), and the last NaN if
+// the window holds any (as PyTorch: `v > max || isnan(v)` in scan order). Windows 2×2 with stride 2 take
 // max_pool_2x2, the others window_max_scan.
 template <class T>
 void window_max(const T* x, T* y, int64_t* idx, const PoolWindows& win);

@@ -92,11 +92,11 @@ template <class V>
 #endif
 }
 
-// "u beats v": u > v, or u is NaN and v is not. Applied in scan order it keeps
-// the first maximum, and the first NaN once one is seen, as the generic loop.
+// "u beats v": u > v, or u is NaN. Applied in scan order it keeps the first
+// maximum, and the last NaN, as the generic loop (and PyTorch).
 [[gnu::always_inline]] inline void beat(vf u, vi ui, vf& v, vi& vi_)
 {
-    const vi b = (u > v) | ((u != u) & (v == v));
+    const vi b = (u > v) | (u != u);
     v = b ? u : v;
     vi_ = b ? ui : vi_;
 }
