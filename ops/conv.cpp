@@ -383,6 +383,26 @@ std::vector<OpSample> Conv2d::samples()
         // The same for the forward by rows and for the transposed input gradient.
         sample("blocks of channels or columns, transposed",
                {real("x", {1, 8, 6, 5}), real("w", {4, 8, 3, 3}), real("b", {4})}, opts(1, 0, 1, 1, 1000)),
+        // Each side of pointwise() (conv.hpp): 1x1 but strided along w, or
+        // padded along h or w; and a 1-row kernel that is not 1 wide.
+        sample("1x1, stride (1,2)", {real("x", {1, 2, 3, 4}), real("w", {2, 2, 1, 1})}, opts({1, 2}, 0, 1, 1)),
+        sample("1x1, padding (1,0)", {real("x", {1, 2, 2, 3}), real("w", {2, 2, 1, 1})}, opts(1, {1, 0}, 1, 1)),
+        sample("1x1, padding (0,1)", {real("x", {1, 2, 3, 2}), real("w", {2, 2, 1, 1})}, opts(1, {0, 1}, 1, 1)),
+        // Each side of transposed_input_gradient's padding tests, with 8
+        // channels so that only the padding decides: padding beyond dil·(k − 1)
+        // along h (kernel 1x3), then along w (kernel 3x1): dx by col2im.
+        sample("kernel 1x3, padding (1,1), 8 -> 2 channels",
+               {real("x", {1, 8, 2, 3}), real("w", {2, 8, 1, 3})}, opts(1, 1, 1, 1)),
+        sample("kernel 3x1, padding (0,1), 8 -> 2 channels",
+               {real("x", {1, 8, 3, 2}), real("w", {2, 8, 3, 1})}, opts(1, {0, 1}, 1, 1)),
+        // Shifted rows whose vertical offset leaves the plane for every output
+        // row, and taps that never read it (5x5 over 2x2, padding 2).
+        sample("kernel 5x5 over 2x2, padding 2", {real("x", {1, 1, 2, 2}), real("w", {1, 1, 5, 5}), real("b", {1})},
+               opts(1, 2, 1, 1)),
+        // 16-column blocks of shifted rows (6x6, kernel 5, padding 2): the
+        // last block lies past every position the lowest kernel rows read.
+        sample("kernel 5x5 over 6x6, padding 2, 16-column blocks",
+               {real("x", {1, 1, 6, 6}), real("w", {1, 1, 5, 5})}, opts(1, 2, 1, 1, 1000)),
         // The public function's unbatched form.
         tg::sample("unbatched [2,5,5] * [3,2,3,3] + b", {real("x", {2, 5, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
                    [](const tensor_list& x) { return conv2d(x[0], x[1], x[2], 1, 1); }),

@@ -211,6 +211,11 @@ struct MaxPool2d : Op<MaxPool2d> {
                    Attrs{{2, 3}, {1, 2}, {1, 1}}),
             tg::sample("[3,5,4] unbatched, k2 s1", {real("x", {3, 5, 4})},
                        [](const tensor_list& x) { return max_pool2d(x[0], 2, 1); }),
+            // As many windows as 2×2 stride-2 ones, but not those: 3 wide from
+            // 2·o (rows and columns), and 2×2 rows with columns 3 wide, padded.
+            sample("[1,2,5,5] k3 s2 (not 2x2: windows end past 2o + 2)", {real("x", {1, 2, 5, 5})}, Attrs{3, 2, 0}),
+            sample("[1,2,4,6] k(2,3) s2 p(0,1) (2x2 rows, other columns)", {real("x", {1, 2, 4, 6})},
+                   Attrs{{2, 3}, 2, {0, 1}}),
             // The 2×2 stride-2 kernels; the row widths pick their branches.
             sample("[2,2,4,32] k2: rows of 16 windows, whole vector steps", {real("x", {2, 2, 4, 32})}, k2),
             sample("[2,3,6,22] k2: rows of 11, a last vector step overlapping the one before",
@@ -304,6 +309,13 @@ struct MaxPool2dBackward : Op<MaxPool2dBackward> {
         return {
             sample("[2,2,3,3] into [2,2,5,5] (any indices, repeats add up: the scatter)",
                    {real("g", {2, 2, 3, 3}), index("indices", {2, 2, 3, 3}, 25)}, Attrs{{2, 2, 5, 5}}),
+            // Each side of the dense test in float32: W odd, Ho != H/2, Wo != W/2 scatter.
+            sample("[1,2,2,2] into [1,2,4,5] (W odd)", {real("g", {1, 2, 2, 2}), index("indices", {1, 2, 2, 2}, 20)},
+                   Attrs{{1, 2, 4, 5}}),
+            sample("[1,2,3,2] into [1,2,4,4] (Ho != H/2)",
+                   {real("g", {1, 2, 3, 2}), index("indices", {1, 2, 3, 2}, 16)}, Attrs{{1, 2, 4, 4}}),
+            sample("[1,2,2,3] into [1,2,4,4] (Wo != W/2)",
+                   {real("g", {1, 2, 2, 3}), index("indices", {1, 2, 2, 3}, 16)}, Attrs{{1, 2, 4, 4}}),
             tiled("[1,2,3,16] into [1,2,6,32], own windows: dense, whole vector steps", {1, 2, 3, 16}),
             tiled("[2,3,4,11] into [2,3,8,22], own windows: dense, a last step overlapping", {2, 3, 4, 11}),
             // Some planes hold an index of another window: the dense kernel

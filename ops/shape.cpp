@@ -89,6 +89,7 @@ Tensor reshape(const Tensor& x, const shape_type& shape)
 
 Tensor flatten(const Tensor& x, int64_t start_axis, int64_t end_axis)
 {
+    TG_CHECK(x.defined(), "flatten: undefined operand");
     if (x.dim() == 0) return reshape(x, {1});
     int64_t s = normalize_axis(start_axis, x.dim(), "flatten");
     int64_t e = normalize_axis(end_axis, x.dim(), "flatten");

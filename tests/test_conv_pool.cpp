@@ -565,4 +565,16 @@ TEST_CASE("pooling: shapes that cannot work are errors naming the op and the sha
         {"avg_pool2d_backward", "[2, 3, 3, 3]", "[2, 3, 2, 2]"});
     has(error_of([&] { tg::max_pool2d_backward(tg::zeros({2, 3, 2, 2}), tg::zeros({2, 3, 2, 2}), {2, 3, 4, 4}); }),
         {"max_pool2d_backward", "int64"});
+    // An index outside its plane, in either dtype (float32 tries the dense 2x2 writes first).
+    tg::Tensor bad = tg::from_values({0, 1, 16, 2}, {1, 1, 2, 2}, tg::int64);
+    for (tg::Dtype dt : {tg::float64, tg::float32}) {
+        INFO(tg::dtype_name(dt));
+        has(error_of([&] { tg::max_pool2d_gather(tg::zeros({1, 1, 4, 4}, dt), bad); }),
+            {"max_pool2d_gather", "index 16 outside the 4x4 plane", "[1, 1, 4, 4]"});
+        has(error_of([&] {
+                tg::max_pool2d_backward(tg::zeros({1, 1, 2, 2}, dt), tg::from_values({0, -1, 8, 10}, {1, 1, 2, 2}, tg::int64),
+                                        {1, 1, 4, 4});
+            }),
+            {"max_pool2d_backward", "index -1 outside the 4x4 plane"});
+    }
 }

@@ -5,6 +5,7 @@
 #include <tapegrad/tapegrad.hpp>
 
 #include <cmath>
+#include <utility>
 
 TEST_CASE("softplus: value, gradient and second derivative at 0 and far out")
 {
@@ -66,4 +67,31 @@ TEST_CASE("relu backward: masks in the incoming gradient's buffer only when noth
         CHECK(g2.to_vector() == Values{0, 4, 0, 6, 0, 10});
         CHECK(g2.requires_grad());
     }
+}
+
+TEST_CASE("binary ops: the gradient of one operand alone equals its part of the gradient of both")
+{
+    // With the other operand off the tape, the backward skips its gradient:
+    // what is left must not change. a [2,3] and b [3] broadcast; b repeats
+    // a's first row, so maximum and minimum tie there (ties share the gradient).
+    using Fn = tg::Tensor (*)(const tg::Tensor&, const tg::Tensor&);
+    const std::pair<const char*, Fn> ops[] = {
+        {"add", tg::add}, {"sub", tg::sub}, {"mul", tg::mul}, {"div", tg::div},
+        {"pow", [](const tg::Tensor& a, const tg::Tensor& b) { return tg::pow(a, b); }},
+        {"maximum", tg::maximum}, {"minimum", tg::minimum}};
+    const tg::Tensor a0 = tg::from_values({0.5, 1.5, 2.0, 0.7, 1.1, 2.5}, {2, 3}, tg::float64);
+    const tg::Tensor b0 = tg::from_values({0.5, 1.5, 2.0}, {3}, tg::float64);
+    const tg::Tensor u = tg::from_values({1, -2, 3, 0.5, 0.25, -1}, {2, 3}, tg::float64);
+    for (const auto& [name, f] : ops)
+        for (bool create_graph : {false, true}) {
+            CAPTURE(name);
+            CAPTURE(create_graph);
+            tg::Tensor a = a0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+            tg::tensor_list both = tg::grad({f(a, b)}, {a, b}, {u}, graph_options(create_graph));
+            tg::tensor_list a_alone = tg::grad({f(a, b0)}, {a}, {u}, graph_options(create_graph));
+            tg::tensor_list b_alone = tg::grad({f(a0, b)}, {b}, {u}, graph_options(create_graph));
+            check_close(a_alone[0].detach().to_vector(), both[0].detach().to_vector(), 1e-15);
+            check_close(b_alone[0].detach().to_vector(), both[1].detach().to_vector(), 1e-15);
+            CHECK(both[1].shape() == tg::shape_type{3});
+        }
 }

@@ -10,10 +10,12 @@
 #include <limits>
 #include <map>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <tapegrad/tapegrad.hpp>
 
+#include "engine/core/parallel.hpp"
 #include "engine/kernels/conv.hpp"
 #include "engine/kernels/cpu.hpp"
 #include "engine/kernels/gemm.hpp"
@@ -252,4 +254,167 @@ TEST_CASE("conv2d kernels: forward and first-order backward match direct loops o
         }
     }
     CHECK(variants == int(kernels::supported_isas().size()));
+}
+
+namespace {
+
+// Restores the thread count even when a check throws.
+struct ThreadsGuard {
+    int chosen = num_threads();
+    ~ThreadsGuard() { set_num_threads(chosen); }
+};
+
+}  // namespace
+
+TEST_CASE("conv2d kernels: each gradient alone equals the full backward, on one thread, many, and nested")
+{
+    // conv_backward skips dx, dw or db when its pointer is null: the workspace
+    // and the per-part buffers then shrink, and the parts (one on one thread
+    // or inside a parallel region, several otherwise) sum only what is there.
+    // Shapes: col2im (2 -> 3 channels) and the transposed input gradient (8 -> 4).
+    const std::vector<KernelConv> cases = {
+        {"col2im, 2 -> 3, padding 1", 3, 2, 5, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+        {"transposed dx, 8 -> 4", 3, 8, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1},
+    };
+    ThreadsGuard threads;
+    for (const KernelConv& c : cases) {
+        CAPTURE(c.label);
+        const kernels::Geometry g = kernels::make_geometry("conv2d", {c.n, c.c, c.h, c.w}, {c.kh, c.kw},
+                                                           {c.sh, c.sw}, {c.ph, c.pw}, {c.dh, c.dw});
+        const kernels::ConvShape s{g, c.groups, c.o, c.block_bytes};
+        const std::vector<float> x = random_floats(size_t(g.n * g.c * g.h * g.w), 11);
+        const std::vector<float> w = random_floats(size_t(c.o * s.k()), 12);
+        const std::vector<float> b = random_floats(size_t(c.o), 13);
+        const std::vector<float> gy = random_floats(size_t(g.n * c.o * g.columns()), 14);
+        const ConvReference want = reference(s, x, w, b, gy);
+        for (int nthreads : {1, 2}) {
+            CAPTURE(nthreads);
+            set_num_threads(nthreads);
+            for (bool nested : {false, true}) {
+                CAPTURE(nested);
+                for (int mask = 1; mask < 8; ++mask) {  // which of dx, dw, db to compute
+                    CAPTURE(mask);
+                    const bool want_dx = mask & 1, want_dw = mask & 2, want_db = mask & 4;
+                    std::vector<float> dx(x.size(), -7.0f), dw(w.size(), -7.0f), db(b.size(), -7.0f);
+                    auto run = [&] {
+                        std::vector<float> workspace(
+                            size_t(kernels::conv_backward_workspace(s, want_dx, want_dw, want_db)));
+                        kernels::conv_backward(s, x.data(), w.data(), gy.data(), want_dx ? dx.data() : nullptr,
+                                               want_dw ? dw.data() : nullptr, want_db ? db.data() : nullptr,
+                                               workspace.data());
+                    };
+                    if (nested)
+                        parallel_for(2, 1, [&](int64_t b0, int64_t) {
+                            if (b0 == 0) run();
+                        });
+                    else
+                        run();
+                    // What is skipped stays untouched; what is computed matches the loops.
+                    if (want_dx) CHECK(worst_error(dx, want.dx) <= 2e-6 * double(s.og() * g.kk()));
+                    else CHECK(std::all_of(dx.begin(), dx.end(), [](float v) { return v == -7.0f; }));
+                    if (want_dw) CHECK(worst_error(dw, want.dw) <= 2e-6 * double(g.n * g.columns()));
+                    else CHECK(std::all_of(dw.begin(), dw.end(), [](float v) { return v == -7.0f; }));
+                    if (want_db) CHECK(worst_error(db, want.db) <= 2e-6 * double(g.n * g.columns()));
+                    else CHECK(std::all_of(db.begin(), db.end(), [](float v) { return v == -7.0f; }));
+                }
+            }
+        }
+    }
+}
+
+namespace {
+
+// C = alpha·op(A)·op(B) + beta·C in float64 loops, row-major as detail::gemm.
+template <class T>
+std::vector<double> gemm_reference(bool ta, bool tb, int64_t m, int64_t n, int64_t k, double alpha,
+                                   const std::vector<T>& a, const std::vector<T>& b, double beta,
+                                   const std::vector<T>& c)
+{
+    std::vector<double> out(size_t(m * n));
+    for (int64_t i = 0; i < m; ++i)
+        for (int64_t j = 0; j < n; ++j) {
+            double s = 0;
+            for (int64_t p = 0; p < k; ++p)
+                s += double(ta ? a[size_t(p * m + i)] : a[size_t(i * k + p)]) *
+                     double(tb ? b[size_t(j * k + p)] : b[size_t(p * n + j)]);
+            out[size_t(i * n + j)] = alpha * s + (beta == 0 ? 0.0 : beta * double(c[size_t(i * n + j)]));
+        }
+    return out;
+}
+
+template <class T>
+void check_gemm_paths()
+{
+    ThreadsGuard threads;
+    set_num_threads(2);
+    // Split by columns (n >= m), by rows (m > n), or along k (a small C with a
+    // long inner dimension), each with every transpose and beta 0 and 1; and
+    // one thread, where BLAS runs the whole product.
+    struct Case {
+        int64_t m, n, k;
+        int threads;
+    };
+    const Case cases[] = {{40, 200, 40, 2}, {200, 40, 40, 2}, {8, 8, 5000, 2}, {8, 8, 5000, 1}};
+    for (const Case& cs : cases)
+        for (bool ta : {false, true})
+            for (bool tb : {false, true})
+                for (double beta : {0.0, 1.0}) {
+                    CAPTURE(cs.m);
+                    CAPTURE(cs.n);
+                    CAPTURE(cs.k);
+                    CAPTURE(cs.threads);
+                    CAPTURE(ta);
+                    CAPTURE(tb);
+                    CAPTURE(beta);
+                    set_num_threads(cs.threads);
+                    const std::vector<float> af = random_floats(size_t(cs.m * cs.k), 21);
+                    const std::vector<float> bf = random_floats(size_t(cs.k * cs.n), 22);
+                    const std::vector<float> cf = random_floats(size_t(cs.m * cs.n), 23);
+                    const std::vector<T> a(af.begin(), af.end()), b(bf.begin(), bf.end());
+                    std::vector<T> c(cf.begin(), cf.end());
+                    const std::vector<double> want = gemm_reference(ta, tb, cs.m, cs.n, cs.k, 0.5, a, b, beta, c);
+                    detail::gemm(ta, tb, cs.m, cs.n, cs.k, T(0.5), a.data(), ta ? cs.m : cs.k, b.data(),
+                                 tb ? cs.k : cs.n, T(beta), c.data(), cs.n);
+                    double worst = 0;
+                    for (size_t i = 0; i < c.size(); ++i)
+                        worst = std::max(worst, std::abs(double(c[i]) - want[i]) / std::max(1.0, std::abs(want[i])));
+                    CHECK(worst <= (std::is_same_v<T, float> ? 1e-4 : 1e-12));
+                }
+}
+
+}  // namespace
+
+TEST_CASE("gemm: products split across threads by rows, columns or k match a plain loop (float32 and float64)")
+{
+    check_gemm_paths<float>();
+    check_gemm_paths<double>();
+}
+
+TEST_CASE("gemm: empty products, k = 0, and sizes beyond BLAS's 32-bit ints")
+{
+    std::vector<double> a(6, 1.0), b(6, 1.0), c = {1, 2, 3, 4};
+    // m = 0 or n = 0: nothing to write.
+    detail::gemm(false, false, 0, 2, 3, 1.0, a.data(), 3, b.data(), 2, 0.0, c.data(), 2);
+    detail::gemm(false, false, 2, 0, 3, 1.0, a.data(), 3, b.data(), 2, 0.0, c.data(), 2);
+    CHECK(c == std::vector<double>{1, 2, 3, 4});
+    // k = 0: C = beta·C, and exactly 0 when beta is 0 (not 0·C: C may hold NaN).
+    detail::gemm(false, false, 2, 2, 0, 1.0, a.data(), 1, b.data(), 2, 2.0, c.data(), 2);
+    CHECK(c == std::vector<double>{2, 4, 6, 8});
+    c[1] = std::numeric_limits<double>::quiet_NaN();
+    detail::gemm(false, false, 2, 2, 0, 1.0, a.data(), 1, b.data(), 2, 0.0, c.data(), 2);
+    CHECK(c == std::vector<double>{0, 0, 0, 0});
+    // Each size and leading dimension at INT_MAX is refused before any access.
+    const int64_t big = std::numeric_limits<int>::max();
+    const int64_t sizes[6][6] = {{big, 1, 1, 1, 1, 1}, {1, big, 1, 1, 1, 1}, {1, 1, big, 1, 1, 1},
+                                 {1, 1, 1, big, 1, 1}, {1, 1, 1, 1, big, 1}, {1, 1, 1, 1, 1, big}};
+    for (const auto& s : sizes) {
+        try {
+            detail::gemm(false, false, s[0], s[1], s[2], 1.0f, nullptr, s[3], nullptr, s[4], 0.0f, nullptr, s[5]);
+            FAIL_CHECK("no error for sizes beyond 32 bits");
+        } catch (const Error& e) {
+            const std::string msg = e.what();
+            CHECK(msg.find("matmul") != std::string::npos);
+            CHECK(msg.find("exceed BLAS's 32-bit sizes") != std::string::npos);
+        }
+    }
 }
