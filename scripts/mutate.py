@@ -35,8 +35,9 @@ a `finally` (also on Ctrl-C, SIGTERM and exceptions). At the end
 How a mutant is tested. First the focused tests: the doctest binary, with
 --abort-after=1, on the test files that belong to the mutated file (by name,
 see FOCUS; for ops and kernels also the registry sweep). Only if they pass,
-the whole suite through ctest -j2 --stop-on-failure. A failure, a crash or a
-timeout (a hang) kills the mutant; a mutant that passes both survives.
+the rest of the suite: the same binary on every other test file. A failure,
+a crash or a timeout (a hang: 3 times the phase's unmodified duration plus
+a minute) kills the mutant; a mutant that passes both survives.
 
 Results. One JSON line per mutant in BUILD_ROOT/results.jsonl, appended as
 each mutant finishes, so an interrupted run resumes where it stopped (a
@@ -267,8 +268,13 @@ class Mutant:
 
     @property
     def area(self) -> str:
-        parts = self.file.split("/")
-        return "/".join(parts[:2]) if parts[0] == "engine" else parts[0]
+        return area_of(self.file)
+
+
+def area_of(path: str) -> str:
+    """ops, engine/kernels, engine/core, engine/check"""
+    parts = path.split("/")
+    return "/".join(parts[:2]) if parts[0] == "engine" else parts[0]
 
 
 class Analyzer:
@@ -679,45 +685,58 @@ class Workspace:
         os.utime(path, (now, now))
         self.mtime = now
 
-    def focused_command(self, rel: str) -> list[str] | None:
-        words = set(os.path.splitext(os.path.basename(rel))[0].split("_")) - {"simd", "op"}
-        words.add(os.path.splitext(os.path.basename(rel))[0])
+    def focused_tests(self, rel: str) -> list[str]:
+        """The test files that belong to a source file (FOCUS), and the sweep for ops and kernels."""
+        stem = os.path.splitext(os.path.basename(rel))[0]
+        words = (set(stem.split("_")) - {"simd", "op"}) | {stem}
         wanted = {w2 for w in words for w2 in FOCUS.get(w, [w])}
-        def belongs(test: str) -> bool:  # "test_conv_pool.cpp": "conv_pool", "conv" or "pool"
+
+        def belongs(test: str) -> bool:  # "tests/test_conv_pool.cpp": "conv_pool", "conv" or "pool"
             name = test[len("tests/test_"):-len(".cpp")]
             return any(w == name or w in name.split("_") for w in wanted)
-        tests = sorted({os.path.basename(f) for f in self.files
-                        if f.startswith("tests/test_") and f.endswith(".cpp") and belongs(f)})
+        tests = sorted(os.path.basename(f) for f in self.files
+                       if f.startswith("tests/test_") and f.endswith(".cpp") and belongs(f))
         if rel.startswith(("ops/", "engine/kernels/")):
             tests.append(SWEEP_TEST + ".cpp")
+        return tests
+
+    def phases(self, rel: str) -> list[tuple[str, list[str]]]:
+        """The focused test files, then the rest of the suite: together, every test case once.
+        (The suite's two other ctest entries check includes, which no mutant changes.)"""
+        binary = [os.path.join(self.build, "tests", "tapegrad_tests"), "--abort-after=1", "--no-version",
+                  "--no-colors"]
+        tests = ",".join("*" + t for t in self.focused_tests(rel))
         if not tests:
-            return None
-        return [os.path.join(self.build, "tests", "tapegrad_tests"), "--abort-after=1", "--no-version",
-                "--no-colors", "--source-file=" + ",".join("*" + t for t in tests)]
+            return [("full", binary)]
+        return [("focused", binary + ["--source-file=" + tests]), ("rest", binary + ["--source-file-exclude=" + tests])]
 
-    def full_command(self, timeout: float) -> list[str]:
-        return ["ctest", "-j", str(self.args.jobs), "--stop-on-failure", "--timeout", str(int(timeout)),
-                "--output-on-failure"]
-
-    def baseline(self, rels: list[str]) -> tuple[dict[str, float], float]:
-        """The unmodified tree must pass; how long the focused runs and the suite take sets the timeouts."""
-        focused = {}
-        for rel in rels:
-            cmd = self.focused_command(rel)
-            if cmd is None or " ".join(cmd) in focused:
-                continue
-            t = time.monotonic()
-            rc, out = self.run(cmd, 3600, cwd=self.build)
-            if rc != 0:
-                sys.exit(f"mutate.py: the focused tests of {rel} fail unmodified:\n{out[-3000:]}")
-            focused[" ".join(cmd)] = time.monotonic() - t
-        t = time.monotonic()
-        rc, out = self.run(self.full_command(3600), 3600, cwd=self.build)
+    def baseline(self) -> dict[str, float]:
+        """Run the unmodified suite once (it must pass): the seconds each test file takes,
+        from which every phase's timeout follows."""
+        cmd = [os.path.join(self.build, "tests", "tapegrad_tests"), "--reporters=xml", "--duration=true"]
+        rc, out = self.run(cmd, 3600, cwd=self.build)
         if rc != 0:
-            sys.exit(f"mutate.py: the unmodified suite fails:\n{out[-5000:]}")
-        return focused, time.monotonic() - t
+            sys.exit(f"mutate.py: the unmodified suite fails:\n{out[-3000:]}")
+        seconds: dict[str, float] = defaultdict(float)
+        case_re = re.compile(r'<TestCase name="[^"]*" filename="([^"]*)"[^>]*[^/]>\s*'
+                             r'<OverallResultsAsserts [^>]*duration="([^"]+)"')
+        for path, duration in case_re.findall(out):
+            seconds[os.path.basename(path)] += float(duration)
+        return seconds
 
-    def run_mutant(self, m: Mutant, original_text: str, focused_s: dict[str, float], full_s: float) -> dict:
+    def timeout(self, cmd: list[str], seconds: dict[str, float]) -> float:
+        """A phase's limit: --timeout-factor times what its test files took unmodified, plus --timeout-slack."""
+        if cmd[-1].startswith("--source-file="):
+            files = {f.lstrip("*") for f in cmd[-1].split("=", 1)[1].split(",")}
+            base = sum(t for f, t in seconds.items() if f in files)
+        elif cmd[-1].startswith("--source-file-exclude="):
+            files = {f.lstrip("*") for f in cmd[-1].split("=", 1)[1].split(",")}
+            base = sum(t for f, t in seconds.items() if f not in files)
+        else:
+            base = sum(seconds.values())
+        return self.args.timeout_factor * base + self.args.timeout_slack
+
+    def run_mutant(self, m: Mutant, original_text: str, baseline_s: dict[str, float]) -> dict:
         res = {"key": m.key, "file": m.file, "line": m.line, "kind": m.kind, "mutation": m.desc,
                "original": m.original, "mutated": m.mutated}
         t0 = time.monotonic()
@@ -732,20 +751,13 @@ class Workspace:
                 return res
             t1 = time.monotonic()
             res["status"] = "survived"
-            cmd = self.focused_command(m.file)
-            phases = [("focused", cmd, focused_s[" ".join(cmd)])] if cmd else []
-            phases.append(("full", self.full_command(0), full_s))
-            for phase, cmd, base in phases:
-                limit = max(self.args.min_timeout, self.args.timeout_factor * base)
-                if phase == "full":
-                    cmd = self.full_command(limit)
-                rc, out = self.run(cmd, limit + 30, cwd=self.build)
-                if rc == 0:
-                    continue
-                res["status"] = "killed"
-                res["phase"] = phase
-                res["detail"] = describe_failure(rc, out, limit)
-                break
+            for phase, cmd in self.phases(m.file):
+                limit = self.timeout(cmd, baseline_s)
+                rc, out = self.run(cmd, limit, cwd=self.build)
+                if rc != 0:
+                    res["status"], res["phase"] = "killed", phase
+                    res["detail"] = describe_failure(rc, out, limit)
+                    break
             res["test_s"] = round(time.monotonic() - t1, 1)
             return res
         finally:
@@ -800,7 +812,7 @@ def summary(results: list[dict]) -> str:
     for group in ("area", "file"):
         by = defaultdict(list)
         for r in results:
-            by[r["file"] if group == "file" else Mutant(r["file"], 0, 0, 0, "", "", "", "", "").area].append(r)
+            by[r["file"] if group == "file" else area_of(r["file"])].append(r)
         lines.append(header.replace(" " * 34, f"{group:<34}", 1))
         lines += [row(g, by[g])[0] for g in sorted(by)]
         lines.append("")
@@ -846,11 +858,12 @@ def main():
     ap.add_argument("--build-type", default="Release")
     ap.add_argument("--cxx-flags", default="-O1 -DNDEBUG",
                     help="the build type's flags: -O1 rebuilds a file fastest and keeps the tests fast")
-    ap.add_argument("--jobs", type=int, default=2, help="ninja -j and ctest -j (default 2)")
+    ap.add_argument("--jobs", type=int, default=2, help="ninja -j (default 2)")
     ap.add_argument("--build-timeout", type=float, default=900)
     ap.add_argument("--timeout-factor", type=float, default=3.0,
                     help="a test phase times out after this many times its unmodified duration")
-    ap.add_argument("--min-timeout", type=float, default=30.0)
+    ap.add_argument("--timeout-slack", type=float, default=60.0,
+                    help="seconds added to every phase's limit: the machine's load varies (default 60)")
     ap.add_argument("--results", help="the results file (default BUILD_ROOT/results.jsonl)")
     args = ap.parse_args()
     results_path = args.results or os.path.join(args.build_root, "results.jsonl")
@@ -892,8 +905,16 @@ def main():
         todo = [m for m in chosen if m.key in done and done[m.key]["status"] == "survived"]
     else:
         todo = [m for m in chosen if m.key not in done]
-    todo.sort(key=lambda m: (m.file, m.start))  # one file after another: fewer rebuilds
-    print(f"mutate.py: {len(chosen)} mutants chosen (seed {args.seed}), {len(todo)} to run", flush=True)
+    # One file after another (fewer rebuilds), the files taken from the areas in
+    # turn, so that a run stopped early has still reached every area.
+    by_area: dict[str, list[str]] = defaultdict(list)
+    for f in sorted({m.file for m in todo}):
+        by_area[area_of(f)].append(f)
+    turns = [f for k in range(max(map(len, by_area.values()), default=0)) for a in sorted(by_area)
+             for f in by_area[a][k:k + 1]]
+    todo.sort(key=lambda m: (turns.index(m.file), m.start))
+    print(f"mutate.py (pid {os.getpid()}): {len(chosen)} mutants chosen (seed {args.seed}), {len(todo)} to run",
+          flush=True)
     if not todo:
         print(summary([done[m.key] for m in chosen if m.key in done]))
         return
@@ -901,32 +922,33 @@ def main():
     ws = Workspace(args, files)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_signal)
-    ws.sync()
-    ws.configure_and_build()
-    focused_s, full_s = ws.baseline(sorted({m.file for m in todo}))
-    print(f"unmodified: full suite {full_s:.1f} s; focused runs "
-          + ", ".join(f"{t:.1f}" for t in focused_s.values()) + " s", flush=True)
-
-    started = time.monotonic()
-    os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
+    clean = True
     try:
+        ws.sync()
+        ws.configure_and_build()
+        baseline_s = ws.baseline()
+        print(f"unmodified suite: {sum(baseline_s.values()):.1f} s in its test cases", flush=True)
+        started = time.monotonic()
+        os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
         with open(results_path, "a", encoding="utf-8") as out:
             for n, m in enumerate(todo, 1):
-                res = ws.run_mutant(m, texts[m.file], focused_s, full_s)
+                res = ws.run_mutant(m, texts[m.file], baseline_s)
                 res["seed"] = args.seed
                 res["date"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 out.write(json.dumps(res) + "\n")
                 out.flush()
                 done[m.key] = res
                 eta = (time.monotonic() - started) / n * (len(todo) - n) / 60
+                detail = f"; {res['detail']}" if "detail" in res else ""
                 print(f"[{n}/{len(todo)}] {res['status']:<9} {m.file}:{m.line} {m.desc}  "
-                      f"({res['build_s']} + {res.get('test_s', 0)} s{'; ' + res['detail'] if 'detail' in res else ''})"
-                      f"  eta {eta:.0f} min", flush=True)
+                      f"({res['build_s']} + {res.get('test_s', 0)} s{detail})  eta {eta:.0f} min", flush=True)
     except (KeyboardInterrupt, Interrupted) as e:
         print(f"\nmutate.py: interrupted ({e or 'Ctrl-C'}); the file is restored, the results kept", file=sys.stderr)
     finally:
-        clean = ws.git("diff", "--quiet") == 0
-        print(f"copy of the tree restored: {'yes' if clean else 'NO: see git -C ' + ws.src + ' diff'}", flush=True)
+        if os.path.isdir(os.path.join(ws.src, ".git")):
+            clean = ws.git("diff", "--quiet") == 0
+            print(f"copy of the tree restored: {'yes' if clean else 'NO: see git -C ' + ws.src + ' diff'}",
+                  flush=True)
     print()
     print(summary([done[m.key] for m in chosen if m.key in done]))
     if not clean:
