@@ -381,6 +381,22 @@ TEST_CASE("gradcheck: the one-sided derivatives at a kink are extrapolated, not 
     CHECK(std::abs(e.left + e.right) <= 1e-8 * std::abs(e.right));
 }
 
+TEST_CASE("gradcheck: where the first step is too coarse, the refined estimate and its error come from the best entry")
+{
+    // sin(100x): the first central difference is off by h²·100²/6 (about 6e-8
+    // relative), more than the tolerance allows, so the tableau refines it;
+    // its best entry is accurate to ~1e-12 and its error estimate (~3e-10
+    // here) is that entry's, not a neighbour's (~2e-8).
+    Tensor x = leaf({0.3}, {1});
+    GradcheckResult r = gradcheck([](const tensor_list& v) { return sum(sin(v[0] * 100.0)); }, {x});
+    INFO(r.to_string());
+    CHECK(r.passed());
+    REQUIRE(r.inputs[0].worst.size() == 1);
+    const ElementReport& e = r.inputs[0].worst[0];
+    CHECK(std::abs(e.numeric - e.analytic) <= 1e-9 * std::abs(e.analytic));
+    CHECK(e.error_estimate <= 1e-10 * std::abs(e.analytic));
+}
+
 TEST_CASE("gradcheck: an element no finite stencil reaches is unchecked, and the check does not pass")
 {
     // sqrt at 0: every step leaves the domain on one side.
