@@ -547,6 +547,17 @@ TEST_CASE("check_float32: float32 gradients against float64 ones")
     CHECK(has(bad.message, "gradient of 'x'"));
 }
 
+TEST_CASE("check_float32: errors are measured against the largest value, wherever it is")
+{
+    // x² of 3000.3 is 9001800.09, rounded to a float32 by ~0.1: tiny next to
+    // the largest value (the last element), large next to 1.
+    Tensor x = leaf({0.1, 0.2, 3000.3}, {3});
+    PrecisionReport r = check_float32([](const tensor_list& v) { return mul(v[0], v[0]); }, {x});
+    CHECK(r.passed);
+    CHECK(r.max_rel_error > 0);
+    CHECK(r.max_rel_error < 1e-6);
+}
+
 TEST_CASE("gradcheck: the report names what failed and how to reproduce it")
 {
     Tensor a = randn_leaf({3, 4}, 27), b = randn_leaf({3, 4}, 28);
