@@ -502,6 +502,10 @@ TEST_CASE("gradcheck: a vacuous check is flagged")
     GradcheckOptions o;
     o.vacuous_fails = true;
     CHECK_FALSE(gradcheck(fn, {x}, o).passed());
+    // Gradients exactly zero are vacuous whatever the tolerance, atol = 0 included.
+    GradcheckOptions exact;
+    exact.atol = 0;
+    CHECK(gradcheck(fn, {x}, exact).vacuous);
     // One input with zero gradient does not make the check vacuous.
     Tensor y = randn_leaf({3}, 22);
     GradcheckResult part = gradcheck([](const tensor_list& v) { return add(mul(v[0], scalar(0.0, float64)), v[1]); },
