@@ -420,6 +420,11 @@ TEST_CASE("max_pool2d_backward scatters (adding repeats) and max_pool2d_gather g
     CHECK(tg::max_pool2d_gather(x, idx).to_vector() == Values{10, 15, 15, 18});
     tg::Tensor bad = tg::from_values({0, 9, 1, 2}, {1, 1, 2, 2}, tg::int64);
     CHECK(error_of([&] { tg::max_pool2d_backward(g, bad, {1, 1, 3, 3}); }).find("index 9 outside") != std::string::npos);
+    // The first index too (the kernels report a bad one by its position, 0 included).
+    tg::Tensor bad_first = tg::from_values({-1, 5, 5, 8}, {1, 1, 2, 2}, tg::int64);
+    CHECK(error_of([&] { tg::max_pool2d_backward(g, bad_first, {1, 1, 3, 3}); }).find("index -1 outside") !=
+          std::string::npos);
+    CHECK(error_of([&] { tg::max_pool2d_gather(x, bad_first); }).find("index -1 outside") != std::string::npos);
 }
 
 TEST_CASE("max_pool2d_backward 2x2 float32: dense writes, and indices outside their windows still scatter")

@@ -366,6 +366,37 @@ TEST_CASE("gradcheck: kinks are non-differentiable points, not failures")
     CHECK(bad.inputs[0].worst[0].analytic != doctest::Approx(0.0));
 }
 
+TEST_CASE("gradcheck: the one-sided derivatives at a kink are extrapolated, not first-order differences")
+{
+    // |x|·e^x at 0: the sides -x·e^x and x·e^x are curved, so a one-sided
+    // difference is off by about h (1e-5 here); the refinement's tableau
+    // removes that, and the two sides come out opposite to ~1e-10.
+    Tensor x = leaf({0.0}, {1});
+    GradcheckResult r = gradcheck([](const tensor_list& v) { return sum(mul(abs(v[0]), exp(v[0]))); }, {x});
+    INFO(r.to_string());
+    REQUIRE(r.inputs[0].worst.size() == 1);
+    const ElementReport& e = r.inputs[0].worst[0];
+    CHECK(e.verdict == ElementVerdict::kink);
+    CHECK(std::abs(e.right) > 0.1);  // |u|, the cotangent the numbers are projected on
+    CHECK(std::abs(e.left + e.right) <= 1e-8 * std::abs(e.right));
+}
+
+TEST_CASE("gradcheck: where the first step is too coarse, the refined estimate and its error come from the best entry")
+{
+    // sin(100x): the first central difference is off by h²·100²/6 (about 6e-8
+    // relative), more than the tolerance allows, so the tableau refines it;
+    // its best entry is accurate to ~1e-12 and its error estimate (~3e-10
+    // here) is that entry's, not a neighbour's (~2e-8).
+    Tensor x = leaf({0.3}, {1});
+    GradcheckResult r = gradcheck([](const tensor_list& v) { return sum(sin(v[0] * 100.0)); }, {x});
+    INFO(r.to_string());
+    CHECK(r.passed());
+    REQUIRE(r.inputs[0].worst.size() == 1);
+    const ElementReport& e = r.inputs[0].worst[0];
+    CHECK(std::abs(e.numeric - e.analytic) <= 1e-9 * std::abs(e.analytic));
+    CHECK(e.error_estimate <= 1e-10 * std::abs(e.analytic));
+}
+
 TEST_CASE("gradcheck: an element no finite stencil reaches is unchecked, and the check does not pass")
 {
     // sqrt at 0: every step leaves the domain on one side.
@@ -471,6 +502,10 @@ TEST_CASE("gradcheck: a vacuous check is flagged")
     GradcheckOptions o;
     o.vacuous_fails = true;
     CHECK_FALSE(gradcheck(fn, {x}, o).passed());
+    // Gradients exactly zero are vacuous whatever the tolerance, atol = 0 included.
+    GradcheckOptions exact;
+    exact.atol = 0;
+    CHECK(gradcheck(fn, {x}, exact).vacuous);
     // One input with zero gradient does not make the check vacuous.
     Tensor y = randn_leaf({3}, 22);
     GradcheckResult part = gradcheck([](const tensor_list& v) { return add(mul(v[0], scalar(0.0, float64)), v[1]); },
@@ -514,6 +549,17 @@ TEST_CASE("check_float32: float32 gradients against float64 ones")
     PrecisionReport bad = check_float32(fn, {x}, named({"x"}));
     CHECK_FALSE(bad.passed);
     CHECK(has(bad.message, "gradient of 'x'"));
+}
+
+TEST_CASE("check_float32: errors are measured against the largest value, wherever it is")
+{
+    // x² of 3000.3 is 9001800.09, rounded to a float32 by ~0.1: tiny next to
+    // the largest value (the last element), large next to 1.
+    Tensor x = leaf({0.1, 0.2, 3000.3}, {3});
+    PrecisionReport r = check_float32([](const tensor_list& v) { return mul(v[0], v[0]); }, {x});
+    CHECK(r.passed);
+    CHECK(r.max_rel_error > 0);
+    CHECK(r.max_rel_error < 1e-6);
 }
 
 TEST_CASE("gradcheck: the report names what failed and how to reproduce it")

@@ -97,6 +97,10 @@ void check_exp_kernel()
     CHECK(std::isnan(y[2]));
     CHECK(y[3] == 1.0f);
     CHECK(y[8] == doctest::Approx(std::exp(-5.0)).epsilon(1e-6));
+    // At the threshold itself, exp is still the smallest normal float, not 0.
+    std::vector<float> t(9, -87.33654f);
+    kernels::exp_row(t.data(), 0.0f, t.data(), int64_t(t.size()));
+    for (float v : t) CHECK(std::abs(v / std::exp(double(-87.33654f)) - 1) < 1e-5);
     std::vector<float> z = {0.0f, -1.0f, -2.0f, -3.0f, -4.0f, -5.0f};
     kernels::RowLse<float> lse = kernels::logsumexp_row(z.data(), 6);
     CHECK(lse.max == 0.0f);

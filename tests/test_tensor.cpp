@@ -202,6 +202,10 @@ TEST_CASE("tensor: large tensors are summarized with ...")
     std::string small = tg::arange(10.0, 20.0, 1.0, tg::float64).to_string();
     CHECK(small.find("...") == std::string::npos);
     CHECK(small.find("15.0000") != std::string::npos);
+
+    // The threshold: up to 1000 elements are printed whole, from 1001 on summarized.
+    CHECK(tg::zeros({1000}, tg::float64).to_string().find("...") == std::string::npos);
+    CHECK(tg::zeros({1001}, tg::float64).to_string().find("...") != std::string::npos);
 }
 
 // --- in-place changes -----------------------------------------------------------------------
