@@ -114,10 +114,10 @@ bool conv2d_delta(DeltaArgs& d, const ConvShape& s)
             auto [ox0, ox1] = inside(g.wo, g.sw, x_off, g.w);
             for (int64_t n = 0; n < g.n; ++n)
                 for (int64_t oy = oy0; oy < oy1; ++oy) {
-                    const double* row = x0 + ((n * g.c + ci) * g.h + oy * g.sh + y_off) * g.w + x_off;
+                    const double* row = x0 + ((n * g.c + ci) * g.h + oy * g.sh + y_off) * g.w;
                     const int64_t o = ((n * s.out_channels + co) * g.ho + oy) * g.wo;
                     double* out = d.out + o;
-                    for (int64_t ox = ox0; ox < ox1; ++ox) out[ox] += row[ox * g.sw] * dw;
+                    for (int64_t ox = ox0; ox < ox1; ++ox) out[ox] += row[ox * g.sw + x_off] * dw;
                     for (int64_t ox = ox0; ox < ox1; ++ox) d.touch(o + ox);
                 }
         }
