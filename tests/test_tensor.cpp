@@ -377,3 +377,30 @@ TEST_CASE("errors: each names the op and the shapes")
     check_contains(error_of([&] { y.backward(tg::ones({3, 2})); }), {"backward", "[3, 2]", "[2, 3]"});
     check_contains(error_of([&] { tg::sum(tg::ones({2})).backward(); }), {"backward", "does not require grad"});
 }
+
+TEST_CASE("tensor: int64 tensors slice and concat exactly, also beyond 2^53")
+{
+    // Values a float64 round trip would change: the copy must be of int64_t.
+    const int64_t big = int64_t(1) << 60;
+    tg::Tensor x = tg::Tensor::empty({3, 4}, tg::int64);
+    for (int64_t i = 0; i < 12; ++i) x.data<int64_t>()[i] = big + i;
+    tg::Tensor s = tg::slice(x, 1, 1, 4, 2);  // columns 1 and 3
+    REQUIRE(s.shape() == tg::shape_type{3, 2});
+    CHECK(s.dtype() == tg::int64);
+    for (int64_t r = 0; r < 3; ++r) {
+        CHECK(s.data<int64_t>()[r * 2] == big + r * 4 + 1);
+        CHECK(s.data<int64_t>()[r * 2 + 1] == big + r * 4 + 3);
+    }
+    tg::Tensor c = tg::concat({x, s}, 1);
+    REQUIRE(c.shape() == tg::shape_type{3, 6});
+    CHECK(c.dtype() == tg::int64);
+    for (int64_t r = 0; r < 3; ++r) {
+        for (int64_t j = 0; j < 4; ++j) CHECK(c.data<int64_t>()[r * 6 + j] == big + r * 4 + j);
+        CHECK(c.data<int64_t>()[r * 6 + 4] == big + r * 4 + 1);
+        CHECK(c.data<int64_t>()[r * 6 + 5] == big + r * 4 + 3);
+    }
+    tg::Tensor rows = tg::concat({x, x}, 0);
+    REQUIRE(rows.shape() == tg::shape_type{6, 4});
+    CHECK(rows.data<int64_t>()[23] == big + 11);
+    CHECK_THROWS_WITH_AS(tg::concat({x, tg::zeros({3, 4}, tg::float64)}, 0), doctest::Contains("concat"), tg::Error);
+}
