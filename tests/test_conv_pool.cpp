@@ -583,3 +583,41 @@ TEST_CASE("pooling: shapes that cannot work are errors naming the op and the sha
             {"max_pool2d_backward", "index -1 outside the 4x4 plane"});
     }
 }
+
+TEST_CASE("conv2d: second order with the weight or the input detached equals that part of the full second order")
+{
+    // The composite backward (create_graph) skips the gradient of an input
+    // that needs none: what it returns for the other must not change.
+    tg::Generator gen(71);
+    auto randn = [&](const tg::shape_type& s) { return tg::randn(s, tg::float64, &gen); };
+    const tg::Tensor x0 = randn({2, 3, 7, 6}), w0 = randn({4, 3, 3, 2}), b0 = randn({4});
+    const tg::Tensor vx = randn({2, 3, 7, 6}), vw = randn({4, 3, 3, 2});
+    auto loss = [](const tg::Tensor& x, const tg::Tensor& w, const tg::Tensor& b) {
+        tg::Tensor y = tg::conv2d(x, w, b, {2, 1}, {1, 0});
+        return tg::sum(tg::mul(y, y));
+    };
+    auto values = [](const tg::Tensor& t) { return std::vector<double>(t.data<double>(), t.data<double>() + t.numel()); };
+    // Full: every input needs a gradient. d/dx <dL/dx, vx> and d/dw <dL/dw, vw>.
+    tg::Tensor x = x0.clone().requires_grad_(), w = w0.clone().requires_grad_(), b = b0.clone().requires_grad_();
+    tg::tensor_list g = tg::grad({loss(x, w, b)}, {x, w}, {}, graph_options(true));
+    tg::GradOptions keep;
+    keep.retain_graph = true;  // g[1]'s graph shares the forward with g[0]'s
+    tg::Tensor hxx = tg::grad({tg::sum(tg::mul(g[0], vx))}, {x}, {}, keep)[0];
+    tg::Tensor hww = tg::grad({tg::sum(tg::mul(g[1], vw))}, {w})[0];
+    SUBCASE("weight detached")
+    {
+        tg::Tensor xd = x0.clone().requires_grad_();
+        tg::Tensor gx = tg::grad({loss(xd, w0, b0)}, {xd}, {}, graph_options(true))[0];
+        tg::Tensor h = tg::grad({tg::sum(tg::mul(gx, vx))}, {xd})[0];
+        check_close(values(h), values(hxx), 1e-12);
+        CHECK(tg::sum(tg::abs(h)).item() > 1);  // not vacuous
+    }
+    SUBCASE("input detached")
+    {
+        tg::Tensor wd = w0.clone().requires_grad_();
+        tg::Tensor gw = tg::grad({loss(x0, wd, b0)}, {wd}, {}, graph_options(true))[0];
+        tg::Tensor h = tg::grad({tg::sum(tg::mul(gw, vw))}, {wd})[0];
+        check_close(values(h), values(hww), 1e-12);
+        CHECK(tg::sum(tg::abs(h)).item() > 1);
+    }
+}
