@@ -310,6 +310,7 @@ TEST_CASE("gradcheck: fast mode passes correct large inputs without escalating")
     INFO(r.to_string());
     CHECK(r.passed());
     CHECK(r.inputs[0].checked_by == CheckedBy::fast);
+    CHECK(r.inputs[0].elements == 0);  // none perturbed one by one
     CHECK(r.inputs[0].probes >= o.probes);
     CHECK(r.inputs[0].probe_ratio < 1);
     CHECK(r.evaluations < 200);  // not 40,000
