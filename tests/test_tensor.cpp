@@ -256,6 +256,14 @@ TEST_CASE("tensor: an in-place change of a leaf that requires grad is an error i
     CHECK_THROWS_AS(tg::ones({2}, tg::int64).requires_grad_(), tg::Error);
     tg::Tensor y = w * 2.0;
     CHECK_THROWS_WITH_AS(y.requires_grad_(false), doctest::Contains("detach"), tg::Error);
+    // What is allowed: a non-leaf asked to require grad (it does already),
+    // a leaf asked to stop.
+    CHECK_NOTHROW(y.requires_grad_(true));
+    CHECK(y.requires_grad());
+    CHECK_NOTHROW(w.requires_grad_(false));
+    CHECK_FALSE(w.requires_grad());
+    w.add_(tg::ones({2, 2}));  // in place is allowed again
+    CHECK(w.to_vector() == Values(4, 1.5));
 }
 
 // --- random numbers -----------------------------------------------------------------------
