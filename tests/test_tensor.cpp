@@ -412,3 +412,11 @@ TEST_CASE("tensor: int64 tensors slice and concat exactly, also beyond 2^53")
     CHECK(rows.data<int64_t>()[23] == big + 11);
     CHECK_THROWS_WITH_AS(tg::concat({x, tg::zeros({3, 4}, tg::float64)}, 0), doctest::Contains("concat"), tg::Error);
 }
+
+TEST_CASE("tensor: squeeze of a 0-d tensor is an error naming squeeze, not a read past its shape")
+{
+    const tg::Tensor s = tg::scalar(2.0, tg::float64);
+    CHECK_THROWS_WITH_AS(tg::squeeze(s, 0), doctest::Contains("squeeze"), tg::Error);
+    CHECK_THROWS_WITH_AS(tg::squeeze(s, -1), doctest::Contains("squeeze"), tg::Error);
+    CHECK(tg::squeeze(tg::ones({1}), 0).dim() == 0);  // a 1-d tensor of size 1 squeezes to 0-d
+}
