@@ -619,7 +619,8 @@ uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
 
 // Fast mode for checked input k: random directions per tolerance group.
 // Returns true when every probe agrees to a tenth of the group's smallest
-// per-element tolerance, with its measured noise inside that too.
+// per-element tolerance (times the group's displacement scale), plus the
+// output's rounding noise where no step could get under it (reported).
 bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& rep)
 {
     const int C = p.C;
