@@ -5,10 +5,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include <tapegrad/tapegrad.hpp>
+
+#include "engine/kernels/cpu.hpp"
 
 using Values = std::vector<double>;
 
@@ -64,3 +67,20 @@ struct TempDir {
     TempDir& operator=(const TempDir&) = delete;
     std::string file(const std::string& name) const { return (path / name).string(); }
 };
+
+// Runs check() once per instruction set the CPU supports, the chosen one put
+// back after; returns how many ran, so a test can assert that all did.
+inline int on_every_isa(const std::function<void()>& check)
+{
+    const tg::kernels::Isa chosen = tg::kernels::isa();
+    int variants = 0;
+    for (tg::kernels::Isa isa : tg::kernels::supported_isas()) {
+        const std::string isa_name = tg::kernels::isa_name(isa);
+        CAPTURE(isa_name);
+        tg::kernels::set_isa(isa);
+        check();
+        ++variants;
+    }
+    tg::kernels::set_isa(chosen);
+    return variants;
+}

@@ -17,6 +17,7 @@
 #include "engine/core/parallel.hpp"
 #include "engine/kernels/cpu.hpp"
 #include "engine/kernels/pool.hpp"
+#include "tests/helpers.hpp"
 
 using namespace tg;
 
@@ -25,22 +26,6 @@ namespace {
 constexpr int64_t guard = 16;  // elements after each output, which no kernel may write
 
 size_t sz(int64_t n) { return static_cast<size_t>(n); }
-
-// Runs check() once per instruction set, and says how many ran.
-int on_every_isa(const std::function<void()>& check)
-{
-    const kernels::Isa chosen = kernels::isa();
-    int variants = 0;
-    for (kernels::Isa isa : kernels::supported_isas()) {
-        const std::string name = kernels::isa_name(isa);
-        CAPTURE(name);
-        kernels::set_isa(isa);
-        check();
-        ++variants;
-    }
-    kernels::set_isa(chosen);
-    return variants;
-}
 
 template <class T>
 bool same_bits(const std::vector<T>& a, const std::vector<T>& b)

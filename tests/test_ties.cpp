@@ -91,19 +91,6 @@ std::vector<tensor_list> both_sweeps(const std::function<Tensor(const tensor_lis
     return out;
 }
 
-// Runs check() once per instruction set the CPU supports.
-void on_every_isa(const std::function<void()>& check)
-{
-    const kernels::Isa chosen = kernels::isa();
-    for (kernels::Isa isa : kernels::supported_isas()) {
-        const std::string isa_name = kernels::isa_name(isa);
-        CAPTURE(isa_name);
-        kernels::set_isa(isa);
-        check();
-    }
-    kernels::set_isa(chosen);
-}
-
 const char* sweep_name(size_t s) { return s == 0 ? "first-order sweep" : "create_graph sweep"; }
 
 }  // namespace
