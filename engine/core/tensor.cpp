@@ -213,18 +213,16 @@ std::vector<double> Tensor::to_vector() const
 
 // --- in-place ------------------------------------------------------------------
 
-namespace {
-void check_inplace(const Tensor& t, const char* op)
+void detail::check_inplace(const Tensor& t, const char* op)
 {
     TG_CHECK(!(grad_enabled() && t.is_leaf() && t.requires_grad()), op,
              ": in-place change of a leaf that requires grad (shape ", t.shape(),
              ") while grad mode is on; do it under a tg::NoGradGuard");
 }
-}  // namespace
 
 Tensor& Tensor::fill_(double value)
 {
-    check_inplace(*this, "fill_");
+    detail::check_inplace(*this, "fill_");
     TG_DISPATCH_ALL(dtype(), "fill_", [&] {
         scalar_t* p = data<scalar_t>();
         std::fill(p, p + numel(), scalar_t(value));
@@ -235,7 +233,7 @@ Tensor& Tensor::fill_(double value)
 
 Tensor& Tensor::copy_(const Tensor& src)
 {
-    check_inplace(*this, "copy_");
+    detail::check_inplace(*this, "copy_");
     TG_CHECK(src.shape() == shape(), "copy_: source of shape ", src.shape(),
              " into a tensor of shape ", shape());
     if (src.dtype() == dtype())
@@ -250,7 +248,7 @@ Tensor& Tensor::copy_(const Tensor& src)
 
 Tensor& Tensor::add_(const Tensor& other, double alpha)
 {
-    check_inplace(*this, "add_");
+    detail::check_inplace(*this, "add_");
     TG_CHECK(other.shape() == shape(), "add_: operand of shape ", other.shape(),
              " for a tensor of shape ", shape());
     TG_CHECK(other.dtype() == dtype(), "add_: operand of dtype ", dtype_name(other.dtype()),
@@ -269,7 +267,7 @@ Tensor& Tensor::add_(const Tensor& other, double alpha)
 
 Tensor& Tensor::mul_(double factor)
 {
-    check_inplace(*this, "mul_");
+    detail::check_inplace(*this, "mul_");
     TG_DISPATCH_FLOATING(dtype(), "mul_", [&] {
         scalar_t* p = data<scalar_t>();
         scalar_t f = scalar_t(factor);

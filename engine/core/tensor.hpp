@@ -172,6 +172,8 @@ template <class T> const T* Tensor::data() const
 namespace detail {
 // A tensor over memory that `owner` keeps alive (an adopted xarray).
 Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<void> owner);
+// Refuses an in-place change of a leaf that requires grad while grad mode is on.
+void check_inplace(const Tensor& t, const char* op);
 }  // namespace detail
 
 // Normalises a possibly negative axis for a tensor of rank `rank`; `op` names the

@@ -6,7 +6,7 @@
 //   loss.backward();                      // x.grad() now holds d loss / d x
 #pragma once
 
-// xtensor interop (from_xarray, as_xarray, to_xarray) is in <tapegrad/xtensor.hpp>,
+// xtensor interop (views, tensors from expressions, ops in xtensor) is in <tapegrad/xtensor.hpp>,
 // kept apart because xtensor's headers are slow to compile.
 
 #include "engine/core/autograd.hpp"

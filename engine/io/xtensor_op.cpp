@@ -1,0 +1,20 @@
+#include "engine/io/xtensor_op.hpp"
+
+namespace tg {
+
+tensor_list detail::mark_first_order_only(const char* op, tensor_list grads, const BackwardArgs& a)
+{
+    tensor_list depends_on{a.grad};
+    for (const Tensor& s : a.saved)
+        if (s.defined()) depends_on.push_back(s);
+    for (Tensor& g : grads) {
+        if (!g.defined()) continue;
+        g = record(op, std::move(g), depends_on, {}, [op](const BackwardArgs&) -> tensor_list {
+            fail(op, ": its backward is written in xtensor (first order only) and cannot be differentiated again; "
+                     "for second order, write the backward in tapegrad ops (tg::Op)");
+        });
+    }
+    return grads;
+}
+
+}  // namespace tg
