@@ -694,7 +694,8 @@ struct Cnn {
 
     explicit Cnn(tg::Generator& gen)
     {
-        // He initialisation (the notes' first Conv draws N(0, 2/Cin) too), not standard_normal.
+        // He initialisation, std sqrt(2 / fan_in), in the spirit of the notes' first Conv
+        // (sqrt(2 / Cin)), rather than the im2col class's standard_normal.
         conv_w = (tg::randn({k, k, 1, channels}, tg::float32, &gen) * std::sqrt(2.0 / (k * k))).requires_grad_();
         conv_b = tg::zeros({channels}).requires_grad_();
         const int64_t features = channels * 13 * 13;
