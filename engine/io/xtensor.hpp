@@ -43,7 +43,9 @@ template <size_t N>
 auto xshape_of(const Tensor& t, const char* fn)
 {
     if constexpr (N == any_rank) {
-        return std::vector<size_t>(t.shape().begin(), t.shape().end());
+        // xarray's own shape type: no allocation up to 4 dimensions, for the
+        // view and for the views and expressions made of it.
+        return xt::svector<size_t, 4>(t.shape().begin(), t.shape().end());
     } else {
         TG_CHECK(t.dim() == int64_t(N), fn, ": a view of rank ", N, " of a tensor of shape ", t.shape());
         std::array<size_t, N> s{};

@@ -59,11 +59,11 @@ inline Dtype floating_dtype_of(TensorRefs in, const char* op)
 }  // namespace detail
 
 // What forward_xt receives: the inputs, as xtensor views; set_output(e)
-// gives the op its result.
+// gives the op its result, keep(e) hands a value to the backward.
 template <class T>
 class XtForward {
 public:
-    XtForward(const char* op, TensorRefs in) : op_(op), in_(in) {}
+    XtForward(const char* op, TensorRefs in, OpContext& ctx) : op_(op), in_(in), ctx_(ctx) {}
     size_t size() const { return in_.size(); }
     // Input i as a read-only view of element type T (the op's dtype).
     auto input(size_t i) const { return detail::xview_of<T>(tensor(i), op_, "input", i); }
@@ -86,6 +86,13 @@ public:
     }
     // The output as a tensor computed some other way (a loop, a tapegrad op).
     void set_output(Tensor t) { out_ = std::move(t); }
+    // Evaluates `e` and keeps it for the backward (XtBackward::kept, in the
+    // order kept): what the forward computed and the backward needs again.
+    template <class E>
+    void keep(E&& e)
+    {
+        ctx_.keep(from_xtensor<T>(std::forward<E>(e)));
+    }
     Tensor take()
     {
         TG_CHECK(out_.defined(), op_, ": forward_xt did not call set_output");
@@ -95,6 +102,7 @@ public:
 private:
     const char* op_;
     TensorRefs in_;
+    OpContext& ctx_;
     Tensor out_;
 };
 
@@ -113,6 +121,8 @@ public:
         return detail::xview_of<U>(a_.input(i), op_, "saved input", i);
     }
     auto output() const { return detail::xview_of<T>(a_.output(), op_, "saved output", 0); }
+    // The k-th value the forward kept.
+    auto kept(size_t k) const { return detail::xview_of<T>(a_.kept(k), op_, "kept value", k); }
     // Whether input i wants a gradient; set_grad for the others is skipped.
     bool needs_grad(size_t i) const { return a_.needs_grad(i); }
 
@@ -156,11 +166,11 @@ tensor_list mark_first_order_only(const char* op, tensor_list grads, const Backw
 template <class Derived>
 struct XtensorOp : Op<Derived> {
     template <class Self = Derived>
-    static Tensor forward(TensorRefs in, const detail::attrs_of<Self>& attrs)
+    static Tensor forward(TensorRefs in, const detail::attrs_of<Self>& attrs, OpContext& ctx)
     {
         Tensor out;
         TG_DISPATCH_FLOATING(detail::floating_dtype_of(in, Derived::name), Derived::name, [&] {
-            XtForward<scalar_t> f(Derived::name, in);
+            XtForward<scalar_t> f(Derived::name, in, ctx);
             if constexpr (requires { Derived::forward_xt(f, attrs); }) Derived::forward_xt(f, attrs);
             else Derived::forward_xt(f);
             out = f.take();
