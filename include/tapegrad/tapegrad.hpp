@@ -7,7 +7,9 @@
 #pragma once
 
 // xtensor interop (from_xarray, as_xarray, to_xarray) is in <tapegrad/xtensor.hpp>,
-// kept apart because xtensor's headers are slow to compile.
+// kept apart because xtensor's headers are slow to compile. The includes are
+// relative to this file where it is installed (<prefix>/include/tapegrad/);
+// in the tree the include path finds them.
 
 #include "engine/core/autograd.hpp"
 #include "engine/core/dtype.hpp"
