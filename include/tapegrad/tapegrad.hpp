@@ -29,6 +29,7 @@
 #include "nn/module.hpp"
 #include "nn/models.hpp"
 #include "nn/gradcheck.hpp"
+#include "ops/builtin.hpp"
 #include "ops/conv.hpp"
 #include "data/dataset.hpp"
 #include "data/idx.hpp"
@@ -39,3 +40,12 @@
 #include "ops/loss.hpp"
 #include "ops/layers.hpp"
 #include "ops/pool.hpp"
+
+namespace tg::detail {
+namespace {
+// In every file that includes this header: a reference that links each op
+// file of a static libtapegrad.a into the program, so registered_ops() is
+// whole (ops/builtin.hpp); with the shared library it changes nothing.
+[[maybe_unused]] const bool builtin_ops_linked = (link_builtin_ops(), true);
+}  // namespace
+}  // namespace tg::detail
