@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "engine/io/checkpoint.hpp"
-#include "engine/core/random.hpp"
-#include "engine/core/tensor.hpp"
+#include "../engine/io/checkpoint.hpp"
+#include "../engine/core/random.hpp"
+#include "../engine/core/tensor.hpp"
 
 namespace tg {
 

@@ -4,9 +4,9 @@
 
 #include <functional>
 
-#include "data/dataset.hpp"
-#include "engine/check/gradcheck.hpp"
-#include "nn/module.hpp"
+#include "../data/dataset.hpp"
+#include "../engine/check/gradcheck.hpp"
+#include "module.hpp"
 
 namespace tg {
 

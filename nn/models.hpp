@@ -4,7 +4,7 @@
 
 #include <memory>
 
-#include "nn/module.hpp"
+#include "module.hpp"
 
 namespace tg::nn {
 

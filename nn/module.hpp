@@ -10,9 +10,9 @@
 #include <utility>
 #include <vector>
 
-#include "engine/core/random.hpp"
-#include "engine/core/tensor.hpp"
-#include "ops/options.hpp"
+#include "../engine/core/random.hpp"
+#include "../engine/core/tensor.hpp"
+#include "../ops/options.hpp"
 
 namespace tg::nn {
 

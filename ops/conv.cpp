@@ -409,4 +409,10 @@ std::vector<OpSample> Conv2d::samples()
     };
 }
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_conv_ops() {}
+}  // namespace detail
+
 }  // namespace tg

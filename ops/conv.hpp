@@ -4,8 +4,8 @@
 // the other's adjoint.
 #pragma once
 
-#include "engine/core/tensor.hpp"
-#include "ops/options.hpp"
+#include "../engine/core/tensor.hpp"
+#include "options.hpp"
 
 namespace tg {
 

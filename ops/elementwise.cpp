@@ -473,4 +473,10 @@ Tensor operator-(double a, const Tensor& b) { return sub(like(b, a), b); }
 Tensor operator*(double a, const Tensor& b) { return mul(like(b, a), b); }
 Tensor operator/(double a, const Tensor& b) { return div(like(b, a), b); }
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_elementwise_ops() {}
+}  // namespace detail
+
 }  // namespace tg

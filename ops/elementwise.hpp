@@ -3,7 +3,7 @@
 // tensor's dtype.
 #pragma once
 
-#include "engine/core/tensor.hpp"
+#include "../engine/core/tensor.hpp"
 
 namespace tg {
 

@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/core/op.hpp"
-#include "engine/kernels/elementwise.hpp"
+#include "../engine/core/op.hpp"
+#include "../engine/kernels/elementwise.hpp"
 
 namespace tg {
 

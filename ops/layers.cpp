@@ -300,4 +300,10 @@ TG_REGISTER_SAMPLES("layer_norm", {
            [](const tensor_list& x) { return layer_norm(x[0], {3}); }),
 });
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_layers_ops() {}
+}  // namespace detail
+
 }  // namespace tg

@@ -2,7 +2,7 @@
 // PyTorch's semantics and defaults.
 #pragma once
 
-#include "engine/core/tensor.hpp"
+#include "../engine/core/tensor.hpp"
 
 namespace tg {
 

@@ -432,4 +432,10 @@ TG_REGISTER_SAMPLES("binary_cross_entropy_with_logits", {
            }),
 });
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_loss_ops() {}
+}  // namespace detail
+
 }  // namespace tg

@@ -6,8 +6,8 @@
 // not ignore_index is an error naming its position and value.
 #pragma once
 
-#include "engine/core/tensor.hpp"
-#include "ops/options.hpp"
+#include "../engine/core/tensor.hpp"
+#include "options.hpp"
 
 namespace tg {
 

@@ -190,4 +190,10 @@ TG_REGISTER_SAMPLES("matmul", {
     sample("[5] x [5] dot", {real("a", {5}), real("b", {5})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
 });
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_matmul_ops() {}
+}  // namespace detail
+
 }  // namespace tg

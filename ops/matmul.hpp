@@ -1,7 +1,7 @@
 // Matrix products through BLAS GEMM on the tensors' own storage.
 #pragma once
 
-#include "engine/core/tensor.hpp"
+#include "../engine/core/tensor.hpp"
 
 namespace tg {
 

@@ -533,4 +533,10 @@ Tensor adaptive_avg_pool2d_backward(const Tensor& grad, const shape_type& input_
     return AdaptiveAvgPool2dBackward::call({grad}, {input_shape});
 }
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_pool_ops() {}
+}  // namespace detail
+
 }  // namespace tg

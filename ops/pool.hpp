@@ -7,8 +7,8 @@
 
 #include <utility>
 
-#include "engine/core/tensor.hpp"
-#include "ops/options.hpp"
+#include "../engine/core/tensor.hpp"
+#include "options.hpp"
 
 namespace tg {
 

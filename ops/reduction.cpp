@@ -283,4 +283,10 @@ Tensor argmin(const Tensor& x, int64_t axis, bool keepdims) { return arg_extreme
 Tensor argmax(const Tensor& x) { return argmax(reshape(x.detach(), {-1}), 0); }
 Tensor argmin(const Tensor& x) { return argmin(reshape(x.detach(), {-1}), 0); }
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_reduction_ops() {}
+}  // namespace detail
+
 }  // namespace tg

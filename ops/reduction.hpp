@@ -1,7 +1,7 @@
 // Reductions over all axes (axes = {}) or the given ones, with keepdims.
 #pragma once
 
-#include "engine/core/tensor.hpp"
+#include "../engine/core/tensor.hpp"
 
 namespace tg {
 

@@ -512,4 +512,10 @@ TG_REGISTER_SAMPLES("sum_to", {
     sample("[5] -> 0-d", {real("x", {5})}, [](const tensor_list& x) { return sum_to(x[0], {}); }),
 });
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_shape_ops() {}
+}  // namespace detail
+
 }  // namespace tg

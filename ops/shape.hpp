@@ -3,7 +3,7 @@
 // slice and unslice: the backward of one is the other.
 #pragma once
 
-#include "engine/core/tensor.hpp"
+#include "../engine/core/tensor.hpp"
 
 namespace tg {
 

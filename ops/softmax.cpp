@@ -73,4 +73,10 @@ TG_REGISTER_OP(Softmax<true>);
 Tensor softmax(const Tensor& x, int64_t axis) { return Softmax<false>::call({x}, {axis}); }
 Tensor log_softmax(const Tensor& x, int64_t axis) { return Softmax<true>::call({x}, {axis}); }
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_softmax_ops() {}
+}  // namespace detail
+
 }  // namespace tg

@@ -3,7 +3,7 @@
 // outputs and gradients.
 #pragma once
 
-#include "engine/core/tensor.hpp"
+#include "../engine/core/tensor.hpp"
 
 namespace tg {
 

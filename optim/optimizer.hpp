@@ -13,8 +13,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/io/checkpoint.hpp"
-#include "engine/core/tensor.hpp"
+#include "../engine/io/checkpoint.hpp"
+#include "../engine/core/tensor.hpp"
 
 namespace tg::optim {
 

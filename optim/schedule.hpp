@@ -13,7 +13,7 @@
 #include <functional>
 #include <vector>
 
-#include "optim/optimizer.hpp"
+#include "optimizer.hpp"
 
 namespace tg::optim {
 

@@ -50,8 +50,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/core/registry.hpp"
-#include "engine/core/tensor.hpp"
+#include "../core/registry.hpp"
+#include "../core/tensor.hpp"
 
 namespace tg {
 

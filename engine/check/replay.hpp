@@ -26,7 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "engine/core/op.hpp"
+#include "../core/op.hpp"
 
 namespace tg {
 

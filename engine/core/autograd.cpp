@@ -578,4 +578,10 @@ JvpResult jvp(const std::function<Tensor(const tensor_list&)>& fn, const tensor_
     return r;
 }
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_autograd_ops() {}
+}  // namespace detail
+
 }  // namespace tg

@@ -19,8 +19,8 @@
 #include <tuple>
 #include <utility>
 
-#include "engine/core/memory.hpp"
-#include "engine/core/tensor.hpp"
+#include "memory.hpp"
+#include "tensor.hpp"
 
 namespace tg {
 

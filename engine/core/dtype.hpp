@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <string>
 
-#include "engine/core/error.hpp"
+#include "error.hpp"
 
 namespace tg {
 

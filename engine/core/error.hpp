@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/core/small_vector.hpp"
+#include "small_vector.hpp"
 
 namespace tg {
 

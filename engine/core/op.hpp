@@ -49,8 +49,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/core/autograd.hpp"
-#include "engine/core/registry.hpp"
+#include "autograd.hpp"
+#include "registry.hpp"
 
 namespace tg {
 

@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "engine/core/tensor.hpp"
+#include "tensor.hpp"
 
 namespace tg {
 

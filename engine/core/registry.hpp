@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "engine/core/tensor.hpp"
+#include "tensor.hpp"
 
 namespace tg {
 

@@ -413,4 +413,10 @@ Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<v
 }
 }  // namespace detail
 
+// Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
+// this file, and with it its registrations.
+namespace detail {
+void link_tensor_ops() {}
+}  // namespace detail
+
 }  // namespace tg

@@ -14,8 +14,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/core/dtype.hpp"
-#include "engine/core/error.hpp"
+#include "dtype.hpp"
+#include "error.hpp"
 
 namespace tg {
 

@@ -32,8 +32,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/core/random.hpp"
-#include "engine/core/tensor.hpp"
+#include "../core/random.hpp"
+#include "../core/tensor.hpp"
 
 namespace tg {
 

@@ -23,7 +23,7 @@
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xtensor.hpp>
 
-#include "engine/core/tensor.hpp"
+#include "../core/tensor.hpp"
 
 namespace tg {
 

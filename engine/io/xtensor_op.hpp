@@ -33,9 +33,9 @@
 
 #include <string>
 
-#include "engine/core/op.hpp"
-#include "engine/io/xtensor.hpp"
-#include "ops/shape.hpp"
+#include "../core/op.hpp"
+#include "xtensor.hpp"
+#include "../../ops/shape.hpp"
 
 namespace tg {
 

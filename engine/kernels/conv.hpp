@@ -9,7 +9,7 @@
 
 #include <cstdint>
 
-#include "engine/core/error.hpp"
+#include "../core/error.hpp"
 
 namespace tg::kernels {
 

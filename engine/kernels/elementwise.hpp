@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <cstring>
 
-#include "engine/core/parallel.hpp"
-#include "engine/core/tensor.hpp"
+#include "../core/parallel.hpp"
+#include "../core/tensor.hpp"
 
 namespace tg::kernels {
 

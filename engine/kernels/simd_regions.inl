@@ -6,7 +6,7 @@
 
 namespace tg::kernels::sse2 {
 #define TG_SIMD_LANES 4
-#include "engine/kernels/simd_isa.inl"
+#include "simd_isa.inl"
 #include TG_SIMD_BODY
 #undef TG_SIMD_LANES
 }  // namespace tg::kernels::sse2
@@ -15,7 +15,7 @@ namespace tg::kernels::sse2 {
 #pragma GCC target("avx2,fma")
 namespace tg::kernels::avx2 {
 #define TG_SIMD_LANES 8
-#include "engine/kernels/simd_isa.inl"
+#include "simd_isa.inl"
 #include TG_SIMD_BODY
 #undef TG_SIMD_LANES
 }  // namespace tg::kernels::avx2

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "engine/kernels/elementwise.hpp"
+#include "elementwise.hpp"
 
 namespace tg::kernels {
 

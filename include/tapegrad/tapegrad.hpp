@@ -7,7 +7,9 @@
 #pragma once
 
 // xtensor interop (views, tensors from expressions, ops in xtensor) is in <tapegrad/xtensor.hpp>,
-// kept apart because xtensor's headers are slow to compile.
+// kept apart because xtensor's headers are slow to compile. The includes are
+// relative to this file where it is installed (<prefix>/include/tapegrad/);
+// in the tree the include path finds them.
 
 #include "engine/core/autograd.hpp"
 #include "engine/core/dtype.hpp"
@@ -27,6 +29,7 @@
 #include "nn/module.hpp"
 #include "nn/models.hpp"
 #include "nn/gradcheck.hpp"
+#include "ops/builtin.hpp"
 #include "ops/conv.hpp"
 #include "data/dataset.hpp"
 #include "data/idx.hpp"
@@ -37,3 +40,12 @@
 #include "ops/loss.hpp"
 #include "ops/layers.hpp"
 #include "ops/pool.hpp"
+
+namespace tg::detail {
+namespace {
+// In every file that includes this header: a reference that links each op
+// file of a static libtapegrad.a into the program, so registered_ops() is
+// whole (ops/builtin.hpp); with the shared library it changes nothing.
+[[maybe_unused]] const bool builtin_ops_linked = (link_builtin_ops(), true);
+}  // namespace
+}  // namespace tg::detail

@@ -5,4 +5,4 @@
 
 #include "engine/io/xtensor.hpp"
 #include "engine/io/xtensor_op.hpp"
-#include "tapegrad/tapegrad.hpp"
+#include "tapegrad.hpp"
