@@ -123,6 +123,8 @@ public:
     auto output() const { return detail::xview_of<T>(a_.output(), op_, "saved output", 0); }
     // The k-th value the forward kept.
     auto kept(size_t k) const { return detail::xview_of<T>(a_.kept(k), op_, "kept value", k); }
+    // The tensors themselves (for views of a fixed rank: as_xtensor<T, 2>(b.args().input(0))).
+    const BackwardArgs& args() const { return a_; }
     // Whether input i wants a gradient; set_grad for the others is skipped.
     bool needs_grad(size_t i) const { return a_.needs_grad(i); }
 

@@ -16,6 +16,13 @@ void gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double al
           const double* a, int64_t lda, const double* b, int64_t ldb, double beta, double* c,
           int64_t ldc);
 
+// The same through xtensor-blas when A, B and C are whole matrices (each
+// leading dimension its row length; gemm_xtensor_blas.cpp); false otherwise.
+bool whole_matrix_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a,
+                       int64_t lda, const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+bool whole_matrix_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, double alpha, const double* a,
+                       int64_t lda, const double* b, int64_t ldb, double beta, double* c, int64_t ldc);
+
 }  // namespace tg::detail
 
 namespace tg::kernels {

@@ -15,6 +15,9 @@
 
 #include <tapegrad/ops/elementwise_op.hpp>
 #include <tapegrad/tapegrad.hpp>
+#include <tapegrad/xtensor.hpp>
+
+#include <xtensor/xmath.hpp>
 
 namespace {
 
@@ -35,6 +38,23 @@ struct Softsign : tg::UnaryOp<Softsign> {
 TG_REGISTER_OP(Softsign);
 
 tg::Tensor softsign(const tg::Tensor& x) { return Softsign::call({x}); }
+
+// The same function as an op written in xtensor (first order).
+struct SoftsignXt : tg::XtensorOp<SoftsignXt> {
+    static constexpr const char* name = "softsign_xt";
+    static constexpr tg::Saves saves = tg::save_input(0);
+    template <class T>
+    static void forward_xt(tg::XtForward<T>& f)
+    {
+        auto x = f.input(0);
+        f.set_output(x / (T(1) + xt::abs(x)));
+    }
+    template <class T>
+    static void backward_xt(tg::XtBackward<T>& b)
+    {
+        b.set_grad(0, b.grad() / xt::square(T(1) + xt::abs(b.input(0))));
+    }
+};
 
 class SoftsignLayer : public tg::nn::Module {
 public:
@@ -107,6 +127,16 @@ int main(int argc, char** argv)
         *model, [](tg::nn::Module& m, const tg::Batch& b) { return tg::mse_loss(m(b.x), b.y); }, batch);
     expect(whole.passed(), "the whole trained model, every parameter element");
     if (!whole.passed()) std::printf("%s\n", whole.to_string().c_str());
+
+    std::printf("== xtensor: a tensor from an expression, a view, an op written in xtensor\n");
+    xt::xarray<double> grid = {{-2.0, -0.5}, {0.5, 3.0}};
+    tg::Tensor from_expr = tg::from_xtensor(grid * 2.0).requires_grad_();
+    tg::Tensor out = SoftsignXt::call({from_expr});
+    expect(xt::allclose(tg::as_xtensor<double>(out), tg::as_xtensor<double>(softsign(from_expr))),
+           "softsign_xt equals softsign");
+    tg::GradcheckResult xr =
+        tg::gradcheck([](const tg::tensor_list& in) { return SoftsignXt::call({in[0]}); }, {from_expr});
+    expect(xr.passed(), "softsign_xt's backward, every element");
 
     std::printf("%s\n", all_ok ? "all checks passed" : "SOME CHECKS FAILED");
     return all_ok ? 0 : 1;
