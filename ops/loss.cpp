@@ -394,6 +394,52 @@ TG_REGISTER_SAMPLES("mse_loss", {
            [](const tensor_list& x) { return mse_loss(x[0], x[1], Reduction::none); }),
 });
 
+// The unreduced loss ℓ = (1 − t)·x + w·log(1 + e^−x), w = 1 + (p − 1)·t, as
+// one op: its forward is the stable form for any x, its backward PyTorch's
+// dℓ/dx = w·σ(x) − p·t. (Differentiating the forward's composite instead
+// gives (1 − t) − w·σ(−x): equal, but 0 where σ(x) is below float32's
+// resolution of 1, x < −17, where PyTorch gives σ(x).) Inputs: logits,
+// target and, optionally, pos_weight p broadcast to the logits.
+struct BceWithLogits : Op<BceWithLogits> {
+    static constexpr const char* name = "bce_with_logits";
+    static constexpr Saves saves = save_input(0) | save_input(1) | save_input(2);
+    static Tensor forward(TensorRefs in)
+    {
+        const Tensor &x = in[0], &t = in[1];
+        Tensor log_sigmoid_neg = softplus(neg(x));  // log(1 + e^−x), stable for any x
+        return add(sub(x, mul(t, x)), in.size() > 2 ? mul(weight(in[2], t), log_sigmoid_neg) : log_sigmoid_neg);
+    }
+    static tensor_list backward(const BackwardArgs& a)
+    {
+        const Tensor &x = a.input(0), &t = a.input(1);
+        const bool has_p = a.inputs() > 2;
+        tensor_list g(a.inputs());
+        if (a.needs_grad(0))
+            g[0] = mul(a.grad, has_p ? sub(mul(weight(a.input(2), t), sigmoid(x)), mul(a.input(2), t))
+                                     : sub(sigmoid(x), t));
+        if (!has_p) {
+            if (a.needs_grad(1)) g[1] = mul(a.grad, neg(x));
+            return g;
+        }
+        Tensor log_sigmoid_neg = softplus(neg(x));
+        if (a.needs_grad(1)) g[1] = mul(a.grad, sub(mul(a.input(2) - 1.0, log_sigmoid_neg), x));
+        if (a.needs_grad(2)) g[2] = sum_to(mul(a.grad, mul(t, log_sigmoid_neg)), a.input_shape(2));
+        return g;
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[4,5]", {real("logits", {4, 5}), unit_interval("target", {4, 5})}),
+                sample("[3,5] pos_weight [5]",
+                       {real("logits", {3, 5}), unit_interval("target", {3, 5}), positive("pos_weight", {5})}),
+                sample("[2,3] pos_weight [2,1]",
+                       {real("logits", {2, 3}), unit_interval("target", {2, 3}), positive("pos_weight", {2, 1})})};
+    }
+
+private:
+    static Tensor weight(const Tensor& p, const Tensor& t) { return (p - 1.0) * t + 1.0; }  // w
+};
+TG_REGISTER_OP(BceWithLogits);
+
 Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& target, Reduction reduction,
                                         const Tensor& pos_weight)
 {
@@ -403,10 +449,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
              " and target of shape ", target.shape(), " differ");
     TG_CHECK(logits.dtype() == target.dtype(), op, ": logits are ", dtype_name(logits.dtype()), ", target is ",
              dtype_name(target.dtype()));
-    // (1 - t)·x + w·log(1 + e^-x), w = 1 + (pos_weight - 1)·t.
-    Tensor linear_part = sub(logits, mul(target, logits));
-    Tensor neg_log_sigmoid = softplus(neg(logits));  // log(1 + e^-x), stable for any x
-    if (!pos_weight.defined()) return reduce_loss(add(linear_part, neg_log_sigmoid), reduction);
+    if (!pos_weight.defined()) return reduce_loss(BceWithLogits::call({logits, target}), reduction);
     TG_CHECK(pos_weight.dtype() == logits.dtype(), op, ": pos_weight is ", dtype_name(pos_weight.dtype()),
              ", logits are ", dtype_name(logits.dtype()));
     const shape_type &ps = pos_weight.shape(), &xs = logits.shape();
@@ -416,8 +459,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
         fits = p == x || p == 1;
     }
     TG_CHECK(fits, op, ": pos_weight of shape ", ps, " does not broadcast to the logits' shape ", xs);
-    Tensor w = (pos_weight - 1.0) * target + 1.0;
-    return reduce_loss(add(linear_part, mul(w, neg_log_sigmoid)), reduction);
+    return reduce_loss(BceWithLogits::call({logits, target, pos_weight}), reduction);
 }
 TG_REGISTER_SAMPLES("binary_cross_entropy_with_logits", {
     sample("[4,5] mean", {real("logits", {4, 5}), unit_interval("target", {4, 5})},

@@ -122,6 +122,35 @@ TEST_CASE("extreme: binary_cross_entropy_with_logits is finite and matches PyTor
     }
 }
 
+TEST_CASE("extreme: binary_cross_entropy_with_logits's float32 gradient is PyTorch's sigma(x) - t, also where sigma(x) is below an ulp of 1")
+{
+    // From torch 1.13: F.binary_cross_entropy_with_logits(x, t, reduction='sum'[, pos_weight=[2.5]]).
+    // At x = -30, t = 0 the gradient is sigma(-30) = 9.36e-14: (1 - t) - sigma(-x), the
+    // derivative of the forward's stable form, rounds it to 0.
+    const Values x = {-30, -20, -17.5, 0.5, 20, 30}, t = {0, 0.25, 1, 0.5, 1, 0};
+    struct Case {
+        Values pos_weight, dx, dt;
+        double loss;
+    };
+    for (const Case& c : {Case{{}, {9.357623589846195e-14, -0.25, -1.0, 0.12245935201644897, 0.0, 1.0},
+                               {30, 20, 17.5, -0.5, -20, -30}, 53.22407531738281},
+                          Case{{2.5}, {9.357623589846195e-14, -0.625, -2.5, -0.1606961488723755, 0.0, 1.0},
+                               {75, 50, 43.75, 0.21111547946929932, -20, -30}, 87.32963562011719}}) {
+        INFO("pos_weight ", std::string(c.pos_weight.empty() ? "none" : "2.5"));
+        Tensor xs = from_values(x, {6}, float32).requires_grad_(), ts = from_values(t, {6}, float32).requires_grad_();
+        Tensor pw = c.pos_weight.empty() ? Tensor() : from_values(c.pos_weight, {1}, float32);
+        Tensor loss = binary_cross_entropy_with_logits(xs, ts, Reduction::sum, pw);
+        CHECK(loss.item() == doctest::Approx(c.loss).epsilon(1e-6));
+        loss.backward();
+        const Values dx = xs.grad().to_vector(), dt = ts.grad().to_vector();
+        for (size_t i = 0; i < x.size(); ++i) {
+            INFO("x = ", x[i]);
+            CHECK(std::abs(dx[i] - c.dx[i]) <= 1e-6 * std::abs(c.dx[i]));  // relative, even at 9e-14
+            CHECK(dt[i] == doctest::Approx(c.dt[i]).epsilon(1e-6));
+        }
+    }
+}
+
 TEST_CASE("extreme: softplus is log(1 + e^x) to an ulp and its gradient sigmoid(x), finite at +-1000, 3e38 and 1e300")
 {
     for (const SoftplusCase& c : softplus_cases) {
