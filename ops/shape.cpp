@@ -51,7 +51,7 @@ shape_type resolved_shape(const Tensor& x, const shape_type& shape)
                  " (", x.numel(), " elements) to ", shape);
         s[size_t(infer)] = x.numel() / known;
     }
-    TG_CHECK(numel_of(s) == x.numel(), "reshape: cannot reshape ", x.shape(), " (", x.numel(),
+    TG_CHECK(numel_of(s, "reshape") == x.numel(), "reshape: cannot reshape ", x.shape(), " (", x.numel(),
              " elements) to ", shape);
     return s;
 }

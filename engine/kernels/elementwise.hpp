@@ -37,6 +37,7 @@ void map_binary(const T* a, const shape_type& a_shape, const T* b, const shape_t
                 U* out, const shape_type& out_shape, F f)
 {
     int64_t n = numel_of(out_shape);
+    if (n == 0) return;  // the row walk below divides by the last axis
     int64_t na = numel_of(a_shape), nb = numel_of(b_shape);
     if (na == n && nb == n) {
         parallel_for(n, elementwise_grain, [&](int64_t s, int64_t e) {
