@@ -87,8 +87,9 @@ struct Bmm : Op<Bmm> {
         int64_t kb = tb ? b.shape()[2] : b.shape()[1], n = tb ? b.shape()[1] : b.shape()[2];
         TG_CHECK(k == kb, "matmul: inner dimensions differ, ", a.shape(), ta ? "ᵀ" : "", " and ", b.shape(),
                  tb ? "ᵀ" : "", " (", k, " vs ", kb, ")");
-        int64_t batch = std::max(ba, bb);
-        Tensor out = Tensor::empty({batch, m, n}, a.dtype());
+        int64_t batch = ba == 1 ? bb : ba;  // a batch of 1 broadcasts, also to 0
+        Tensor out = Tensor::empty({batch, m, n}, a.dtype(), "bmm");
+        if (out.numel() == 0) return out;  // no loop over a huge empty batch
         TG_DISPATCH_FLOATING(a.dtype(), "matmul", [&] {
             const scalar_t* pa = a.data<scalar_t>();
             const scalar_t* pb = b.data<scalar_t>();
@@ -164,7 +165,7 @@ Tensor matmul(const Tensor& a, const Tensor& b)
     if (batch_b.empty() || numel_of(batch_b) == 1) {
         // [..., m, k] x [k, n]: the batch folds into the rows of one GEMM.
         Tensor bb = reshape(b2, {1, k, n});
-        c = bmm(reshape(a2, {1, numel_of(batch_a) * m, k}), bb);
+        c = bmm(reshape(a2, {1, numel_of(shape_type(a2.shape().begin(), a2.shape().end() - 1), "matmul"), k}), bb);
     } else {
         int64_t nb = numel_of(batch);
         shape_type full_a = batch, full_b = batch;

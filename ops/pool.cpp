@@ -145,7 +145,11 @@ Tensor repeat(const Tensor& x, int64_t rh, int64_t rw)
 Tensor with_nan(const Tensor& x, const std::vector<int64_t>& at)
 {
     std::vector<double> c(size_t(x.numel()), 0.0);
-    for (int64_t i : at) c[size_t(i)] = std::nan("");
+    for (int64_t i : at) {
+        // A sample's shape may be changed (the empty-tensor sweep makes it empty).
+        TG_CHECK(i < x.numel(), "with_nan: position ", i, " is outside shape ", x.shape());
+        c[size_t(i)] = std::nan("");
+    }
     return x + from_values(c, x.shape(), x.dtype());
 }
 
@@ -167,7 +171,10 @@ Tensor window_indices(const Tensor& k, const std::vector<int64_t>& foreign = {})
     int64_t* d = idx.data<int64_t>();
     auto at = [&](int64_t oh, int64_t ow, int64_t e) { return 2 * oh * w + 2 * ow + (e & 1) + (e >> 1) * w; };
     for (int64_t o = 0; o < k.numel(); ++o) d[o] = at(o / wo % ho, o % wo, kd[o]);
-    for (int64_t o : foreign) d[o] = at(o / wo % ho, o % wo + 1 < wo ? o % wo + 1 : o % wo - 1, kd[o]);
+    for (int64_t o : foreign) {
+        TG_CHECK(o < k.numel(), "window_indices: position ", o, " is outside shape ", k.shape());
+        d[o] = at(o / wo % ho, o % wo + 1 < wo ? o % wo + 1 : o % wo - 1, kd[o]);
+    }
     return idx;
 }
 

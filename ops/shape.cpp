@@ -51,7 +51,7 @@ shape_type resolved_shape(const Tensor& x, const shape_type& shape)
                  " (", x.numel(), " elements) to ", shape);
         s[size_t(infer)] = x.numel() / known;
     }
-    TG_CHECK(numel_of(s) == x.numel(), "reshape: cannot reshape ", x.shape(), " (", x.numel(),
+    TG_CHECK(numel_of(s, "reshape") == x.numel(), "reshape: cannot reshape ", x.shape(), " (", x.numel(),
              " elements) to ", shape);
     return s;
 }
@@ -239,7 +239,7 @@ SliceRange slice_range(const shape_type& shape, int64_t axis, int64_t start, int
         return std::clamp<int64_t>(i, 0, n);
     };
     int64_t b = clamp_index(start), e = clamp_index(stop);
-    int64_t count = e > b ? (e - b + step - 1) / step : 0;
+    int64_t count = e > b ? (e - b - 1) / step + 1 : 0;  // not (e - b + step - 1) / step: overflows for a huge step
     return {a, b, count, step};
 }
 
@@ -247,6 +247,7 @@ SliceRange slice_range(const shape_type& shape, int64_t axis, int64_t start, int
 template <class T>
 void copy_slice(const T* full, T* part, const kernels::AxisSplit& s, const SliceRange& r, bool gather)
 {
+    if (s.empty() || r.count == 0) return;
     for (int64_t o = 0; o < s.outer; ++o)
         for (int64_t j = 0; j < r.count; ++j) {
             const int64_t fi = (o * s.n + r.start + j * r.step) * s.inner;
@@ -331,8 +332,11 @@ struct Unslice : Op<Unslice> {
         TG_CHECK(int64_t(a.shape.size()) == g.dim(), "unslice: gradient of shape ", g.shape(),
                  " for a tensor of shape ", a.shape);
         int64_t axis = normalize_axis(a.axis, int64_t(a.shape.size()), "unslice");
-        int64_t count = g.shape()[size_t(axis)];
-        SliceRange r = slice_range(a.shape, axis, a.start, a.start + (count - 1) * a.step + 1, a.step, "unslice");
+        int64_t count = g.shape()[size_t(axis)], stop = 0;
+        TG_CHECK(!__builtin_mul_overflow(std::max<int64_t>(count - 1, 0), a.step, &stop) &&
+                     !__builtin_add_overflow(stop, a.start, &stop) && !__builtin_add_overflow(stop, 1, &stop),
+                 "unslice: ", count, " elements at step ", a.step, " from ", a.start, " overflow int64");
+        SliceRange r = slice_range(a.shape, axis, a.start, count > 0 ? stop : a.start, a.step, "unslice");
         shape_type expected = a.shape;
         expected[size_t(axis)] = r.count;
         TG_CHECK(r.count == count && expected == g.shape(), "unslice: gradient of shape ", g.shape(),
@@ -404,6 +408,7 @@ struct Concat : Op<Concat> {
         for (const Tensor& t : xs) {
             int64_t n = t.shape()[size_t(a)];
             attrs.sizes.push_back(n);
+            if (s.empty() || n == 0) continue;
             TG_DISPATCH_ALL(t.dtype(), "concat", [&] {
                 const scalar_t* src = t.data<scalar_t>();
                 scalar_t* dst = out.data<scalar_t>();

@@ -20,6 +20,7 @@ std::atomic<int64_t> allocations{0};
 
 // Rounds large requests up to 1/8 steps of their power of two, so buffers of
 // nearly the same size (a last partial batch, say) can share cache entries.
+// bytes <= max_buffer_bytes, so the power of two cannot overflow.
 size_t bucket_size(size_t bytes)
 {
     size_t p = 1;
@@ -64,6 +65,8 @@ namespace detail {
 
 void* allocate(size_t bytes)
 {
+    TG_CHECK(bytes <= max_buffer_bytes, "cannot allocate ", bytes, " bytes, more than the ", max_buffer_bytes,
+             " a buffer may have");
     if (bytes == 0) bytes = 1;
     if (bytes >= cache_threshold) {
         size_t size = bucket_size(bytes);

@@ -22,6 +22,10 @@ MemoryStats memory_stats();
 void release_cached_memory();
 
 namespace detail {
+// The largest buffer allocate() attempts: 256 TiB, past the user address space
+// of x86-64 and AArch64 (2^47, 2^48 bytes), so no real request is refused,
+// while the bucket rounding stays far from overflowing size_t.
+inline constexpr size_t max_buffer_bytes = size_t(1) << 48;
 // 64-byte aligned, at least `bytes` long; never returns null (throws tg::Error).
 void* allocate(size_t bytes);
 void deallocate(void* p, size_t bytes) noexcept;

@@ -30,16 +30,22 @@ int64_t normalize_axis(int64_t axis, int64_t rank, const char* op)
     return axis < 0 ? axis + r : axis;
 }
 
-Tensor Tensor::empty(const shape_type& shape, Dtype dtype)
+Tensor Tensor::empty(const shape_type& shape, Dtype dtype, const char* op)
 {
-    for (int64_t d : shape) TG_CHECK(d >= 0, "negative dimension in shape ", shape);
+    for (int64_t d : shape) TG_CHECK(d >= 0, op, ": negative dimension in shape ", shape);
+    const int64_t numel = numel_of(shape, op);
+    size_t nbytes = 0;
+    TG_CHECK(!__builtin_mul_overflow(size_t(numel), dtype_size(dtype), &nbytes), op, ": shape ", shape, " of ",
+             dtype_name(dtype), " needs more than 2^64 bytes");
+    TG_CHECK(nbytes <= detail::max_buffer_bytes, op, ": shape ", shape, " of ", dtype_name(dtype), " needs ",
+             nbytes, " bytes, more than the ", detail::max_buffer_bytes, " a buffer may have");
     auto impl = detail::make_pooled<TensorImpl>();
-    impl->numel = numel_of(shape);
+    impl->numel = numel;
     impl->shape = shape;
     impl->dtype = dtype;
     impl->storage = detail::make_pooled<Storage>();
     Storage& st = *impl->storage;
-    st.nbytes = size_t(impl->numel) * dtype_size(dtype);
+    st.nbytes = nbytes;
     if (st.nbytes <= Storage::small_bytes) {
         st.data = st.small;
         detail::count_bytes(int64_t(st.nbytes));
@@ -281,17 +287,21 @@ Tensor& Tensor::mul_(double factor)
 
 // --- creation --------------------------------------------------------------------
 
-Tensor full(const shape_type& shape, double value, Dtype dtype)
+namespace {
+Tensor filled(const shape_type& shape, double value, Dtype dtype, const char* op)
 {
-    Tensor t = Tensor::empty(shape, dtype);
-    TG_DISPATCH_ALL(dtype, "full", [&] {
+    Tensor t = Tensor::empty(shape, dtype, op);
+    TG_DISPATCH_ALL(dtype, op, [&] {
         scalar_t* p = t.data<scalar_t>();
         std::fill(p, p + t.numel(), scalar_t(value));
     });
     return t;
 }
-Tensor zeros(const shape_type& shape, Dtype dtype) { return full(shape, 0.0, dtype); }
-Tensor ones(const shape_type& shape, Dtype dtype) { return full(shape, 1.0, dtype); }
+}  // namespace
+
+Tensor full(const shape_type& shape, double value, Dtype dtype) { return filled(shape, value, dtype, "full"); }
+Tensor zeros(const shape_type& shape, Dtype dtype) { return filled(shape, 0.0, dtype, "zeros"); }
+Tensor ones(const shape_type& shape, Dtype dtype) { return filled(shape, 1.0, dtype, "ones"); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), t.dtype()); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), t.dtype()); }
 Tensor full_like(const Tensor& t, double value) { return full(t.shape(), value, t.dtype()); }
@@ -305,7 +315,7 @@ Tensor arange(double start, double stop, double step, Dtype dtype)
     TG_CHECK(count < 0x1p62, "arange(", start, ", ", stop, ", ", step, "): ", count,
              " elements are too many");  // before the cast, which would overflow
     int64_t n = count > 0 ? int64_t(count) : 0;
-    Tensor t = Tensor::empty({n}, dtype);
+    Tensor t = Tensor::empty({n}, dtype, "arange");
     TG_DISPATCH_ALL(dtype, "arange", [&] {
         scalar_t* p = t.data<scalar_t>();
         for (int64_t i = 0; i < n; ++i) p[i] = scalar_t(start + double(i) * step);
@@ -317,9 +327,9 @@ Tensor arange(int64_t n, Dtype dtype) { return arange(0.0, double(n), 1.0, dtype
 Tensor from_values(const std::vector<double>& values, const shape_type& shape, Dtype dtype)
 {
     shape_type s = shape.empty() && values.size() != 1 ? shape_type{int64_t(values.size())} : shape;
-    TG_CHECK(numel_of(s) == int64_t(values.size()), "from_values: ", values.size(),
+    TG_CHECK(numel_of(s, "from_values") == int64_t(values.size()), "from_values: ", values.size(),
              " values do not fill shape ", s);
-    Tensor t = Tensor::empty(s, dtype);
+    Tensor t = Tensor::empty(s, dtype, "from_values");
     TG_DISPATCH_ALL(dtype, "from_values", [&] {
         scalar_t* p = t.data<scalar_t>();
         for (size_t i = 0; i < values.size(); ++i) p[i] = scalar_t(values[i]);
@@ -402,7 +412,7 @@ namespace detail {
 Tensor adopt(void* data, const shape_type& shape, Dtype dtype, std::shared_ptr<void> owner)
 {
     auto impl = detail::make_pooled<TensorImpl>();
-    impl->numel = numel_of(shape);
+    impl->numel = numel_of(shape, "adopt");
     impl->shape = shape;
     impl->dtype = dtype;
     impl->storage = detail::make_pooled<Storage>();

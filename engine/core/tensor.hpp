@@ -52,11 +52,17 @@ struct TensorImpl {
     std::shared_ptr<TensorImpl> grad;    // accumulated gradient of a leaf
 };
 
-// Number of elements of a shape (1 for a 0-d shape).
-inline int64_t numel_of(const shape_type& shape)
+// Number of elements of a shape (1 for a 0-d shape). A product past int64
+// is an error naming `op`, unless an axis is 0 (then there are no elements).
+inline int64_t numel_of(const shape_type& shape, const char* op = "numel")
 {
     int64_t n = 1;
-    for (int64_t d : shape) n *= d;
+    bool overflow = false;
+    for (int64_t d : shape) {
+        if (d == 0) return 0;
+        overflow |= __builtin_mul_overflow(n, d, &n);
+    }
+    if (overflow) fail(op, ": shape ", shape, " has more than 2^63 - 1 elements");
     return n;
 }
 
@@ -65,8 +71,8 @@ public:
     Tensor() = default;  // undefined: no data
     explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
 
-    // A new, uninitialised tensor.
-    static Tensor empty(const shape_type& shape, Dtype dtype = float32);
+    // A new, uninitialised tensor; `op` names the caller in a size error.
+    static Tensor empty(const shape_type& shape, Dtype dtype = float32, const char* op = "empty");
 
     bool defined() const { return impl_ != nullptr; }
     const shape_type& shape() const { return impl().shape; }

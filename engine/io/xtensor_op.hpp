@@ -162,6 +162,20 @@ namespace detail {
 // tensors, through a rule that refuses to run.
 tensor_list mark_first_order_only(const char* op, tensor_list grads, const BackwardArgs& a);
 
+// Runs an xtensor body; an exception of xtensor's own (a broadcast error on
+// mismatched shapes, say) becomes a tg::Error naming the op.
+template <class F>
+void run_xtensor(const char* op, F body)
+{
+    try {
+        body();
+    } catch (const Error&) {
+        throw;
+    } catch (const std::exception& e) {
+        fail(op, ": ", e.what());
+    }
+}
+
 }  // namespace detail
 
 // The base of an op definition in xtensor (see the top of this file).
@@ -171,11 +185,13 @@ struct XtensorOp : Op<Derived> {
     static Tensor forward(TensorRefs in, const detail::attrs_of<Self>& attrs, OpContext& ctx)
     {
         Tensor out;
-        TG_DISPATCH_FLOATING(detail::floating_dtype_of(in, Derived::name), Derived::name, [&] {
-            XtForward<scalar_t> f(Derived::name, in, ctx);
-            if constexpr (requires { Derived::forward_xt(f, attrs); }) Derived::forward_xt(f, attrs);
-            else Derived::forward_xt(f);
-            out = f.take();
+        detail::run_xtensor(Derived::name, [&] {
+            TG_DISPATCH_FLOATING(detail::floating_dtype_of(in, Derived::name), Derived::name, [&] {
+                XtForward<scalar_t> f(Derived::name, in, ctx);
+                if constexpr (requires { Derived::forward_xt(f, attrs); }) Derived::forward_xt(f, attrs);
+                else Derived::forward_xt(f);
+                out = f.take();
+            });
         });
         return out;
     }
@@ -184,11 +200,13 @@ struct XtensorOp : Op<Derived> {
     static tensor_list backward(const BackwardArgs& a, const detail::attrs_of<Self>& attrs)
     {
         tensor_list grads;
-        TG_DISPATCH_FLOATING(a.grad.dtype(), Derived::name, [&] {
-            XtBackward<scalar_t> b(Derived::name, a);
-            if constexpr (requires { Derived::backward_xt(b, attrs); }) Derived::backward_xt(b, attrs);
-            else Derived::backward_xt(b);
-            grads = b.take();
+        detail::run_xtensor(Derived::name, [&] {
+            TG_DISPATCH_FLOATING(a.grad.dtype(), Derived::name, [&] {
+                XtBackward<scalar_t> b(Derived::name, a);
+                if constexpr (requires { Derived::backward_xt(b, attrs); }) Derived::backward_xt(b, attrs);
+                else Derived::backward_xt(b);
+                grads = b.take();
+            });
         });
         if (a.create_graph()) grads = detail::mark_first_order_only(Derived::name, std::move(grads), a);
         return grads;

@@ -37,6 +37,7 @@ void map_binary(const T* a, const shape_type& a_shape, const T* b, const shape_t
                 U* out, const shape_type& out_shape, F f)
 {
     int64_t n = numel_of(out_shape);
+    if (n == 0) return;  // the row walk below divides by the last axis
     int64_t na = numel_of(a_shape), nb = numel_of(b_shape);
     if (na == n && nb == n) {
         parallel_for(n, elementwise_grain, [&](int64_t s, int64_t e) {
@@ -109,10 +110,19 @@ void map_binary(const T* a, const shape_type& a_shape, const T* b, const shape_t
 // Views a reduction over `axis` of `shape` as [outer, n, inner].
 struct AxisSplit {
     int64_t outer = 1, n = 1, inner = 1;
+    // No element on either side: loops over outer must not run (outer may be 2^40).
+    bool empty() const { return outer == 0 || n == 0; }
 };
 inline AxisSplit split_at(const shape_type& shape, int64_t axis)
 {
     AxisSplit s;
+    for (int64_t i = 0; i < int64_t(shape.size()); ++i)
+        if (i != axis && shape[size_t(i)] == 0) {
+            // The other axes of an empty shape may multiply past int64.
+            s.outer = s.inner = 0;
+            if (axis < int64_t(shape.size())) s.n = shape[size_t(axis)];
+            return s;
+        }
     for (int64_t i = 0; i < int64_t(shape.size()); ++i) {
         if (i < axis) s.outer *= shape[size_t(i)];
         else if (i == axis) s.n = shape[size_t(i)];

@@ -50,10 +50,10 @@ template <class T>
 void gemm_impl(bool ta, bool tb, int64_t m, int64_t n, int64_t k, T alpha, const T* a,
                int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc)
 {
+    if (m == 0 || n == 0) return;  // before the size check: an empty [2^40, 0] C is fine
     TG_CHECK(m < INT_MAX && n < INT_MAX && k < INT_MAX && lda < INT_MAX && ldb < INT_MAX &&
                  ldc < INT_MAX,
              "matmul: dimensions ", m, "x", k, " by ", k, "x", n, " exceed BLAS's 32-bit sizes");
-    if (m == 0 || n == 0) return;
     if (k == 0) {
         for (int64_t i = 0; i < m; ++i)
             for (int64_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];

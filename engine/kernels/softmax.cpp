@@ -54,6 +54,7 @@ namespace {
 template <class T, class Row, class Block>
 void for_each_row(const AxisSplit& s, Row row, Block block)
 {
+    if (s.empty()) return;
     // exp costs several elementwise ops: smaller chunks than elementwise loops.
     int64_t grain = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(s.n * s.inner, 1));
     parallel_for(s.outer, grain, [&](int64_t o0, int64_t o1) {

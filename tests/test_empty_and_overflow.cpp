@@ -1,0 +1,223 @@
+// Empty tensors are valid tensors, and sizes near int64 are errors, never
+// crashes or hangs (issue 13). Results as PyTorch gives them.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+
+#include <tapegrad/tapegrad.hpp>
+
+namespace {
+
+using tg::shape_type;
+using tg::Tensor;
+
+const tg::Dtype both_dtypes[] = {tg::float32, tg::float64};
+
+Tensor leaf(const shape_type& shape, tg::Dtype dtype) { return tg::zeros(shape, dtype).requires_grad_(); }
+
+}  // namespace
+
+TEST_CASE("empty: sum over everything of [0,3] is 0 and its gradient is empty [0,3]")
+{
+    for (tg::Dtype dt : both_dtypes) {
+        Tensor x = leaf({0, 3}, dt);
+        Tensor s = tg::sum(x);
+        CHECK(s.shape() == shape_type{});
+        CHECK(s.item() == 0.0);
+        s.backward();
+        CHECK(x.grad().shape() == shape_type{0, 3});
+        CHECK(x.grad().dtype() == dt);
+    }
+}
+
+TEST_CASE("empty: sum over the empty axis of [3,0] is three zeros, with an empty gradient")
+{
+    for (tg::Dtype dt : both_dtypes) {
+        Tensor x = leaf({3, 0}, dt);
+        Tensor s = tg::sum(x, {1});
+        CHECK(s.shape() == shape_type{3});
+        CHECK(s.to_vector() == std::vector<double>{0, 0, 0});
+        tg::sum(s).backward();
+        CHECK(x.grad().shape() == shape_type{3, 0});
+    }
+}
+
+TEST_CASE("empty: mean of an empty tensor is NaN, max over an empty axis is an error")
+{
+    CHECK(std::isnan(tg::mean(tg::zeros({0})).item()));
+    CHECK(tg::mean(tg::zeros({2, 0}), {1}).shape() == shape_type{2});
+    CHECK_THROWS_WITH_AS(tg::max(tg::zeros({0})), doctest::Contains("max: reduction over axis 0 of size 0"), tg::Error);
+    CHECK_THROWS_AS(tg::min(tg::zeros({3, 0}), {1}), tg::Error);
+    CHECK(tg::max(tg::zeros({0, 3}), {1}).shape() == shape_type{0});
+}
+
+TEST_CASE("empty: add of [3,1] and [1,0] broadcasts to [3,0], forward and backward")
+{
+    for (tg::Dtype dt : both_dtypes) {
+        Tensor a = leaf({3, 1}, dt), b = leaf({1, 0}, dt);
+        Tensor y = tg::add(a, b);
+        CHECK(y.shape() == shape_type{3, 0});
+        tg::sum(y).backward();
+        CHECK(a.grad().shape() == shape_type{3, 1});
+        CHECK(a.grad().to_vector() == std::vector<double>{0, 0, 0});
+        CHECK(b.grad().shape() == shape_type{1, 0});
+    }
+}
+
+TEST_CASE("empty: softmax and log_softmax of [0,5] and [5,0] are empty, with empty gradients")
+{
+    for (tg::Dtype dt : both_dtypes)
+        for (shape_type shape : {shape_type{0, 5}, shape_type{5, 0}}) {
+            Tensor x = leaf(shape, dt);
+            Tensor y = tg::softmax(x, 1);
+            CHECK(y.shape() == shape);
+            tg::sum(y).backward();
+            CHECK(x.grad().shape() == shape);
+            Tensor x2 = leaf(shape, dt);
+            Tensor z = tg::log_softmax(x2, 0);
+            CHECK(z.shape() == shape);
+            tg::sum(z).backward();
+            CHECK(x2.grad().shape() == shape);
+        }
+}
+
+TEST_CASE("empty: log_softmax of [2^40, 0] returns at once instead of walking 2^40 empty rows")
+{
+    Tensor x = tg::zeros({int64_t(1) << 40, 0});
+    CHECK(tg::log_softmax(x, 1).shape() == x.shape());
+    CHECK(tg::softmax(x, 0).shape() == x.shape());
+    CHECK(tg::slice(x, 1, 0, 0).shape() == x.shape());
+    CHECK(tg::slice(x, 0, 5, 10).shape() == shape_type{5, 0});
+    CHECK(tg::concat({x, x}, 1).shape() == x.shape());
+    CHECK(tg::matmul(x, tg::zeros({0, 0})).shape() == x.shape());
+    CHECK(tg::transpose(x).shape() == shape_type{0, int64_t(1) << 40});
+}
+
+TEST_CASE("empty: matmul with m, n or k of 0")
+{
+    for (tg::Dtype dt : both_dtypes) {
+        Tensor a = leaf({0, 3}, dt), b = leaf({3, 4}, dt);
+        Tensor y = tg::matmul(a, b);
+        CHECK(y.shape() == shape_type{0, 4});
+        tg::sum(y).backward();
+        CHECK(a.grad().shape() == shape_type{0, 3});
+        CHECK(b.grad().to_vector() == std::vector<double>(12, 0.0));
+
+        Tensor c = leaf({3, 0}, dt), d = tg::ones({0, 4}, dt).requires_grad_();
+        Tensor z = tg::matmul(c, d);  // k = 0: zeros
+        CHECK(z.shape() == shape_type{3, 4});
+        CHECK(z.to_vector() == std::vector<double>(12, 0.0));
+        tg::sum(z).backward();
+        CHECK(c.grad().shape() == shape_type{3, 0});
+        CHECK(d.grad().shape() == shape_type{0, 4});
+    }
+}
+
+TEST_CASE("empty: matmul broadcasts a batch of 1 against a batch of 0")
+{
+    for (tg::Dtype dt : both_dtypes) {
+        Tensor a = tg::ones({1, 3, 4}, dt).requires_grad_();
+        Tensor y = tg::matmul(a, tg::ones({0, 4, 5}, dt));
+        CHECK(y.shape() == shape_type{0, 3, 5});
+        tg::sum(y).backward();
+        CHECK(a.grad().shape() == shape_type{1, 3, 4});
+        CHECK(a.grad().to_vector() == std::vector<double>(12, 0.0));
+        CHECK(tg::bmm(tg::ones({0, 3, 4}, dt), tg::ones({1, 4, 5}, dt)).shape() == shape_type{0, 3, 5});
+    }
+}
+
+TEST_CASE("empty: conv2d and max_pool2d with a batch of 0 give empty outputs and zero weight gradients")
+{
+    for (tg::Dtype dt : both_dtypes) {
+        Tensor x = leaf({0, 1, 5, 5}, dt);
+        Tensor w = tg::ones({2, 1, 3, 3}, dt).requires_grad_();
+        Tensor y = tg::conv2d(x, w);
+        CHECK(y.shape() == shape_type{0, 2, 3, 3});
+        tg::sum(y).backward();
+        CHECK(x.grad().shape() == shape_type{0, 1, 5, 5});
+        CHECK(w.grad().shape() == shape_type{2, 1, 3, 3});
+        CHECK(w.grad().to_vector() == std::vector<double>(18, 0.0));
+
+        Tensor p = leaf({0, 1, 4, 4}, dt);
+        Tensor q = tg::max_pool2d(p, {2, 2});
+        CHECK(q.shape() == shape_type{0, 1, 2, 2});
+        tg::sum(q).backward();
+        CHECK(p.grad().shape() == shape_type{0, 1, 4, 4});
+    }
+}
+
+TEST_CASE("empty: the sum of a transposed [0,3] has an empty [0,3] gradient")
+{
+    Tensor x = leaf({0, 3}, tg::float32);
+    Tensor t = tg::transpose(x);
+    CHECK(t.shape() == shape_type{3, 0});
+    tg::sum(t).backward();
+    CHECK(x.grad().shape() == shape_type{0, 3});
+}
+
+TEST_CASE("overflow: element and byte counts past int64 or the largest buffer are errors")
+{
+    CHECK_THROWS_WITH_AS(tg::zeros({int64_t(1) << 32, int64_t(1) << 32}),
+                         "tapegrad: zeros: shape [4294967296, 4294967296] has more than 2^63 - 1 elements", tg::Error);
+    CHECK_THROWS_WITH_AS(tg::zeros({int64_t(1) << 62}),
+                         "tapegrad: zeros: shape [4611686018427387904] of float32 needs more than 2^64 bytes", tg::Error);
+    // 2^63 + 4 bytes: the allocator's power-of-two rounding used to loop forever here.
+    CHECK_THROWS_WITH_AS(tg::zeros({(int64_t(1) << 61) + 1}), doctest::Contains("bytes, more than the"), tg::Error);
+    // 2^50 bytes: past any address space, refused before malloc (which ASan would abort on).
+    CHECK_THROWS_WITH_AS(tg::ones({int64_t(1) << 48}, tg::float32), doctest::Contains("ones: shape [281474976710656]"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::reshape(tg::ones({4}), {int64_t(1) << 62, 4}),
+                         doctest::Contains("reshape: shape [4611686018427387904, 4] has more than"), tg::Error);
+    CHECK_THROWS_AS(tg::zeros({-1}), tg::Error);
+    // A zero axis makes the count 0 however large the others are.
+    CHECK(tg::zeros({int64_t(1) << 62, int64_t(1) << 62, 0}).numel() == 0);
+}
+
+TEST_CASE("overflow: slice with a step near 2^63 selects one element")
+{
+    CHECK(tg::slice(tg::ones({10}), 0, 0, 10, int64_t(1) << 62).shape() == shape_type{1});
+    Tensor x = tg::arange(10, tg::float64).requires_grad_();
+    Tensor y = tg::slice(x, 0, 3, 10, INT64_MAX);
+    CHECK(y.to_vector() == std::vector<double>{3});
+    tg::sum(y).backward();
+    CHECK(x.grad().to_vector() == std::vector<double>{0, 0, 0, 1, 0, 0, 0, 0, 0, 0});
+}
+
+// Every registered op and sample, with each input's shape given a 0 in each
+// axis in turn: the op and its backward either succeed, with gradients of
+// the inputs' shapes, or raise a tg::Error.
+TEST_CASE("empty: every registry op x sample with a zero axis runs or raises a tg::Error")
+{
+    int samples = 0, calls = 0, errors = 0;
+    for (const tg::OpInfo& op : tg::registered_ops())
+        for (const tg::OpSample& sample : op.samples) {
+            ++samples;
+            for (size_t i = 0; i < sample.inputs.size(); ++i)
+                for (size_t d = 0; d < sample.inputs[i].shape.size(); ++d) {
+                    tg::OpSample mutated = sample;
+                    mutated.inputs[i].shape[d] = 0;
+                    CAPTURE(op.name);
+                    CAPTURE(sample.label);
+                    CAPTURE(mutated.inputs[i].name);
+                    CAPTURE(tg::shape_str(mutated.inputs[i].shape));
+                    ++calls;
+                    try {
+                        tg::tensor_list inputs = tg::make_inputs(mutated, tg::float64, 0);
+                        Tensor out = mutated.fn(inputs);
+                        if (out.defined() && out.requires_grad()) {
+                            out.backward(tg::ones_like(out));
+                            for (const Tensor& x : inputs)
+                                if (x.requires_grad() && x.grad().defined()) CHECK(x.grad().shape() == x.shape());
+                        }
+                    } catch (const tg::Error&) {
+                        ++errors;
+                    } catch (const std::exception& e) {
+                        FAIL_CHECK((std::string("not a tg::Error: ") + e.what()));
+                    }
+                }
+        }
+    MESSAGE(calls, " mutated calls over ", samples, " samples, ", errors, " raised a tg::Error");
+    CHECK(samples >= 100);
+    CHECK(calls >= samples);
+}
