@@ -37,14 +37,20 @@ shape_type resolved_shape(const Tensor& x, const shape_type& shape)
 {
     shape_type s = shape;
     int64_t known = 1, infer = -1;
+    bool overflow = false;
     for (size_t i = 0; i < s.size(); ++i) {
         if (s[i] == -1) {
             TG_CHECK(infer < 0, "reshape: more than one -1 in ", shape);
             infer = int64_t(i);
         } else {
             TG_CHECK(s[i] >= 0, "reshape: negative size in ", shape);
-            known *= s[i];
+            overflow |= __builtin_mul_overflow(known, s[i], &known);
         }
+    }
+    if (overflow) {  // an error naming the shape, unless an axis of 0 makes the product 0
+        shape_type sized = s;
+        for (int64_t& d : sized) d = d == -1 ? 1 : d;
+        known = numel_of(sized, "reshape");
     }
     if (infer >= 0) {
         TG_CHECK(known > 0 && x.numel() % known == 0, "reshape: cannot reshape ", x.shape(),

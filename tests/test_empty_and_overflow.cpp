@@ -172,6 +172,11 @@ TEST_CASE("overflow: element and byte counts past int64 or the largest buffer ar
     CHECK_THROWS_AS(tg::zeros({-1}), tg::Error);
     // A zero axis makes the count 0 however large the others are.
     CHECK(tg::zeros({int64_t(1) << 62, int64_t(1) << 62, 0}).numel() == 0);
+    // reshape's own product of the known sizes overflows there too, and must still count 0
+    // (UBSan saw the unchecked product), and leave nothing for a -1 to stand for.
+    CHECK(tg::reshape(tg::zeros({0}), {int64_t(1) << 62, 4, 0}).shape() == tg::shape_type{int64_t(1) << 62, 4, 0});
+    CHECK_THROWS_WITH_AS(tg::reshape(tg::zeros({0}), {int64_t(1) << 62, 4, 0, -1}),
+                         doctest::Contains("reshape: cannot reshape [0]"), tg::Error);
 }
 
 TEST_CASE("overflow: slice with a step near 2^63 selects one element")
