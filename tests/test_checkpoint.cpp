@@ -1,14 +1,19 @@
 // Checkpoints: the file format's checks, atomic saving, and resuming a
 // training run bit for bit.
 #include <doctest/doctest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <random>
+#include <thread>
 #include <tapegrad/tapegrad.hpp>
 
 #include "tests/helpers.hpp"
@@ -238,6 +243,51 @@ TEST_CASE("checkpoint: load_into checks names, shapes and dtypes, all or nothing
     CHECK(good[0].second.requires_grad());
 }
 
+namespace {
+
+// The process id of a process that has ended (and been reaped): no process has it now.
+pid_t gone_pid()
+{
+    pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return child;
+}
+
+// The files next to `path` named as its temporaries.
+int temporaries_of(const std::string& path)
+{
+    const fs::path p(path);
+    const std::string prefix = p.filename().string() + ".tmp.";
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(p.parent_path()))
+        n += e.path().filename().string().compare(0, prefix.size(), prefix) == 0;
+    return n;
+}
+
+tg::Checkpoint numbered(int64_t step, int64_t n = 1000)
+{
+    tg::Checkpoint c;
+    c.set_int("step", step);
+    std::vector<double> v(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) v[size_t(i)] = double(step * n + i);
+    c.set_tensor("values", tg::from_values(v, {n}, tg::float64));
+    return c;
+}
+
+// The checkpoint is one that numbered(step) wrote, bit for bit.
+bool is_numbered(const tg::Checkpoint& c)
+{
+    const int64_t step = c.get_int("step");
+    const std::vector<double> v = c.tensor("values").to_vector();
+    for (size_t i = 0; i < v.size(); ++i)
+        if (v[i] != double(step * int64_t(v.size()) + int64_t(i))) return false;
+    return true;
+}
+
+}  // namespace
+
 TEST_CASE("checkpoint: saving is atomic")
 {
     TempDir dir;
@@ -250,14 +300,21 @@ TEST_CASE("checkpoint: saving is atomic")
     // behind; the previous checkpoint is untouched and still loads.
     std::vector<uint8_t> partial = read_bytes(path);
     partial.resize(partial.size() / 2);
-    write_bytes(path + ".tmp.99999", partial);
+    const std::string stale = path + ".tmp." + std::to_string(gone_pid()) + ".0";
+    write_bytes(stale, partial);
+    const std::string running = path + ".tmp.1.0";  // pid 1 runs: its save may be in progress
+    write_bytes(running, partial);
     CHECK(tg::load_checkpoint(path).get_int("step") == 1);
 
+    // The next save succeeds, and removes the dead process's leftover, not the running one's.
     tg::Checkpoint v2;
     v2.set_int("step", 2);
     tg::save_checkpoint(path, v2);
     CHECK(tg::load_checkpoint(path).get_int("step") == 2);
-    CHECK(!fs::exists(path + ".tmp." + std::to_string(::getpid())));  // our temporary was renamed
+    CHECK(!fs::exists(stale));
+    CHECK(fs::exists(running));
+    fs::remove(running);
+    CHECK(temporaries_of(path) == 0);  // ours was renamed
 
     // A save that cannot happen leaves the old file alone.
     tg::Checkpoint v3;
@@ -265,8 +322,85 @@ TEST_CASE("checkpoint: saving is atomic")
     CHECK(contains(error_of([&] { tg::save_checkpoint(dir.file("no/such/dir/run.ckpt"), v3); }), "cannot create"));
     fs::create_directory(path + ".blocker");
     CHECK_THROWS_AS(tg::save_checkpoint(path + ".blocker", v3), tg::Error);  // rename onto a directory fails
-    CHECK(!fs::exists(path + ".blocker.tmp." + std::to_string(::getpid())));  // and the temporary is removed
+    CHECK(temporaries_of(path + ".blocker") == 0);  // and the temporary is removed
     CHECK(tg::load_checkpoint(path).get_int("step") == 2);
+}
+
+TEST_CASE("checkpoint: threads saving to one path never tear it for a reader")
+{
+    TempDir dir;
+    const std::string path = dir.file("shared.ckpt");
+    tg::save_checkpoint(path, numbered(0));
+    std::atomic<bool> stop{false};
+    std::atomic<int> loads{0}, torn{0}, failed_saves{0};
+    std::vector<std::thread> savers;
+    for (int t = 0; t < 2; ++t)
+        savers.emplace_back([&, t] {
+            for (int64_t k = 1; k <= 40; ++k) {
+                try {
+                    tg::save_checkpoint(path, numbered(2 * k + t));
+                } catch (const std::exception&) {
+                    ++failed_saves;  // another thread's save took this one's temporary
+                }
+            }
+        });
+    std::thread reader([&] {
+        while (!stop) {
+            try {
+                torn += !is_numbered(tg::load_checkpoint(path));
+            } catch (const tg::Error&) {
+                ++torn;
+            }
+            ++loads;
+        }
+    });
+    for (std::thread& s : savers) s.join();
+    stop = true;
+    reader.join();
+    MESSAGE(loads.load(), " loads during 80 saves");
+    CHECK(loads > 0);
+    CHECK(failed_saves == 0);
+    CHECK(torn == 0);
+    CHECK(is_numbered(tg::load_checkpoint(path)));
+    CHECK(temporaries_of(path) == 0);
+}
+
+TEST_CASE("checkpoint: killed with SIGKILL mid-save, the newest complete checkpoint loads, bit for bit")
+{
+    TempDir dir;
+    const std::string path = dir.file("killed.ckpt");
+    std::mt19937 rng(7);
+    const int trials = 30;
+    int64_t last_step = -1, killed_mid_run = 0;
+    for (int trial = 0; trial < trials; ++trial) {
+        const int64_t first = (trial + 1) * 100000;
+        pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {  // saves until killed; anything else ends it with a status the parent sees
+            try {
+                for (int64_t step = first;; ++step) tg::save_checkpoint(path, numbered(step, 20000));
+            } catch (...) {
+                ::_exit(2);
+            }
+        }
+        ::usleep(useconds_t(std::uniform_int_distribution<int>(1000, 30000)(rng)));
+        ::kill(child, SIGKILL);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        killed_mid_run += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+        if (!fs::exists(path)) continue;  // killed before its first save finished, with nothing before it
+        tg::Checkpoint c = tg::load_checkpoint(path);
+        INFO("trial ", trial);
+        CHECK(is_numbered(c));
+        CHECK(c.get_int("step") >= last_step);  // never an older one than the last trial's
+        last_step = c.get_int("step");
+    }
+    CHECK(killed_mid_run == trials);
+    CHECK(last_step >= 0);
+    // Every kill may leave a temporary; the next save removes them all.
+    tg::save_checkpoint(path, numbered(last_step + 1, 20000));
+    CHECK(temporaries_of(path) == 0);
+    CHECK(is_numbered(tg::load_checkpoint(path)));
 }
 
 // --- resuming a training run ------------------------------------------------------------------

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "engine/core/autograd.hpp"
+#include "engine/io/temporary_file.hpp"
 
 namespace tg {
 
@@ -69,7 +70,8 @@ class FileWriter {
 public:
     FileWriter(const std::string& path) : path_(path)
     {
-        fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        // O_EXCL: never write into a file someone else created under the name.
+        fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (fd_ < 0) fail_errno("cannot create");
     }
     ~FileWriter()
@@ -453,7 +455,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt)
         offset += nbytes;
     }
 
-    const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+    const std::string tmp = detail::temporary_name(path);
     try {
         FileWriter out(tmp);
         out.write(head.data(), head.size());
@@ -479,6 +481,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt)
         ::fsync(dfd);
         ::close(dfd);
     }
+    detail::remove_stale_temporaries(path);
 }
 
 // --- loading -------------------------------------------------------------------------

@@ -5,7 +5,6 @@
 #include "engine/io/npy.hpp"
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstdio>
@@ -18,6 +17,7 @@
 #include <unistd.h>
 
 #include "engine/core/autograd.hpp"
+#include "engine/io/temporary_file.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {
@@ -339,8 +339,6 @@ std::string npy_header(const Tensor& t)
     fail("save_npy: header too long");  // unreachable: version 2.0 holds 4 GiB
 }
 
-std::atomic<uint64_t> temp_counter{0};
-
 // Removes the temporary file unless the rename succeeded.
 struct TempFile {
     std::string path;
@@ -363,7 +361,7 @@ void save_npy(const Tensor& t, const std::string& path)
     size_t nbytes = size_t(t.numel()) * itemsize;
 
     TempFile tmp;
-    tmp.path = path + ".tmp." + std::to_string(::getpid()) + "." + std::to_string(temp_counter++);
+    tmp.path = detail::temporary_name(path);
     // "x": fail rather than reuse a file someone else created under that name.
     tmp.f = std::fopen(tmp.path.c_str(), "wbx");
     TG_CHECK(tmp.f, "save_npy: ", path, ": cannot create the temporary file ", tmp.path, ": ",
@@ -396,6 +394,7 @@ void save_npy(const Tensor& t, const std::string& path)
     std::filesystem::rename(tmp.path, path, ec);
     TG_CHECK(!ec, "save_npy: ", path, ": cannot rename the temporary file into place: ", ec.message());
     tmp.committed = true;
+    detail::remove_stale_temporaries(path);
 }
 
 Tensor load_npy(const std::string& path)
