@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -370,7 +371,9 @@ TEST_CASE("checkpoint: killed with SIGKILL mid-save, the newest complete checkpo
     TempDir dir;
     const std::string path = dir.file("killed.ckpt");
     std::mt19937 rng(7);
-    const int trials = 30;
+    // 30 in the suite; TG_KILL_TRIALS=200 for a longer run by hand.
+    const int trials = std::getenv("TG_KILL_TRIALS") ? std::atoi(std::getenv("TG_KILL_TRIALS")) : 30;
+    REQUIRE(trials > 0);
     int64_t last_step = -1, killed_mid_run = 0;
     for (int trial = 0; trial < trials; ++trial) {
         const int64_t first = (trial + 1) * 100000;
