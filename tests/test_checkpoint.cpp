@@ -2,6 +2,7 @@
 // training run bit for bit.
 #include <doctest/doctest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -404,6 +405,44 @@ TEST_CASE("checkpoint: killed with SIGKILL mid-save, the newest complete checkpo
     tg::save_checkpoint(path, numbered(last_step + 1, 20000));
     CHECK(temporaries_of(path) == 0);
     CHECK(is_numbered(tg::load_checkpoint(path)));
+}
+
+TEST_CASE("checkpoint: a save past the file-size limit (a full disk) fails clearly and the previous checkpoint is intact")
+{
+    TempDir dir;
+    const std::string path = dir.file("limited.ckpt");
+    const std::string npy = dir.file("limited.npy");
+    tg::save_checkpoint(path, numbered(1, 100));
+    tg::save_npy(tg::ones({100}, tg::float64), npy);
+    const std::vector<uint8_t> before = read_bytes(path), npy_before = read_bytes(npy);
+    // In a child: RLIMIT_FSIZE makes a write past 64 KiB fail with EFBIG (SIGXFSZ
+    // ignored, as a disk that fills up fails the write rather than the process).
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        int code = 0;
+        try {
+            ::signal(SIGXFSZ, SIG_IGN);
+            rlimit limit{64 * 1024, 64 * 1024};
+            if (::setrlimit(RLIMIT_FSIZE, &limit) != 0) ::_exit(10);
+            std::string ckpt_error = error_of([&] { tg::save_checkpoint(path, numbered(2, 100000)); });
+            std::string npy_error = error_of([&] { tg::save_npy(tg::ones({100000}, tg::float64), npy); });
+            if (!contains(ckpt_error, "save_checkpoint: cannot write") || !contains(ckpt_error, "File too large")) code |= 1;
+            if (!contains(npy_error, "save_npy:") || !contains(npy_error, "File too large")) code |= 2;
+        } catch (...) {
+            code |= 4;
+        }
+        ::_exit(code);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);  // 1: the checkpoint's error, 2: the .npy's, 4: something else raised
+    CHECK(read_bytes(path) == before);
+    CHECK(read_bytes(npy) == npy_before);
+    CHECK(is_numbered(tg::load_checkpoint(path)));
+    CHECK(temporaries_of(path) == 0);
+    CHECK(temporaries_of(npy) == 0);
 }
 
 // --- resuming a training run ------------------------------------------------------------------
