@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/core/op.hpp"
+#include "engine/kernels/elementwise.hpp"
 #include "engine/kernels/softmax.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/reduction.hpp"
@@ -452,13 +453,8 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
     if (!pos_weight.defined()) return reduce_loss(BceWithLogits::call({logits, target}), reduction);
     TG_CHECK(pos_weight.dtype() == logits.dtype(), op, ": pos_weight is ", dtype_name(pos_weight.dtype()),
              ", logits are ", dtype_name(logits.dtype()));
-    const shape_type &ps = pos_weight.shape(), &xs = logits.shape();
-    bool fits = ps.size() <= xs.size();
-    for (size_t i = 0; fits && i < ps.size(); ++i) {
-        int64_t p = ps[ps.size() - 1 - i], x = xs[xs.size() - 1 - i];
-        fits = p == x || p == 1;
-    }
-    TG_CHECK(fits, op, ": pos_weight of shape ", ps, " does not broadcast to the logits' shape ", xs);
+    TG_CHECK(kernels::broadcasts_to(pos_weight.shape(), logits.shape()), op, ": pos_weight of shape ",
+             pos_weight.shape(), " does not broadcast to the logits' shape ", logits.shape());
     return reduce_loss(BceWithLogits::call({logits, target, pos_weight}), reduction);
 }
 TG_REGISTER_SAMPLES("binary_cross_entropy_with_logits", {

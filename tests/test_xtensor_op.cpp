@@ -118,6 +118,22 @@ struct XtWrongGradShape : tg::XtensorOp<XtWrongGradShape> {
     }
 };
 
+// Not registered: a row sum whose backward hands back the output's shape,
+// which the input [rows, cols] does not broadcast to.
+struct XtRowSumOutputShapedGrad : tg::XtensorOp<XtRowSumOutputShapedGrad> {
+    static constexpr const char* name = "test_xt_row_sum_output_shaped_grad";
+    template <class T>
+    static void forward_xt(tg::XtForward<T>& f)
+    {
+        f.set_output(xt::sum(f.input(0), {1}));
+    }
+    template <class T>
+    static void backward_xt(tg::XtBackward<T>& b)
+    {
+        b.set_grad(0, b.grad());
+    }
+};
+
 struct XtNoOutput : tg::XtensorOp<XtNoOutput> {
     static constexpr const char* name = "test_xt_no_output";
     template <class T>
@@ -227,6 +243,12 @@ TEST_CASE("xtensor op: a gradient of the wrong shape, inputs of mixed dtypes, no
                          doctest::Contains("test_xt_wrong_grad_shape: the gradient of input 0 has shape [4]; it needs "
                                            "the input's shape [3, 4] (or the output's, [3, 4], when the input was "
                                            "broadcast)"),
+                         tg::Error);
+
+    tg::Tensor r = tg::ones({3, 4}, tg::float64).requires_grad_();
+    CHECK_THROWS_WITH_AS(tg::sum(XtRowSumOutputShapedGrad::call({r})).backward(),
+                         doctest::Contains("test_xt_row_sum_output_shaped_grad: the gradient of input 0 has shape [3]; "
+                                           "it needs the input's shape [3, 4]"),
                          tg::Error);
 
     tg::Tensor f = tg::ones({2}, tg::float32);

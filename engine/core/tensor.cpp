@@ -30,6 +30,13 @@ int64_t normalize_axis(int64_t axis, int64_t rank, const char* op)
     return axis < 0 ? axis + r : axis;
 }
 
+int64_t detail::numel_past_int64(const shape_type& shape, const char* op)
+{
+    for (int64_t d : shape)
+        if (d == 0) return 0;
+    fail(op, ": shape ", shape, " has more than 2^63 - 1 elements");
+}
+
 Tensor Tensor::empty(const shape_type& shape, Dtype dtype, const char* op)
 {
     for (int64_t d : shape) TG_CHECK(d >= 0, op, ": negative dimension in shape ", shape);

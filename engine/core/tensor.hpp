@@ -52,18 +52,20 @@ struct TensorImpl {
     std::shared_ptr<TensorImpl> grad;    // accumulated gradient of a leaf
 };
 
+namespace detail {
+// numel_of's rare path, out of line: 0 if an axis is 0, else the error.
+int64_t numel_past_int64(const shape_type& shape, const char* op);
+}  // namespace detail
+
 // Number of elements of a shape (1 for a 0-d shape). A product past int64
 // is an error naming `op`, unless an axis is 0 (then there are no elements).
+// On every op's path: one multiply and one overflow flag per axis.
 inline int64_t numel_of(const shape_type& shape, const char* op = "numel")
 {
     int64_t n = 1;
     bool overflow = false;
-    for (int64_t d : shape) {
-        if (d == 0) return 0;
-        overflow |= __builtin_mul_overflow(n, d, &n);
-    }
-    if (overflow) fail(op, ": shape ", shape, " has more than 2^63 - 1 elements");
-    return n;
+    for (int64_t d : shape) overflow |= __builtin_mul_overflow(n, d, &n);
+    return overflow ? detail::numel_past_int64(shape, op) : n;
 }
 
 class Tensor {

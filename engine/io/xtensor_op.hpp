@@ -34,6 +34,7 @@
 #include <string>
 
 #include "../core/op.hpp"
+#include "../kernels/elementwise.hpp"
 #include "xtensor.hpp"
 #include "../../ops/shape.hpp"
 
@@ -137,9 +138,9 @@ public:
         if (!a_.needs_grad(i)) return;
         const shape_type& want = a_.input_shape(i);
         const shape_type got = detail::shape_of_expression(e);
-        TG_CHECK(got == want || got == a_.grad.shape(), op_, ": the gradient of input ", i, " has shape ", got,
-                 "; it needs the input's shape ", want, " (or the output's, ", a_.grad.shape(),
-                 ", when the input was broadcast)");
+        TG_CHECK(got == want || (got == a_.grad.shape() && kernels::broadcasts_to(want, got)), op_,
+                 ": the gradient of input ", i, " has shape ", got, "; it needs the input's shape ", want,
+                 " (or the output's, ", a_.grad.shape(), ", when the input was broadcast)");
         Tensor g = from_xtensor<T>(std::forward<E>(e));
         if (got != want) {
             NoGradGuard untaped;

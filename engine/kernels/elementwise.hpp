@@ -16,6 +16,16 @@ inline constexpr int64_t elementwise_grain = 1 << 15;
 // NumPy broadcasting of two shapes; `op` names the op in the error.
 shape_type broadcast_shapes(const shape_type& a, const shape_type& b, const char* op);
 
+// Whether `from` broadcasts to `to` unchanged: each trailing axis equal or 1.
+inline bool broadcasts_to(const shape_type& from, const shape_type& to)
+{
+    if (from.size() > to.size()) return false;
+    const size_t lead = to.size() - from.size();
+    for (size_t i = 0; i < from.size(); ++i)
+        if (from[i] != 1 && from[i] != to[lead + i]) return false;
+    return true;
+}
+
 // Strides of `shape` (row-major) seen from an output of rank `rank`, with 0
 // on the axes where `shape` is broadcast.
 std::vector<int64_t> broadcast_strides(const shape_type& shape, const shape_type& out_shape);
