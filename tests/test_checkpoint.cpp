@@ -213,6 +213,38 @@ TEST_CASE("checkpoint: what is wrong is said precisely")
     CHECK(contains(error_of([&] { tg::load_checkpoint(dir.file("none.ckpt")); }), "cannot open"));
 }
 
+TEST_CASE("checkpoint: names from the file reach a message escaped, whole, on one line")
+{
+    // A NUL once cut the message short (losing the reason and the offset);
+    // newlines and terminal escapes passed through to the user's terminal.
+    TempDir dir;
+    std::string path = dir.file("n.ckpt");
+    const std::string name = std::string("a\0b\n\x1b[31mred'", 13);
+    tg::Checkpoint c;
+    c.set_int(name, 1);
+    c.set_int(name + "2", 2);
+    tg::save_checkpoint(path, c);
+    tg::Checkpoint d = tg::load_checkpoint(path);
+    CHECK(d.get_int(name) == 1);
+    std::string msg = error_of([&] { d.tensor(name); });
+    CHECK(contains(msg, "entry 'a\\x00b\\x0a\\x1b[31mred\\x27' is a int64, not a tensor"));
+    CHECK(msg.find('\n') == std::string::npos);
+    CHECK(msg.find('\x1b') == std::string::npos);
+    // Two records with the same escaped-looking but different raw names are two entries;
+    // a duplicated raw name in the file is reported escaped, with its offset.
+    std::vector<uint8_t> b = read_bytes(path);
+    auto second = std::search(b.begin() + 20, b.end(), name.begin(), name.end());
+    REQUIRE(second != b.end());
+    second = std::search(second + 1, b.end(), name.begin(), name.end());
+    REQUIRE(second != b.end());
+    second[13] = 0;  // "<name>2" -> "<name>\0": the name stays 14 bytes
+    fix_crc(b);
+    write_bytes(path, b);
+    tg::Checkpoint e = tg::load_checkpoint(path);
+    CHECK(e.names().size() == 2);
+    CHECK(contains(error_of([&] { e.tensor(name + std::string(1, '\0')); }), "red\\x27\\x00' is a int64"));
+}
+
 TEST_CASE("checkpoint: load_into checks names, shapes and dtypes, all or nothing")
 {
     TempDir dir;

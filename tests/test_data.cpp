@@ -173,6 +173,72 @@ TEST_CASE("read_idx: truncated or corrupt gzip streams are errors")
     CHECK(errors == int((gz.size() - 10 + 6) / 7));
 }
 
+TEST_CASE("read_idx: where a gzip file breaks, and what follows the gzip data")
+{
+    TempDir dir;
+    const std::vector<uint8_t> data = iota_bytes(12);
+    write_gz(dir.file("good.gz"), idx_bytes({3, 4}, data));
+    const std::vector<uint8_t> gz = read_bytes(dir.file("good.gz"));
+
+    // Cut inside the deflate data or its trailer: the file offset where the
+    // file ends is named, whatever zlib had buffered.
+    for (size_t cut : {size_t(4), size_t(8)}) {
+        std::vector<uint8_t> bytes(gz.begin(), gz.end() - std::ptrdiff_t(cut));
+        write_plain(dir.file("cut.gz"), bytes);
+        std::string msg = error_of([&] { tg::read_idx(dir.file("cut.gz")); });
+        CAPTURE(msg);
+        CHECK(contains(msg, "gzip stream is truncated: the file ends at byte offset " + std::to_string(bytes.size())));
+    }
+    // Bytes after the gzip data are an error naming where they start, not ignored
+    // (zlib's gzread stops there silently).
+    std::vector<uint8_t> garbage = gz;
+    for (char c : std::string("garbage!")) garbage.push_back(uint8_t(c));
+    write_plain(dir.file("garbage.gz"), garbage);
+    std::string msg = error_of([&] { tg::read_idx(dir.file("garbage.gz")); });
+    CHECK(contains(msg, "8 unexpected bytes after the end of the gzip data, at byte offset " + std::to_string(gz.size())));
+    std::vector<uint8_t> zeros = gz;
+    zeros.push_back(0);
+    write_plain(dir.file("zero.gz"), zeros);
+    CHECK(contains(error_of([&] { tg::read_idx(dir.file("zero.gz")); }), "1 unexpected bytes after the end"));
+
+    // gzip members back to back are one stream (gzip -c a >> b): split the IDX
+    // bytes across two members and they read as one file.
+    std::vector<uint8_t> idx = idx_bytes({3, 4}, data);
+    write_gz(dir.file("m1.gz"), std::vector<uint8_t>(idx.begin(), idx.begin() + 7));
+    write_gz(dir.file("m2.gz"), std::vector<uint8_t>(idx.begin() + 7, idx.end()));
+    std::vector<uint8_t> two = read_bytes(dir.file("m1.gz"));
+    std::vector<uint8_t> second = read_bytes(dir.file("m2.gz"));
+    two.insert(two.end(), second.begin(), second.end());
+    write_plain(dir.file("two.gz"), two);
+    tg::IdxArray a = tg::read_idx(dir.file("two.gz"));
+    CHECK(a.dims == std::vector<int64_t>{3, 4});
+    CHECK(a.data == data);
+    // A second member whose header is damaged is corrupt data at its offset.
+    two[read_bytes(dir.file("m1.gz")).size() + 1] ^= 0xFF;
+    write_plain(dir.file("two_bad.gz"), two);
+    msg = error_of([&] { tg::read_idx(dir.file("two_bad.gz")); });
+    CHECK(contains(msg, "corrupt gzip data near byte offset"));
+}
+
+TEST_CASE("read_idx: an empty array reads whatever the order of its sizes")
+{
+    // A zero size makes the product 0 even where the other sizes alone overflow 64 bits.
+    TempDir dir;
+    const uint32_t big = 0xFFFFFFFF;
+    for (auto dims : {std::vector<uint32_t>{0, big, big}, std::vector<uint32_t>{big, big, 0},
+                      std::vector<uint32_t>{big, 0, big}, std::vector<uint32_t>{5, 0}, std::vector<uint32_t>{0, 5}}) {
+        for (bool gz : {false, true}) {
+            CAPTURE(gz);
+            CAPTURE(dims[0]);
+            std::string path = dir.file(gz ? "e.gz" : "e");
+            gz ? write_gz(path, idx_bytes(dims, {})) : write_plain(path, idx_bytes(dims, {}));
+            tg::IdxArray a = tg::read_idx(path);
+            CHECK(a.data.empty());
+            CHECK(a.dims.size() == dims.size());
+        }
+    }
+}
+
 // --- TensorDataset and DataLoader ---------------------------------------------------------
 
 namespace {

@@ -357,6 +357,13 @@ TEST_CASE("npy: every malformed file is a tg::Error naming the file, the offset 
     check_rejected(dir, "descr_struct.npy",
                    with_dict("{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2, 3), }"), 10 + 10,
                    "structured dtypes");
+    // The byte order is one of < > | =; a NUL there once passed a strchr test and read big-endian.
+    for (char order : {'\0', '!', ' ', 'f'}) {
+        std::string dict = "{'descr': '?f4', 'fortran_order': False, 'shape': (2, 3), }";
+        dict[11] = order;
+        CAPTURE(int(order));
+        check_rejected(dir, "descr_order.npy", with_dict(dict), 10 + 10, "unsupported dtype '" + tg::printable(dict.substr(11, 3)) + "'");
+    }
     check_rejected(dir, "descr_pipe_f4.npy", with_dict("{'descr': '|f4', 'fortran_order': False, 'shape': (2, 3), }"),
                    10 + 10, "no byte order");
 

@@ -80,6 +80,36 @@ inline std::string list_problems(const std::vector<std::string>& problems, size_
     return s;
 }
 
+// Text from an untrusted source (a file, an entry name) made safe for a
+// message: printable ASCII as is, anything else (NUL, newlines, terminal
+// escapes, bytes of UTF-8) as \xNN, cut after `max` characters with "...".
+inline std::string printable(const std::string& s, size_t max = 120)
+{
+    static const char digits[] = "0123456789abcdef";
+    std::string out;
+    for (size_t i = 0; i < s.size() && i < max; ++i) {
+        unsigned char c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'') {
+            out += char(c);
+        } else {
+            out += "\\x";
+            out += digits[c >> 4];
+            out += digits[c & 15];
+        }
+    }
+    if (s.size() > max) out += "...";
+    return out;
+}
+
+// printable(s) in single quotes: how names and paths appear in messages.
+inline std::string quote(const std::string& s, size_t max = 120)
+{
+    std::string out(1, '\'');
+    out += printable(s, max);
+    out += '\'';
+    return out;
+}
+
 }  // namespace tg
 
 // Checks a condition that depends on user input; the message pieces are only

@@ -112,7 +112,7 @@ private:
     }
     [[noreturn]] void fail_errno(const char* what)
     {
-        fail("save_checkpoint: ", what, " '", path_, "': ", std::strerror(errno));
+        fail("save_checkpoint: ", what, " ", quote(path_), ": ", std::strerror(errno));
     }
     std::string path_;
     int fd_ = -1;
@@ -128,10 +128,10 @@ public:
     explicit FileReader(const std::string& path) : path_(path)
     {
         fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd_ < 0) fail("load_checkpoint: cannot open '", path, "': ", std::strerror(errno));
+        if (fd_ < 0) fail("load_checkpoint: cannot open ", quote(path), ": ", std::strerror(errno));
         struct stat st;
-        if (::fstat(fd_, &st) != 0) fail("load_checkpoint: cannot stat '", path, "': ", std::strerror(errno));
-        TG_CHECK(S_ISREG(st.st_mode), "load_checkpoint: '", path, "' is not a regular file");
+        if (::fstat(fd_, &st) != 0) fail("load_checkpoint: cannot stat ", quote(path), ": ", std::strerror(errno));
+        TG_CHECK(S_ISREG(st.st_mode), "load_checkpoint: ", quote(path), " is not a regular file");
         size_ = uint64_t(st.st_size);
     }
     ~FileReader() { ::close(fd_); }
@@ -166,7 +166,7 @@ public:
 
     template <class... Args> [[noreturn]] void error(uint64_t offset, const Args&... args) const
     {
-        fail("load_checkpoint: '", path_, "': ", args..., " (at byte offset ", offset, ")");
+        fail("load_checkpoint: ", quote(path_), ": ", args..., " (at byte offset ", offset, ")");
     }
 
     uint64_t offset() const { return offset_; }
@@ -201,7 +201,7 @@ Record read_record(FileReader& in, size_t index)
         in.error(at, which, " has a name length of ", len, " (must be 1 to ", max_name_length, ")");
     r.name.resize(len);
     in.read(r.name.data(), len, which + "'s name");
-    const std::string named = "entry " + std::to_string(index) + " '" + r.name + "'";
+    const std::string named = "entry " + std::to_string(index) + " " + quote(r.name);
 
     at = in.offset();
     uint8_t kind = in.get<uint8_t>(named + "'s kind");
@@ -264,14 +264,14 @@ const char* checkpoint_kind_name(Checkpoint::Kind kind)
 
 std::string Checkpoint::label() const
 {
-    return source_.empty() ? std::string("checkpoint") : "checkpoint '" + source_ + "'";
+    return source_.empty() ? std::string("checkpoint") : "checkpoint " + quote(source_);
 }
 
 void Checkpoint::set_tensor(const std::string& name, const Tensor& t)
 {
     TG_CHECK(!name.empty() && name.size() <= max_name_length, "Checkpoint::set_tensor: the name must have 1 to ",
              max_name_length, " bytes, got ", name.size());
-    TG_CHECK(t.defined(), "Checkpoint::set_tensor: '", name, "' is an undefined tensor");
+    TG_CHECK(t.defined(), "Checkpoint::set_tensor: ", quote(name), " is an undefined tensor");
     Entry e;
     e.kind = Kind::tensor;
     e.tensor = t.detach().clone();
@@ -326,8 +326,8 @@ void Checkpoint::set_generator(const std::string& name, const Generator& gen)
 const Checkpoint::Entry& Checkpoint::entry(const std::string& name, Kind kind) const
 {
     auto it = entries_.find(name);
-    TG_CHECK(it != entries_.end(), label(), ": no entry '", name, "'");
-    TG_CHECK(it->second.kind == kind, label(), ": entry '", name, "' is a ", checkpoint_kind_name(it->second.kind),
+    TG_CHECK(it != entries_.end(), label(), ": no entry ", quote(name));
+    TG_CHECK(it->second.kind == kind, label(), ": entry ", quote(name), " is a ", checkpoint_kind_name(it->second.kind),
              ", not a ", checkpoint_kind_name(kind));
     return it->second;
 }
@@ -335,7 +335,7 @@ const Checkpoint::Entry& Checkpoint::entry(const std::string& name, Kind kind) c
 Checkpoint::Kind Checkpoint::kind(const std::string& name) const
 {
     auto it = entries_.find(name);
-    TG_CHECK(it != entries_.end(), label(), ": no entry '", name, "'");
+    TG_CHECK(it != entries_.end(), label(), ": no entry ", quote(name));
     return it->second.kind;
 }
 
@@ -350,15 +350,15 @@ const std::vector<uint8_t>& Checkpoint::bytes(const std::string& name) const
 void Checkpoint::get_generator(const std::string& name, Generator& gen) const
 {
     const std::vector<uint8_t>& b = bytes(name);
-    TG_CHECK(b.size() == generator_bytes, label(), ": entry '", name, "' holds ", b.size(),
+    TG_CHECK(b.size() == generator_bytes, label(), ": entry ", quote(name), " holds ", b.size(),
              " bytes, a generator state has ", generator_bytes);
     Generator::State st;
     std::memcpy(st.s, b.data(), 32);
-    TG_CHECK(b[32] <= 1, label(), ": entry '", name, "' is not a generator state (has_spare byte ", int(b[32]), ")");
+    TG_CHECK(b[32] <= 1, label(), ": entry ", quote(name), " is not a generator state (has_spare byte ", int(b[32]), ")");
     st.has_spare = b[32] == 1;
     std::memcpy(&st.spare, b.data() + 33, 8);
-    TG_CHECK(st.s[0] | st.s[1] | st.s[2] | st.s[3], label(), ": entry '", name,
-             "' holds the all-zero generator state, which is invalid");
+    TG_CHECK(st.s[0] | st.s[1] | st.s[2] | st.s[3], label(), ": entry ", quote(name),
+             " holds the all-zero generator state, which is invalid");
     gen.set_state(st);
 }
 
@@ -384,32 +384,32 @@ void Checkpoint::load_into(const named_tensors& targets, const std::string& pref
     std::set<std::string> wanted;
     for (const auto& [name, t] : targets) {
         if (!wanted.insert(name).second) {
-            problems.push_back("the model lists " + what + " '" + name + "' twice");
+            problems.push_back("the model lists " + what + " " + quote(name) + " twice");
             continue;
         }
         auto it = entries_.find(prefix + name);
         if (it == entries_.end()) {
-            problems.push_back(what + " '" + name + "' is missing from the file");
+            problems.push_back(what + " " + quote(name) + " is missing from the file");
             continue;
         }
         const Entry& e = it->second;
         if (e.kind != Kind::tensor) {
-            problems.push_back(what + " '" + name + "' is a " + checkpoint_kind_name(e.kind) +
+            problems.push_back(what + " " + quote(name) + " is a " + checkpoint_kind_name(e.kind) +
                                " in the file, not a tensor");
             continue;
         }
         if (e.tensor.shape() != t.shape())
-            problems.push_back(what + " '" + name + "' has shape " + shape_str(e.tensor.shape()) +
+            problems.push_back(what + " " + quote(name) + " has shape " + shape_str(e.tensor.shape()) +
                                " in the file but " + shape_str(t.shape()) + " in the model");
         else if (e.tensor.dtype() != t.dtype())
-            problems.push_back(what + " '" + name + "' has dtype " + dtype_name(e.tensor.dtype()) +
+            problems.push_back(what + " " + quote(name) + " has dtype " + dtype_name(e.tensor.dtype()) +
                                " in the file but " + dtype_name(t.dtype()) + " in the model");
     }
     for (const auto& [name, e] : entries_) {
         if (e.kind != Kind::tensor || name.compare(0, prefix.size(), prefix) != 0) continue;
         std::string local = name.substr(prefix.size());
         if (!wanted.count(local))
-            problems.push_back("the file has " + what + " '" + local + "' that the model does not have");
+            problems.push_back("the file has " + what + " " + quote(local) + " that the model does not have");
     }
     if (!problems.empty()) {
         fail(label(), ": ", list_problems(problems));
@@ -443,7 +443,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt)
         put(head, uint8_t(e.kind == Checkpoint::Kind::tensor ? dtype_code(e.tensor.dtype()) : 0));
         put(head, uint16_t(0));
         if (e.kind == Checkpoint::Kind::tensor) {
-            TG_CHECK(uint64_t(e.tensor.dim()) <= max_rank, "save_checkpoint: tensor '", name, "' has rank ",
+            TG_CHECK(uint64_t(e.tensor.dim()) <= max_rank, "save_checkpoint: tensor ", quote(name), " has rank ",
                      e.tensor.dim(), " (at most ", max_rank, ")");
             put(head, uint32_t(e.tensor.dim()));
             for (int64_t d : e.tensor.shape()) put(head, d);
@@ -468,7 +468,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt)
         out.write_crc();
         out.sync_and_close();
         if (::rename(tmp.c_str(), path.c_str()) != 0)
-            fail("save_checkpoint: cannot rename '", tmp, "' to '", path, "': ", std::strerror(errno));
+            fail("save_checkpoint: cannot rename ", quote(tmp), " to ", quote(path), ": ", std::strerror(errno));
     } catch (...) {
         ::unlink(tmp.c_str());
         throw;
@@ -509,17 +509,17 @@ Checkpoint load_checkpoint(const std::string& path)
     for (uint32_t i = 0; i < count; ++i) {
         records.push_back(read_record(in, i));
         if (!seen.insert(records.back().name).second)
-            in.error(records.back().record_offset, "entry ", i, " repeats the name '", records.back().name, "'");
+            in.error(records.back().record_offset, "entry ", i, " repeats the name ", quote(records.back().name));
     }
     // The data follows the table back to back; check the whole layout against
     // the file size before allocating anything.
     uint64_t expected = in.offset();
     for (const Record& r : records) {
         if (r.offset != expected)
-            in.error(r.record_offset, "entry '", r.name, "' puts its data at byte offset ", r.offset,
+            in.error(r.record_offset, "entry ", quote(r.name), " puts its data at byte offset ", r.offset,
                      " but the previous data ends at ", expected);
         if (r.nbytes > in.size() - std::min(in.size(), expected))
-            in.error(r.offset, "truncated: entry '", r.name, "' needs ", r.nbytes, " bytes of data from byte offset ",
+            in.error(r.offset, "truncated: entry ", quote(r.name), " needs ", r.nbytes, " bytes of data from byte offset ",
                      r.offset, " but the file is ", in.size(), " bytes long");
         expected += r.nbytes;
     }
@@ -533,7 +533,7 @@ Checkpoint load_checkpoint(const std::string& path)
     for (const Record& r : records) {
         Checkpoint::Entry e;
         e.kind = r.kind;
-        const std::string what = "the data of '" + r.name + "'";
+        const std::string what = "the data of " + quote(r.name);
         switch (r.kind) {
         case Checkpoint::Kind::tensor:
             e.tensor = Tensor::empty(r.shape, r.dtype);

@@ -33,28 +33,10 @@ void swap_bytes(unsigned char* p, size_t itemsize, size_t n)
     for (size_t i = 0; i < n; ++i, p += itemsize) std::reverse(p, p + itemsize);
 }
 
-// Untrusted text for a message: printable ASCII as is, the rest as \xNN, cut short.
-std::string printable(const std::string& s, size_t max = 40)
-{
-    std::string out;
-    for (size_t i = 0; i < s.size() && i < max; ++i) {
-        unsigned char c = static_cast<unsigned char>(s[i]);
-        if (c >= 0x20 && c < 0x7f && c != '\\') {
-            out += char(c);
-        } else {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", c);
-            out += buf;
-        }
-    }
-    if (s.size() > max) out += "...";
-    return out;
-}
-
 template <class... Args>
 [[noreturn]] void bad_file(const std::string& path, uint64_t offset, const Args&... args)
 {
-    fail("load_npy: ", path, ": byte ", offset, ": ", args...);
+    fail("load_npy: ", quote(path), ": byte ", offset, ": ", args...);
 }
 
 // --- the header dictionary ----------------------------------------------------------
@@ -255,7 +237,7 @@ ElementType element_type(const std::string& descr, const std::string& path, uint
     };
     if (descr.size() != 3) unsupported();
     char order = descr[0], kind = descr[1], size = descr[2];
-    if (std::strchr("<>|=", order) == nullptr || size < '1' || size > '8') unsupported();
+    if (std::string_view("<>|=").find(order) == std::string_view::npos || size < '1' || size > '8') unsupported();
     size_t itemsize = size_t(size - '0');
     bool ok = (kind == 'f' && (itemsize == 4 || itemsize == 8)) ||
               (kind == 'i' && (itemsize == 1 || itemsize == 2 || itemsize == 4 || itemsize == 8)) ||
@@ -263,7 +245,7 @@ ElementType element_type(const std::string& descr, const std::string& path, uint
               (kind == 'b' && itemsize == 1);
     if (!ok) unsupported();
     if (order == '|' && itemsize != 1)
-        bad_file(path, offset, "dtype '", descr, "' has no byte order ('|') but ", itemsize, "-byte elements");
+        bad_file(path, offset, "dtype '", printable(descr), "' has no byte order ('|') but ", itemsize, "-byte elements");
     bool file_little = order == '<' || (order == '=' && host_little);
     Dtype dtype = kind != 'f' ? int64 : itemsize == 4 ? float32 : float64;
     return {kind, itemsize, itemsize > 1 && file_little != host_little, dtype};
