@@ -98,8 +98,9 @@ struct Pow : BinaryOp<Pow> {
     {
         std::vector<OpSample> s = samples_of<Pow>(binary_inputs(a_domain, b_domain));
         // A constant exponent, either sign (the overload pow(x, double)).
-        for (auto [e, domain, note] : {std::tuple{3.0, Domain::real, "exponent 3"},
-                                       std::tuple{-1.5, Domain::positive, "exponent -1.5"}}) {
+        for (auto [exponent, domain, note] : {std::tuple{3.0, Domain::real, "exponent 3"},
+                                              std::tuple{-1.5, Domain::positive, "exponent -1.5"}}) {
+            const double e = exponent;  // (a structured binding cannot be captured before C++20 in clang 14)
             std::vector<OpSample> c = samples_of(unary_inputs(domain, note), [e](const tensor_list& x) { return pow(x[0], e); });
             s.insert(s.end(), c.begin(), c.end());
         }

@@ -201,7 +201,8 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     check_parameter("batch_norm", "running_var", running_var, {c}, x);
     check_parameter("batch_norm", "weight", weight, {c}, x);
     check_parameter("batch_norm", "bias", bias, {c}, x);
-    TG_CHECK(eps >= 0, "batch_norm: eps ", eps, " is negative");
+    TG_CHECK(std::isfinite(eps) && eps >= 0, "batch_norm: eps ", eps, " is not a finite number >= 0");
+    TG_CHECK(momentum >= 0 && momentum <= 1, "batch_norm: momentum ", momentum, " is outside [0, 1]");
     // Per-channel values broadcast as [1, C, 1, ...].
     shape_type channel_shape(size_t(x.dim()), 1);
     channel_shape[1] = c;
@@ -282,7 +283,7 @@ Tensor layer_norm(const Tensor& x, const shape_type& normalized_shape, const Ten
     TG_CHECK(fits, "layer_norm: input of shape ", x.shape(), " does not end in normalized_shape ", normalized_shape);
     check_parameter("layer_norm", "weight", weight, normalized_shape, x);
     check_parameter("layer_norm", "bias", bias, normalized_shape, x);
-    TG_CHECK(eps >= 0, "layer_norm: eps ", eps, " is negative");
+    TG_CHECK(std::isfinite(eps) && eps >= 0, "layer_norm: eps ", eps, " is not a finite number >= 0");
     std::vector<int64_t> axes;
     for (int64_t d = x.dim() - k; d < x.dim(); ++d) axes.push_back(d);
     Tensor centered = sub(x, mean(x, axes, true));

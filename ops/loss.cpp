@@ -84,6 +84,13 @@ Rows as_rows(const char* op, const char* what, const Tensor& x, const Tensor& ta
     return r;
 }
 
+// A Reduction made from an integer (a cast, a file) can hold any value.
+void check_reduction(const char* op, Reduction reduction)
+{
+    TG_CHECK(reduction == Reduction::none || reduction == Reduction::mean || reduction == Reduction::sum, op,
+             ": reduction ", int(reduction), " is not one of Reduction::none (0), mean (1), sum (2)");
+}
+
 Tensor reduce_loss(const Tensor& loss, Reduction reduction)
 {
     switch (reduction) {
@@ -91,7 +98,7 @@ Tensor reduce_loss(const Tensor& loss, Reduction reduction)
     case Reduction::sum: return sum(loss);
     case Reduction::mean: return mean(loss);
     }
-    return loss;
+    return loss;  // unreachable: every public loss checks its reduction first
 }
 
 Tensor to_target_shape(const Tensor& loss, const Tensor& target)
@@ -307,6 +314,7 @@ Tensor place_rows(const Tensor& g, const Tensor& t, int64_t classes, int64_t ign
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reduction reduction, int64_t ignore_index,
                      double label_smoothing)
 {
+    check_reduction("cross_entropy", reduction);
     TG_CHECK(label_smoothing >= 0 && label_smoothing <= 1, "cross_entropy: label_smoothing ", label_smoothing,
              " is outside [0, 1]");
     Rows rows = as_rows("cross_entropy", "logits", logits, target, ignore_index);
@@ -351,6 +359,7 @@ std::vector<OpSample> CrossEntropyRows::samples()
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, Reduction reduction, int64_t ignore_index)
 {
+    check_reduction("nll_loss", reduction);
     Rows rows = as_rows("nll_loss", "log_probs", log_probs, target, ignore_index);
     Tensor loss = neg(pick_rows(rows.x, rows.target, ignore_index));
     switch (reduction) {
@@ -378,6 +387,7 @@ TG_REGISTER_SAMPLES("nll_loss", {
 
 Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction)
 {
+    check_reduction("mse_loss", reduction);
     TG_CHECK(input.defined() && target.defined(), "mse_loss: undefined operand");
     TG_CHECK(input.shape() == target.shape(), "mse_loss: input of shape ", input.shape(),
              " and target of shape ", target.shape(), " differ");
@@ -445,6 +455,7 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
                                         const Tensor& pos_weight)
 {
     const char* op = "binary_cross_entropy_with_logits";
+    check_reduction(op, reduction);
     TG_CHECK(logits.defined() && target.defined(), op, ": undefined operand");
     TG_CHECK(logits.shape() == target.shape(), op, ": logits of shape ", logits.shape(),
              " and target of shape ", target.shape(), " differ");

@@ -65,13 +65,15 @@ PoolParams pool_params(const char* op, const shape_type& input, Int2 kernel, Int
     if (!stride.given()) stride = kernel;
     TG_CHECK(kernel.h >= 1 && kernel.w >= 1, op, ": kernel size (", kernel.h, ", ", kernel.w, ") must be positive");
     TG_CHECK(stride.h >= 1 && stride.w >= 1, op, ": stride (", stride.h, ", ", stride.w, ") must be positive");
-    TG_CHECK(padding.h >= 0 && padding.w >= 0 && 2 * padding.h <= kernel.h && 2 * padding.w <= kernel.w, op,
+    // p <= k / 2 rather than 2·p <= k: a padding near 2^63 must not wrap.
+    TG_CHECK(padding.h >= 0 && padding.w >= 0 && padding.h <= kernel.h / 2 && padding.w <= kernel.w / 2, op,
              ": padding (", padding.h, ", ", padding.w, ") must be between 0 and half the kernel (", kernel.h, ", ",
              kernel.w, ")");
+    // With 2·p <= k, the window minus the padding fits in int64, and the padded input need not.
     const int64_t h = input[2], w = input[3];
-    TG_CHECK(kernel.h <= h + 2 * padding.h && kernel.w <= w + 2 * padding.w, op, ": kernel (", kernel.h, ", ",
-             kernel.w, ") is larger than the padded input (", h + 2 * padding.h, ", ", w + 2 * padding.w,
-             ") of input shape ", input, " with padding (", padding.h, ", ", padding.w, ")");
+    TG_CHECK(kernel.h - 2 * padding.h <= h && kernel.w - 2 * padding.w <= w, op, ": kernel (", kernel.h, ", ",
+             kernel.w, ") is larger than the input's plane (", h, ", ", w, ") with padding (", padding.h, ", ",
+             padding.w, ") on each side; input shape ", input);
     return {kernel, stride, padding};
 }
 
@@ -480,7 +482,12 @@ struct AdaptiveAvgPool2d : Op<AdaptiveAvgPool2d> {
         check_input("adaptive_avg_pool2d", x);
         TG_CHECK(a.output_size.h >= 1 && a.output_size.w >= 1, "adaptive_avg_pool2d: output size (", a.output_size.h,
                  ", ", a.output_size.w, ") must be positive");
-        return mean_forward("adaptive_avg_pool2d", x, adaptive_windows(x.shape(), a.output_size));
+        // The result first: an output too large to allocate is an error before
+        // window tables of its size are built.
+        Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], a.output_size.h, a.output_size.w}, x.dtype(), name);
+        const kernels::PoolWindows win = adaptive_windows(x.shape(), a.output_size);
+        TG_DISPATCH_FLOATING(x.dtype(), name, [&] { kernels::window_mean(x.data<scalar_t>(), y.data<scalar_t>(), win); });
+        return y;
     }
     static tensor_list backward(const BackwardArgs& g) { return {adaptive_avg_pool2d_backward(g.grad, g.input_shape(0))}; }
     static std::vector<OpSample> samples()

@@ -4,6 +4,7 @@
 // sample is a valid call.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -63,12 +64,26 @@ TEST_CASE("op errors: elementwise, layers and losses name the op and the bad arg
         {"batch_norm, float64 weight", [&] { batch_norm(x, u, u, zeros({3}, float64), u, true); },
          {"batch_norm", "weight is float64"}},
         {"batch_norm, negative eps", [&] { batch_norm(x, u, u, u, u, true, 0.1, -1); },
-         {"batch_norm: eps -1 is negative"}},
+         {"batch_norm: eps -1 is not a finite number >= 0"}},
+        {"batch_norm, NaN eps", [&] { batch_norm(x, u, u, u, u, true, 0.1, NAN); }, {"batch_norm: eps nan"}},
+        {"batch_norm, infinite eps", [&] { batch_norm(x, u, u, u, u, true, 0.1, INFINITY); }, {"batch_norm: eps inf"}},
+        {"batch_norm, NaN momentum", [&] { batch_norm(x, zeros({3}), ones({3}), u, u, true, NAN); },
+         {"batch_norm: momentum nan is outside [0, 1]"}},
+        {"batch_norm, momentum 1.5", [&] { batch_norm(x, zeros({3}), ones({3}), u, u, true, 1.5); },
+         {"batch_norm: momentum 1.5 is outside [0, 1]"}},
         {"layer_norm of undefined", [&] { layer_norm(u, {3}); }, {"layer_norm: undefined input"}},
         {"layer_norm, no axes", [&] { layer_norm(x, {}); }, {"layer_norm: normalized_shape is empty"}},
         {"layer_norm, more axes than the input", [&] { layer_norm(zeros({3}), {2, 3}); },
          {"layer_norm: input of shape [3] does not end in normalized_shape [2, 3]"}},
-        {"layer_norm, negative eps", [&] { layer_norm(x, {3}, u, u, -1); }, {"layer_norm: eps -1 is negative"}},
+        {"layer_norm, negative eps", [&] { layer_norm(x, {3}, u, u, -1); },
+         {"layer_norm: eps -1 is not a finite number >= 0"}},
+        {"layer_norm, NaN eps", [&] { layer_norm(x, {3}, u, u, NAN); }, {"layer_norm: eps nan"}},
+        {"cross_entropy, reduction 7", [&] { cross_entropy(x, ints({2}), Reduction(7)); },
+         {"cross_entropy: reduction 7 is not one of Reduction::none (0), mean (1), sum (2)"}},
+        {"nll_loss, reduction -1", [&] { nll_loss(x, ints({2}), Reduction(-1)); }, {"nll_loss: reduction -1"}},
+        {"mse_loss, reduction 3", [&] { mse_loss(x, x, Reduction(3)); }, {"mse_loss: reduction 3"}},
+        {"bce, reduction 3", [&] { binary_cross_entropy_with_logits(x, x, Reduction(3)); },
+         {"binary_cross_entropy_with_logits: reduction 3"}},
         {"cross_entropy, no logits", [&] { cross_entropy(u, ints({2})); }, {"cross_entropy: undefined operand"}},
         {"cross_entropy, no targets", [&] { cross_entropy(x, u); }, {"cross_entropy: undefined operand"}},
         {"cross_entropy of int64 logits", [&] { cross_entropy(ints({2, 3}), ints({2})); },
@@ -200,7 +215,19 @@ TEST_CASE("op errors: convolution and pooling name the op, the argument and the 
         {"max_pool2d, padding above half the kernel width", [&] { max_pool2d(x, 2, 2, {0, 2}); },
          {"max_pool2d: padding (0, 2) must be between 0 and half the kernel (2, 2)"}},
         {"max_pool2d, kernel wider than the input", [&] { max_pool2d(x, {2, 5}); },
-         {"max_pool2d: kernel (2, 5) is larger than the padded input (4, 4)"}},
+         {"max_pool2d: kernel (2, 5) is larger than the input's plane (4, 4) with padding (0, 0)"}},
+        {"max_pool2d, kernel 2^62 with padding 2^60", [&] { max_pool2d(x, int64_t(1) << 62, 1, int64_t(1) << 60); },
+         {"max_pool2d: kernel (4611686018427387904, 4611686018427387904) is larger than the input's plane (4, 4)"}},
+        {"max_pool2d, kernel 2^63 - 1", [&] { max_pool2d(x, INT64_MAX, 1, INT64_MAX / 4); },
+         {"max_pool2d: kernel (9223372036854775807, 9223372036854775807) is larger"}},
+        {"conv2d, padding 2^62", [&] { conv2d(zeros({1, 1, 4, 4}), zeros({1, 1, 3, 3}), u, 1, int64_t(1) << 62); },
+         {"conv2d: kernel (3, 3), dilation (1, 1) and padding (4611686018427387904, 4611686018427387904) give sizes past 2^63"}},
+        {"conv2d, dilation 2^62", [&] { conv2d(zeros({1, 1, 4, 4}), zeros({1, 1, 3, 3}), u, 1, 0, int64_t(1) << 62); },
+         {"conv2d", "past 2^63"}},
+        {"conv2d, padding 2^40 (output too large)", [&] { conv2d(zeros({1, 1, 4, 4}), zeros({1, 1, 3, 3}), u, 1, int64_t(1) << 40); },
+         {"conv2d", "too large"}},
+        {"adaptive_avg_pool2d, output 2^40 x 2^40", [&] { adaptive_avg_pool2d(zeros({1, 1, 4, 4}), {int64_t(1) << 40, int64_t(1) << 40}); },
+         {"adaptive_avg_pool2d", "[1, 1, 1099511627776, 1099511627776]"}},
         {"avg_pool2d_backward of undefined", [&] { avg_pool2d_backward(u, {1, 2, 4, 4}, 2); },
          {"avg_pool2d_backward: undefined gradient"}},
         {"avg_pool2d_backward of int64", [&] { avg_pool2d_backward(ints({1, 2, 2, 2}), {1, 2, 4, 4}, 2); },
@@ -241,4 +268,20 @@ TEST_CASE("op errors: convolution and pooling name the op, the argument and the 
          [&] { adaptive_avg_pool2d_backward(zeros({1, 2, 2, 0}), {1, 2, 4, 4}); },
          {"adaptive_avg_pool2d_backward: gradient of shape [1, 2, 2, 0]"}},
     });
+}
+
+TEST_CASE("op errors: huge strides, kernels and paddings that fit are valid calls")
+{
+    const Tensor x = zeros({1, 2, 4, 4});
+    // A window of 2^62 padded by 2^61 on each side: five windows (k - 2p = 0),
+    // each over the whole plane (PyTorch's output size formula, without its overflow).
+    Tensor r = reshape(arange(32), {1, 2, 4, 4});
+    Tensor m = max_pool2d(r, int64_t(1) << 62, 1, int64_t(1) << 61);
+    CHECK(m.shape() == shape_type{1, 2, 5, 5});
+    CHECK(m.data<float>()[0] == 15);
+    CHECK(m.data<float>()[49] == 31);
+    CHECK(max_pool2d(r, INT64_MAX, 1, INT64_MAX / 2).shape() == shape_type{1, 2, 4, 4});
+    CHECK(avg_pool2d(x, 2, int64_t(1) << 62).shape() == shape_type{1, 2, 1, 1});
+    CHECK(max_pool2d(x, 3, INT64_MAX, 1).shape() == shape_type{1, 2, 1, 1});
+    CHECK(conv2d(x, zeros({3, 2, 3, 3}), Tensor(), INT64_MAX, 1).shape() == shape_type{1, 3, 1, 1});
 }

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <string_view>
 
 #include "engine/core/op.hpp"
 #include "engine/core/parallel.hpp"
@@ -193,6 +194,21 @@ Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs
     for (const Tensor& s : save_list) node->saved.push_back(save(s, out, node));
     finish(node, out, inputs);
     return out;
+}
+
+void rethrow_naming(const char* op)
+{
+    try {
+        throw;
+    } catch (const Error& e) {
+        static constexpr std::string_view prefix = "tapegrad: ";
+        std::string_view what = e.what();
+        if (what.substr(0, prefix.size()) == prefix) what.remove_prefix(prefix.size());
+        const size_t n = std::strlen(op);
+        // Already named: "<op>: ..." or "<op> ..." (and "<op>_backward: ..." is another op).
+        if (what.size() > n && what.compare(0, n, op) == 0 && (what[n] == ':' || what[n] == ' ')) throw;
+        throw Error(std::string(prefix) + op + ": " + std::string(what));
+    }
 }
 
 Tensor attach_op(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs inputs, Saves saves,

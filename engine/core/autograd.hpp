@@ -58,10 +58,14 @@ public:
     TensorRefs() = default;
     // The list's array lives until the end of the call that received it, which
     // is as long as record() needs it.
+#if defined(__GNUC__) && !defined(__clang__)  // a GCC-only warning
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Winit-list-lifetime"
+#endif
     TensorRefs(std::initializer_list<Tensor> l) : data_(l.begin()), size_(l.size()) {}
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic pop
+#endif
     TensorRefs(const tensor_list& v) : data_(v.data()), size_(v.size()) {}  // NOLINT
     TensorRefs(const Tensor* data, size_t size) : data_(data), size_(size) {}
     const Tensor* begin() const { return data_; }

@@ -209,14 +209,22 @@ struct OpResult {
 };
 
 namespace detail {
+// Rethrows the tg::Error being handled so that it names `op`: a check deep in
+// a forward (an allocation, an inner op) reports "tapegrad: <op>: <what>".
+[[noreturn]] void rethrow_naming(const char* op);
+
 template <class D>
 Tensor call(TensorRefs inputs, attrs_of<D>& attrs, OpContext& ctx)
 {
-    const bool recording = should_record(inputs);
-    Tensor out = run_forward_untaped<D>(inputs, attrs, ctx, recording);
-    if (!recording) return out;
-    auto node = make_pooled<OpNode<D>>(std::move(attrs));
-    return attach_op(std::move(node), D::name, std::move(out), inputs, D::saves, ctx.kept());
+    try {
+        const bool recording = should_record(inputs);
+        Tensor out = run_forward_untaped<D>(inputs, attrs, ctx, recording);
+        if (!recording) return out;
+        auto node = make_pooled<OpNode<D>>(std::move(attrs));
+        return attach_op(std::move(node), D::name, std::move(out), inputs, D::saves, ctx.kept());
+    } catch (const Error&) {
+        rethrow_naming(D::name);
+    }
 }
 }  // namespace detail
 

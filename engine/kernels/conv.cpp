@@ -26,13 +26,30 @@ Geometry make_geometry(const char* op, const shape_type& input, Hw kernel, Hw st
              ") must be positive");
     Geometry g{input[0], input[1], input[2], input[3], kernel.h, kernel.w, stride.h, stride.w,
                padding.h, padding.w, dilation.h, dilation.w, 0, 0};
-    int64_t eh = g.dh * (g.kh - 1) + 1, ew = g.dw * (g.kw - 1) + 1;
-    TG_CHECK(eh <= g.h + 2 * g.ph && ew <= g.w + 2 * g.pw, op, ": kernel (", g.kh, ", ", g.kw,
+    // Options come from user code: every size is computed with an overflow
+    // check, so a huge padding or dilation is an error, not a wrapped size.
+    int64_t eh = 0, ew = 0, padded_h = 0, padded_w = 0;
+    const bool overflow = __builtin_mul_overflow(g.dh, g.kh - 1, &eh) || __builtin_add_overflow(eh, 1, &eh) ||
+                          __builtin_mul_overflow(g.dw, g.kw - 1, &ew) || __builtin_add_overflow(ew, 1, &ew) ||
+                          __builtin_mul_overflow(g.ph, 2, &padded_h) || __builtin_add_overflow(padded_h, g.h, &padded_h) ||
+                          __builtin_mul_overflow(g.pw, 2, &padded_w) || __builtin_add_overflow(padded_w, g.w, &padded_w);
+    TG_CHECK(!overflow, op, ": kernel (", g.kh, ", ", g.kw, "), dilation (", g.dh, ", ", g.dw, ") and padding (", g.ph,
+             ", ", g.pw, ") give sizes past 2^63 for input shape ", input);
+    TG_CHECK(eh <= padded_h && ew <= padded_w, op, ": kernel (", g.kh, ", ", g.kw,
              ") with dilation (", g.dh, ", ", g.dw, ") spans (", eh, ", ", ew,
-             "), larger than the padded input (", g.h + 2 * g.ph, ", ", g.w + 2 * g.pw, ") of input shape ",
+             "), larger than the padded input (", padded_h, ", ", padded_w, ") of input shape ",
              input, " with padding (", g.ph, ", ", g.pw, ")");
-    g.ho = (g.h + 2 * g.ph - eh) / g.sh + 1;
-    g.wo = (g.w + 2 * g.pw - ew) / g.sw + 1;
+    g.ho = (padded_h - eh) / g.sh + 1;
+    g.wo = (padded_w - ew) / g.sw + 1;
+    // The column matrix (kH·kW rows per channel, one column per output
+    // position) is cut into blocks, but its per-channel byte count must exist.
+    int64_t column_bytes = 0;
+    TG_CHECK(!__builtin_mul_overflow(g.ho, g.wo, &column_bytes) &&
+                 !__builtin_mul_overflow(column_bytes, g.kh, &column_bytes) &&
+                 !__builtin_mul_overflow(column_bytes, g.kw, &column_bytes) &&
+                 !__builtin_mul_overflow(column_bytes, int64_t(8), &column_bytes),
+             op, ": an output of (", g.ho, ", ", g.wo, ") positions with kernel (", g.kh, ", ", g.kw,
+             ") is too large (its column matrix needs more than 2^63 bytes per channel); input shape ", input);
     return g;
 }
 

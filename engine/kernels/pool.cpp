@@ -87,7 +87,7 @@ namespace tg::kernels {
 PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad)
 {
     PoolAxis a;
-    const int64_t out = (in + 2 * p - k) / s + 1;
+    const int64_t out = (in - (k - 2 * p)) / s + 1;  // 2·p <= k (ops/pool.cpp): no overflow
     for (int64_t o = 0; o < out; ++o) {
         int64_t b = o * s - p, e = b + k;  // e <= in + p
         a.divisor.push_back(double(count_pad ? k : std::min(e, in) - std::max<int64_t>(b, 0)));
@@ -101,7 +101,9 @@ PoolAxis adaptive_axis(int64_t in, int64_t out)
 {
     PoolAxis a;
     for (int64_t o = 0; o < out; ++o) {
-        int64_t b = o * in / out, e = ((o + 1) * in + out - 1) / out;
+        // In 128 bits: in·out can pass 2^63 for a large input and output.
+        const __int128 i = in, n = out;
+        int64_t b = int64_t(o * i / n), e = int64_t(((o + 1) * i + n - 1) / n);
         a.begin.push_back(b);
         a.end.push_back(e);
         a.divisor.push_back(double(e - b));
