@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <set>
+#include <sstream>
 
 #include "engine/core/autograd.hpp"
 #include "engine/core/parallel.hpp"
@@ -74,6 +75,38 @@ named_tensors Optimizer::state() const
     return out;
 }
 
+namespace {
+// A parameter has state only after its first update, which counts as step 1.
+std::string step_problem(const Tensor& step)
+{
+    const int64_t s = step.data<int64_t>()[0];
+    return s >= 1 ? std::string() : "is " + std::to_string(s) + ", but a stored step count is at least 1";
+}
+
+// "holds nan at element 3": the first element for which bad(value) holds.
+template <class Bad>
+std::string first_bad(const Tensor& t, const char* what, Bad bad)
+{
+    std::string found;
+    TG_DISPATCH_FLOATING(t.dtype(), "load_state", [&] {
+        const scalar_t* p = t.data<scalar_t>();
+        for (int64_t i = 0; i < t.numel(); ++i)
+            if (bad(double(p[i]))) {
+                std::ostringstream os;
+                os << "holds " << double(p[i]) << " at element " << i << ", " << what;
+                found = os.str();
+                return;
+            }
+    });
+    return found;
+}
+}  // namespace
+
+std::string Optimizer::buffer_problem(const std::string&, const Tensor& t) const
+{
+    return first_bad(t, "and resuming would make the parameter non-finite", [](double v) { return !std::isfinite(v); });
+}
+
 void Optimizer::load_state(const named_tensors& state)
 {
     std::vector<std::string> buffers = buffer_names();
@@ -103,6 +136,8 @@ void Optimizer::load_state(const named_tensors& state)
                 problems.push_back("'" + name + "' is " + dtype_name(t.dtype()) + " " + shape_str(t.shape()) +
                                    " but should be " + dtype_name(want_dtype) + " " + shape_str(want_shape) +
                                    (buf == "step" ? "" : " like parameter '" + pname + "'"));
+            else if (std::string bad = buf == "step" ? step_problem(t) : buffer_problem(buf, t); !bad.empty())
+                problems.push_back("'" + name + "' " + bad);
             else if (!next[it->second].emplace(buf, t.detach().clone()).second)
                 problems.push_back("'" + name + "' appears twice");
             break;
@@ -235,6 +270,14 @@ std::vector<std::string> Adam::buffer_names() const
 {
     if (options_.amsgrad) return {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
     return {"exp_avg", "exp_avg_sq"};
+}
+
+std::string Adam::buffer_problem(const std::string& buffer, const Tensor& t) const
+{
+    if (buffer == "exp_avg") return Optimizer::buffer_problem(buffer, t);
+    // A second moment is an average of squares: negative or NaN, the square
+    // root of the next step is NaN.
+    return first_bad(t, "but a second moment is a finite number >= 0", [](double v) { return !(v >= 0) || std::isinf(v); });
 }
 
 void Adam::step()

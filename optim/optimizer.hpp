@@ -51,6 +51,11 @@ protected:
     Optimizer(const char* name, named_tensors params, double lr);
     // The buffers every updated parameter has, besides "step".
     virtual std::vector<std::string> buffer_names() const = 0;
+    // What is wrong with a loaded buffer of the right shape and dtype that no
+    // run of this optimizer can produce ("" if nothing): a checksum only
+    // proves the file is intact, not that its numbers make sense. The base
+    // rejects non-finite values; Adam also a negative second moment.
+    virtual std::string buffer_problem(const std::string& buffer, const Tensor& t) const;
     // The state of parameter i; empty until its first update.
     std::map<std::string, Tensor>& state_of(size_t i) { return state_[i]; }
     // Steps taken by parameter i (its "step" entry), after adding one.
@@ -125,6 +130,7 @@ public:
 protected:
     Adam(const char* name, named_tensors params, AdamOptions options, bool decoupled);
     std::vector<std::string> buffer_names() const override;
+    std::string buffer_problem(const std::string& buffer, const Tensor& t) const override;
 
 private:
     AdamOptions options_;

@@ -317,6 +317,54 @@ TEST_CASE("optimizers: state round trip and load_state errors")
     CHECK(contains(error_of([&] { fresh.load_state(step_dtype); }), "'w.step' is float32 [] but should be int64 []"));
 }
 
+TEST_CASE("optimizers: a state no run can produce is refused on load, through a checkpoint with a valid checksum")
+{
+    // Step -1 or a negative second moment once resumed without error and made
+    // every parameter non-finite one step later.
+    auto params = reference_params();
+    Adam opt(params, {.lr = 0.1, .amsgrad = true});
+    run_reference(opt, params, 2);
+    TempDir dir;
+    auto saved_with = [&](const std::string& entry, auto change) {
+        tg::Checkpoint c;
+        opt.save_to(c, "opt.");
+        tg::Tensor t = c.tensor("opt.state." + entry).clone();
+        change(t);
+        c.set_tensor("opt.state." + entry, t);
+        tg::save_checkpoint(dir.file("bad.ckpt"), c);
+        return tg::load_checkpoint(dir.file("bad.ckpt"));
+    };
+    auto with = [&](const std::string& entry, auto change) {
+        tg::Checkpoint loaded = saved_with(entry, change);
+        Adam fresh(reference_params(), {.amsgrad = true});
+        std::string msg = error_of([&] { fresh.load_from(loaded, "opt."); });
+        CHECK(fresh.state().empty());
+        return msg;
+    };
+    CHECK(contains(with("w.step", [](tg::Tensor& t) { t.data<int64_t>()[0] = -1; }),
+                   "'w.step' is -1, but a stored step count is at least 1"));
+    CHECK(contains(with("b.step", [](tg::Tensor& t) { t.data<int64_t>()[0] = 0; }), "'b.step' is 0"));
+    std::string msg = with("w.exp_avg_sq", [](tg::Tensor& t) { t.data<double>()[4] = -1e-3; });
+    CHECK(contains(msg, "'w.exp_avg_sq' holds -0.001 at element 4, but a second moment is a finite number >= 0"));
+    CHECK(contains(with("w.max_exp_avg_sq", [](tg::Tensor& t) { t.data<double>()[0] = NAN; }),
+                   "'w.max_exp_avg_sq' holds nan at element 0"));
+    CHECK(contains(with("b.exp_avg_sq", [](tg::Tensor& t) { t.data<double>()[1] = INFINITY; }), "holds inf at element 1"));
+    CHECK(contains(with("w.exp_avg", [](tg::Tensor& t) { t.data<double>()[2] = -INFINITY; }),
+                   "'w.exp_avg' holds -inf at element 2, and resuming would make the parameter non-finite"));
+    // A negative first moment is an ordinary value.
+    Adam fine(reference_params(), {.amsgrad = true});
+    fine.load_from(saved_with("w.exp_avg", [](tg::Tensor& t) { t.data<double>()[2] = -5; }), "opt.");
+    CHECK(fine.state().size() == opt.state().size());
+
+    SGD sgd(params, {.lr = 0.1, .momentum = 0.9});
+    run_reference(sgd, params, 1);
+    tg::named_tensors st = sgd.state();
+    for (auto& [name, t] : st)
+        if (name == "w.momentum_buffer") t.data<double>()[0] = NAN;
+    SGD fresh(reference_params(), {.lr = 0.1, .momentum = 0.9});
+    CHECK(contains(error_of([&] { fresh.load_state(st); }), "'w.momentum_buffer' holds nan at element 0"));
+}
+
 // --- clipping ---------------------------------------------------------------------------------
 
 TEST_CASE("clip_grad_norm_ matches torch.nn.utils.clip_grad_norm_")
