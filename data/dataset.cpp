@@ -140,7 +140,7 @@ void DataLoader::save_to(Checkpoint& ckpt, const std::string& prefix) const
 
 void DataLoader::load_from(const Checkpoint& ckpt, const std::string& prefix)
 {
-    const std::string file = ckpt.source().empty() ? "the checkpoint" : "checkpoint '" + ckpt.source() + "'";
+    const std::string file = ckpt.source().empty() ? "the checkpoint" : "checkpoint " + quote(ckpt.source());
     const int64_t batch_size = ckpt.get_int(prefix + "batch_size"), size = ckpt.get_int(prefix + "size");
     TG_CHECK(batch_size == options_.batch_size && size == dataset_->size(), "DataLoader::load_from: ", file,
              " was saved by a loader of batch_size ", batch_size, " over ", size, " examples, this one has batch_size ",
@@ -170,12 +170,12 @@ TensorDataset load_mnist_format(const std::string& images_path, const std::strin
 {
     IdxArray images = read_idx(images_path);
     IdxArray labels = read_idx(labels_path);
-    TG_CHECK(images.dims.size() == 3, "load_mnist_format: '", images_path, "' holds sizes ", images.dims,
+    TG_CHECK(images.dims.size() == 3, "load_mnist_format: ", quote(images_path), " holds sizes ", images.dims,
              "; images must be [N, height, width]");
-    TG_CHECK(labels.dims.size() == 1, "load_mnist_format: '", labels_path, "' holds sizes ", labels.dims,
+    TG_CHECK(labels.dims.size() == 1, "load_mnist_format: ", quote(labels_path), " holds sizes ", labels.dims,
              "; labels must be [N]");
-    TG_CHECK(images.dims[0] == labels.dims[0], "load_mnist_format: '", images_path, "' holds ", images.dims[0],
-             " images but '", labels_path, "' holds ", labels.dims[0], " labels");
+    TG_CHECK(images.dims[0] == labels.dims[0], "load_mnist_format: ", quote(images_path), " holds ", images.dims[0],
+             " images but ", quote(labels_path), " holds ", labels.dims[0], " labels");
     const int64_t n = images.dims[0];
     Tensor x = Tensor::empty({n, 1, images.dims[1], images.dims[2]}, float32);
     float* xp = x.data<float>();

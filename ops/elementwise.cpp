@@ -109,7 +109,11 @@ struct Pow : BinaryOp<Pow> {
 };
 }  // namespace
 Tensor pow(const Tensor& a, const Tensor& b) { return Pow::call({a, b}); }
-Tensor pow(const Tensor& base, double exponent) { return pow(base, like(base, exponent)); }
+Tensor pow(const Tensor& base, double exponent)
+{
+    TG_CHECK(base.defined(), "pow: undefined operand");
+    return pow(base, like(base, exponent));
+}
 TG_REGISTER_OP(Pow);
 
 // maximum and minimum, as PyTorch: a NaN on either side is the result; the
@@ -383,6 +387,8 @@ TG_REGISTER_SAMPLES("square", samples_of(unary_inputs(), [](const tensor_list& x
 
 Tensor leaky_relu(const Tensor& x, double negative_slope)
 {
+    TG_CHECK(x.defined(), "leaky_relu: undefined operand");
+    TG_CHECK(is_floating(x.dtype()), "leaky_relu: expected a float32 or float64 tensor, got ", dtype_name(x.dtype()));
     Tensor slope = add(mul(gt(x, 0.0), like(x, 1 - negative_slope)), like(x, negative_slope));
     return mul(x, slope);
 }

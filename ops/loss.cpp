@@ -118,6 +118,7 @@ struct XentConfig {
 // The target input with some entries set to `value` (samples that hit ignore_index).
 Tensor with_targets(const Tensor& t, std::initializer_list<int64_t> at, int64_t value)
 {
+    TG_CHECK(t.defined() && t.dtype() == int64, "with_targets: targets must be int64");
     Tensor c = t.clone();
     for (int64_t i : at) c.data<int64_t>()[i] = value;
     return c;

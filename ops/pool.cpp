@@ -35,9 +35,8 @@ void check_input_shape(const char* op, const Tensor& grad, const shape_type& inp
 }
 
 // Checks that grad has the shape of input_shape's pooled output.
-void check_grad(const char* op, const Tensor& grad, const shape_type& input_shape, const kernels::PoolWindows& win)
+void check_grad(const char* op, const Tensor& grad, const shape_type& input_shape, const shape_type& want)
 {
-    shape_type want{input_shape[0], input_shape[1], win.ho(), win.wo()};
     TG_CHECK(grad.shape() == want, op, ": gradient of shape ", grad.shape(), " for an input of shape ", input_shape,
              " whose pooled shape is ", want);
 }
@@ -77,6 +76,13 @@ PoolParams pool_params(const char* op, const shape_type& input, Int2 kernel, Int
     return {kernel, stride, padding};
 }
 
+// The output shape [N, C, Ho, Wo], known before any window table is built.
+shape_type pooled_shape(const shape_type& input, const PoolParams& p)
+{
+    return {input[0], input[1], kernels::pool_out_size(input[2], p.kernel.h, p.stride.h, p.padding.h),
+            kernels::pool_out_size(input[3], p.kernel.w, p.stride.w, p.padding.w)};
+}
+
 kernels::PoolWindows pool_windows(const shape_type& input, const PoolParams& p, bool count_pad)
 {
     return kernels::pool_windows(input[0] * input[1], input[2], input[3],
@@ -88,9 +94,10 @@ kernels::PoolWindows adaptive_windows(const shape_type& input, Int2 out)
     return kernels::adaptive_windows(input[0] * input[1], input[2], input[3], out.h, out.w);
 }
 
-Tensor mean_forward(const char* op, const Tensor& x, const kernels::PoolWindows& win)
+Tensor mean_forward(const char* op, const Tensor& x, const PoolParams& pp, bool count_pad)
 {
-    Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], win.ho(), win.wo()}, x.dtype());
+    Tensor y = Tensor::empty(pooled_shape(x.shape(), pp), x.dtype(), op);  // first: it bounds the tables
+    const kernels::PoolWindows win = pool_windows(x.shape(), pp, count_pad);
     TG_DISPATCH_FLOATING(x.dtype(), op, [&] { kernels::window_mean(x.data<scalar_t>(), y.data<scalar_t>(), win); });
     return y;
 }
@@ -138,6 +145,7 @@ bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
 // (a 2×2 window of repeat(x, 2, 2) holds one value four times: a tie).
 Tensor repeat(const Tensor& x, int64_t rh, int64_t rw)
 {
+    TG_CHECK(x.defined() && x.dim() == 4, "repeat: expected a tensor [N, C, H, W]");
     const shape_type& s = x.shape();
     Tensor t = broadcast_to(reshape(x, {s[0], s[1], s[2], 1, s[3], 1}), {s[0], s[1], s[2], rh, s[3], rw});
     return reshape(t, {s[0], s[1], rh * s[2], rw * s[3]});
@@ -146,6 +154,7 @@ Tensor repeat(const Tensor& x, int64_t rh, int64_t rw)
 // x with NaN at the flat positions `at` (x + c, c 0 elsewhere).
 Tensor with_nan(const Tensor& x, const std::vector<int64_t>& at)
 {
+    TG_CHECK(x.defined(), "with_nan: undefined tensor");
     std::vector<double> c(size_t(x.numel()), 0.0);
     for (int64_t i : at) {
         // A sample's shape may be changed (the empty-tensor sweep makes it empty).
@@ -167,9 +176,13 @@ Tensor zero_nan(const Tensor& y) { return relu_backward(y, eq(y, y)); }
 // their own window.
 Tensor window_indices(const Tensor& k, const std::vector<int64_t>& foreign = {})
 {
+    // A sample helper, but the bad-input sweep feeds it anything.
+    TG_CHECK(k.defined() && k.dtype() == int64 && k.dim() == 4, "window_indices: k must be int64 [N, C, Ho, Wo]");
     const int64_t ho = k.shape()[2], wo = k.shape()[3], w = 2 * wo;
     Tensor idx = Tensor::empty(k.shape(), int64);
     const int64_t* kd = k.data<int64_t>();
+    for (int64_t o = 0; o < k.numel(); ++o)
+        TG_CHECK(kd[o] >= 0 && kd[o] < 4, "window_indices: k[", o, "] = ", kd[o], " is not a window position 0..3");
     int64_t* d = idx.data<int64_t>();
     auto at = [&](int64_t oh, int64_t ow, int64_t e) { return 2 * oh * w + 2 * ow + (e & 1) + (e >> 1) * w; };
     for (int64_t o = 0; o < k.numel(); ++o) d[o] = at(o / wo % ho, o % wo, kd[o]);
@@ -197,9 +210,10 @@ struct MaxPool2d : Op<MaxPool2d> {
         check_input("max_pool2d", x);
         PoolParams pp = pool_params("max_pool2d", x.shape(), a.kernel, a.stride, a.padding);
         a = {pp.kernel, pp.stride, pp.padding};
+        // The outputs first: their size bounds the window tables'.
+        Tensor y = Tensor::empty(pooled_shape(x.shape(), pp), x.dtype(), name);
+        Tensor indices = Tensor::empty(y.shape(), int64, name);
         kernels::PoolWindows win = pool_windows(x.shape(), pp, true);
-        Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], win.ho(), win.wo()}, x.dtype());
-        Tensor indices = Tensor::empty(y.shape(), int64);
         TG_DISPATCH_FLOATING(x.dtype(), "max_pool2d", [&] {
             kernels::window_max(x.data<scalar_t>(), y.data<scalar_t>(), indices.data<int64_t>(), win);
         });
@@ -398,7 +412,7 @@ struct AvgPool2d : Op<AvgPool2d> {
         check_input("avg_pool2d", x);
         PoolParams pp = pool_params("avg_pool2d", x.shape(), a.kernel, a.stride, a.padding);
         a = {pp.kernel, pp.stride, pp.padding, a.count_include_pad};
-        return mean_forward("avg_pool2d", x, pool_windows(x.shape(), pp, a.count_include_pad));
+        return mean_forward("avg_pool2d", x, pp, a.count_include_pad);
     }
     static tensor_list backward(const BackwardArgs& g, const Attrs& a)
     {
@@ -432,9 +446,9 @@ struct AvgPool2dBackward : Op<AvgPool2dBackward> {
         check_input_shape("avg_pool2d_backward", grad, a.input_shape);
         PoolParams pp = pool_params("avg_pool2d_backward", a.input_shape, a.kernel, a.stride, a.padding);
         a.kernel = pp.kernel, a.stride = pp.stride, a.padding = pp.padding;
+        check_grad("avg_pool2d_backward", grad, a.input_shape, pooled_shape(a.input_shape, pp));
+        Tensor dx = Tensor::empty(a.input_shape, grad.dtype(), name);
         kernels::PoolWindows win = pool_windows(a.input_shape, pp, a.count_include_pad);
-        check_grad("avg_pool2d_backward", grad, a.input_shape, win);
-        Tensor dx = Tensor::empty(a.input_shape, grad.dtype());
         TG_DISPATCH_FLOATING(grad.dtype(), "avg_pool2d_backward", [&] {
             kernels::window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
         });
@@ -515,8 +529,8 @@ struct AdaptiveAvgPool2dBackward : Op<AdaptiveAvgPool2dBackward> {
                      grad.shape()[3] >= 1,
                  "adaptive_avg_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ",
                  input_shape);
+        Tensor dx = Tensor::empty(input_shape, grad.dtype(), name);
         kernels::PoolWindows win = adaptive_windows(input_shape, {grad.shape()[2], grad.shape()[3]});
-        Tensor dx = Tensor::empty(input_shape, grad.dtype());
         TG_DISPATCH_FLOATING(grad.dtype(), "adaptive_avg_pool2d_backward", [&] {
             kernels::window_mean_adjoint(grad.data<scalar_t>(), dx.data<scalar_t>(), win);
         });

@@ -17,6 +17,7 @@ namespace {
 // Sorted, distinct, non-negative axes; all axes when `axes` is empty.
 axes_type reduction_axes(const Tensor& x, const axes_type& axes, const char* op)
 {
+    TG_CHECK(x.defined(), op, ": undefined operand");
     axes_type out;
     if (axes.empty()) {
         for (int64_t d = 0; d < x.dim(); ++d) out.push_back(d);

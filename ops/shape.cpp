@@ -116,6 +116,7 @@ TG_REGISTER_SAMPLES("flatten", {
 
 Tensor squeeze(const Tensor& x, int64_t axis)
 {
+    TG_CHECK(x.defined(), "squeeze: undefined operand");
     int64_t a = normalize_axis(axis, x.dim(), "squeeze");
     TG_CHECK(x.dim() > 0 && x.shape()[size_t(a)] == 1, "squeeze: axis ", axis, " of shape ",
              x.shape(), " does not have size 1");
@@ -130,6 +131,7 @@ TG_REGISTER_SAMPLES("squeeze", {
 
 Tensor unsqueeze(const Tensor& x, int64_t axis)
 {
+    TG_CHECK(x.defined(), "unsqueeze: undefined operand");
     int64_t a = normalize_axis(axis, x.dim() + 1, "unsqueeze");
     shape_type shape = x.shape();
     shape.insert(shape.begin() + a, 1);
@@ -215,6 +217,7 @@ Tensor permute(const Tensor& x, const axes_type& axes) { return Permute::call({x
 
 Tensor transpose(const Tensor& x, int64_t axis0, int64_t axis1)
 {
+    TG_CHECK(x.defined(), "transpose: undefined operand");
     TG_CHECK(x.dim() >= 1, "transpose: a 0-d tensor has no axes");
     axes_type axes(static_cast<size_t>(x.dim()));
     std::iota(axes.begin(), axes.end(), 0);
@@ -364,6 +367,7 @@ Tensor unslice(const Tensor& g, const shape_type& shape, int64_t axis, int64_t s
 
 Tensor select(const Tensor& x, int64_t axis, int64_t i)
 {
+    TG_CHECK(x.defined(), "select: undefined operand");
     int64_t a = normalize_axis(axis, x.dim(), "select");
     int64_t n = x.shape()[size_t(a)];
     TG_CHECK(i >= -n && i < n, "select: index ", i, " out of range for axis ", axis, " of shape ",
@@ -451,6 +455,7 @@ Tensor concat(const tensor_list& xs, int64_t axis) { return Concat::call(xs, {ax
 Tensor stack(const tensor_list& xs, int64_t axis)
 {
     TG_CHECK(!xs.empty(), "stack: no tensors");
+    for (size_t k = 0; k < xs.size(); ++k) TG_CHECK(xs[k].defined(), "stack: tensor ", k, " is undefined");
     int64_t a = normalize_axis(axis, xs[0].dim() + 1, "stack");
     tensor_list expanded;
     for (size_t k = 0; k < xs.size(); ++k) {
@@ -508,6 +513,7 @@ Tensor broadcast_to(const Tensor& x, const shape_type& shape)
 
 Tensor sum_to(const Tensor& x, const shape_type& shape)
 {
+    TG_CHECK(x.defined(), "sum_to: undefined operand");
     if (x.shape() == shape) return x;
     TG_CHECK(kernels::broadcast_shapes(shape, x.shape(), "sum_to") == x.shape(), "sum_to: shape ",
              shape, " does not broadcast to ", x.shape());

@@ -82,7 +82,7 @@ void LrScheduler::load_from(const Checkpoint& ckpt, const std::string& prefix)
 {
     double base = ckpt.get_double(prefix + "base_lr");
     TG_CHECK(std::isfinite(base) && base >= 0, "LrScheduler::load_from: invalid base_lr ", base, " in ",
-             ckpt.source().empty() ? std::string("the checkpoint") : "'" + ckpt.source() + "'");
+             ckpt.source().empty() ? std::string("the checkpoint") : quote(ckpt.source()));
     base_lr_ = base;
     set_last_step(ckpt.get_int(prefix + "step"));
 }

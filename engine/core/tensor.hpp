@@ -10,6 +10,7 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
+#include <source_location>
 #include <string>
 #include <utility>
 #include <vector>
@@ -53,6 +54,9 @@ struct TensorImpl {
 };
 
 namespace detail {
+// "tapegrad: Tensor::shape: use of an undefined tensor", from the signature of
+// the method that found it undefined.
+[[noreturn]] void undefined_tensor(const char* function);
 // numel_of's rare path, out of line: 0 if an axis is 0, else the error.
 int64_t numel_past_int64(const shape_type& shape, const char* op);
 }  // namespace detail
@@ -132,9 +136,11 @@ public:
     // The gradient is dropped when the shape or dtype changes.
     Tensor& set_data(const Tensor& other);
 
-    TensorImpl& impl() const
+    // `caller` (filled in where impl() is called) names the method in the error.
+    TensorImpl& impl(std::source_location caller = std::source_location::current()) const
     {
-        TG_CHECK(impl_, "use of an undefined tensor");
+        if (!impl_) [[unlikely]]
+            detail::undefined_tensor(caller.function_name());
         return *impl_;
     }
     const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }

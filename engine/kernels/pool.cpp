@@ -84,10 +84,12 @@ namespace tg::kernels {
 
 // --- window tables -----------------------------------------------------------------------------
 
-PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad)
+PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad, bool tables)
 {
     PoolAxis a;
-    const int64_t out = (in - (k - 2 * p)) / s + 1;  // 2·p <= k (ops/pool.cpp): no overflow
+    const int64_t out = pool_out_size(in, k, s, p);  // 2·p <= k (ops/pool.cpp): no overflow
+    a.count = out;
+    if (!tables) return a;
     for (int64_t o = 0; o < out; ++o) {
         int64_t b = o * s - p, e = b + k;  // e <= in + p
         a.divisor.push_back(double(count_pad ? k : std::min(e, in) - std::max<int64_t>(b, 0)));
@@ -97,9 +99,11 @@ PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad)
     return a;
 }
 
-PoolAxis adaptive_axis(int64_t in, int64_t out)
+PoolAxis adaptive_axis(int64_t in, int64_t out, bool tables)
 {
     PoolAxis a;
+    a.count = out;
+    if (!tables) return a;
     for (int64_t o = 0; o < out; ++o) {
         // In 128 bits: in·out can pass 2^63 for a large input and output.
         const __int128 i = in, n = out;
@@ -113,18 +117,21 @@ PoolAxis adaptive_axis(int64_t in, int64_t out)
 
 PoolWindows pool_windows(int64_t planes, int64_t h, int64_t w, const PoolGeometry& g, bool count_pad)
 {
-    return {planes, h, w, pool_axis(h, g.kh, g.sh, g.ph, count_pad), pool_axis(w, g.kw, g.sw, g.pw, count_pad)};
+    const bool tables = planes > 0;
+    return {planes, h, w, pool_axis(h, g.kh, g.sh, g.ph, count_pad, tables),
+            pool_axis(w, g.kw, g.sw, g.pw, count_pad, tables)};
 }
 
 PoolWindows adaptive_windows(int64_t planes, int64_t h, int64_t w, int64_t ho, int64_t wo)
 {
-    return {planes, h, w, adaptive_axis(h, ho), adaptive_axis(w, wo)};
+    const bool tables = planes > 0;
+    return {planes, h, w, adaptive_axis(h, ho, tables), adaptive_axis(w, wo, tables)};
 }
 
 bool is_2x2_stride_2(const PoolWindows& win)
 {
     auto pairs = [](const PoolAxis& a, int64_t in) {
-        if (a.size() != in / 2) return false;
+        if (a.size() != in / 2 || a.begin.size() != size_t(a.size())) return false;
         for (int64_t o = 0; o < a.size(); ++o)
             if (a.begin[size_t(o)] != 2 * o || a.end[size_t(o)] != 2 * o + 2) return false;
         return true;

@@ -12,9 +12,12 @@ namespace tg::kernels {
 
 // Window bounds along one axis, clipped to the input, and each window's divisor.
 struct PoolAxis {
+    int64_t count = 0;  // windows along the axis
+    // Per window; left empty when there are no planes, so an empty input
+    // with a huge axis builds no tables of that size.
     std::vector<int64_t> begin, end;
     std::vector<double> divisor;
-    int64_t size() const { return int64_t(begin.size()); }
+    int64_t size() const { return count; }
 };
 
 // The windows of a pooling of `planes` planes of h×w: window (oh, ow) covers
@@ -31,11 +34,15 @@ struct PoolGeometry {
     int64_t kh, kw, sh, sw, ph, pw;
 };
 
+// The number of windows o·s - p + [0, k) along an axis of `in` (2·p <= k).
+inline int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p) { return (in - (k - 2 * p)) / s + 1; }
 // Windows o·s - p + [0, k) clipped to [0, in); the divisor is k (count_pad)
-// or the number of input elements the window covers.
-PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad);
+// or the number of input elements the window covers. Only the count without `tables`.
+PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad, bool tables = true);
 // out windows [⌊o·in/out⌋, ⌈(o+1)·in/out⌉), each divided by its length.
-PoolAxis adaptive_axis(int64_t in, int64_t out);
+PoolAxis adaptive_axis(int64_t in, int64_t out, bool tables = true);
+// The window tables are built only when there are planes: the caller has then
+// allocated the output, whose size bounds theirs.
 PoolWindows pool_windows(int64_t planes, int64_t h, int64_t w, const PoolGeometry& g, bool count_pad);
 PoolWindows adaptive_windows(int64_t planes, int64_t h, int64_t w, int64_t ho, int64_t wo);
 // Whether the windows are 2×2 with stride 2 (kernel 2, stride 2, no padding).
