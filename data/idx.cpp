@@ -52,7 +52,7 @@ public:
         if (ec) fail("read_idx: cannot open ", quote(path), ": ", ec.message());
         file_ = std::fopen(path.c_str(), "rb");
         if (!file_) fail("read_idx: cannot open ", quote(path), ": ", std::strerror(errno));
-        in_.resize(size_t(1) << 17);
+        in_.resize(size_t(std::clamp<uint64_t>(file_size_, 1, uint64_t(1) << 17)));  // no more than the file
         refill();
         gzip_ = in_end_ >= 2 && in_[0] == 0x1f && in_[1] == 0x8b;
         if (gzip_ && inflateInit2(&z_, 16 + MAX_WBITS) != Z_OK) fail("read_idx: zlib cannot start inflating");

@@ -140,7 +140,7 @@ bool names_an_op(const std::string& message, const std::set<std::string>& ops)
     static const std::string prefix = "tapegrad: ";
     if (message.compare(0, prefix.size(), prefix) != 0) return false;
     // A sample's own code met the undefined tensor: the Tensor method is named.
-    if (message.compare(prefix.size(), 8, "Tensor::") == 0) return true;
+    if (message.rfind("tapegrad: use of an undefined tensor (in ", 0) == 0) return true;
     const size_t end = message.find_first_of(": ", prefix.size());
     return end != std::string::npos && ops.count(message.substr(prefix.size(), end - prefix.size())) != 0;
 }

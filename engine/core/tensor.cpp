@@ -5,7 +5,6 @@
 #include <iomanip>
 #include <ostream>
 #include <sstream>
-#include <string_view>
 
 #include "engine/core/memory.hpp"
 #include "engine/core/op.hpp"
@@ -40,14 +39,7 @@ int64_t detail::numel_past_int64(const shape_type& shape, const char* op)
 
 void detail::undefined_tensor(const char* function)
 {
-    // "tg::Dtype tg::Tensor::dtype() const" -> "Tensor::dtype"
-    std::string_view f = function;
-    const size_t paren = f.find('(');
-    if (paren != std::string_view::npos) f = f.substr(0, paren);
-    const size_t at = f.rfind("Tensor::");
-    if (at != std::string_view::npos) f = f.substr(at);
-    else if (const size_t space = f.rfind(' '); space != std::string_view::npos) f = f.substr(space + 1);
-    fail(std::string(f), ": use of an undefined tensor");
+    fail("use of an undefined tensor (in ", function, "())");
 }
 
 Tensor Tensor::empty(const shape_type& shape, Dtype dtype, const char* op)

@@ -10,7 +10,6 @@
 #include <initializer_list>
 #include <iosfwd>
 #include <memory>
-#include <source_location>
 #include <string>
 #include <utility>
 #include <vector>
@@ -54,8 +53,7 @@ struct TensorImpl {
 };
 
 namespace detail {
-// "tapegrad: Tensor::shape: use of an undefined tensor", from the signature of
-// the method that found it undefined.
+// "tapegrad: use of an undefined tensor (in shape())".
 [[noreturn]] void undefined_tensor(const char* function);
 // numel_of's rare path, out of line: 0 if an axis is 0, else the error.
 int64_t numel_past_int64(const shape_type& shape, const char* op);
@@ -136,11 +134,12 @@ public:
     // The gradient is dropped when the shape or dtype changes.
     Tensor& set_data(const Tensor& other);
 
-    // `caller` (filled in where impl() is called) names the method in the error.
-    TensorImpl& impl(std::source_location caller = std::source_location::current()) const
+    // `caller` (filled in where impl() is called: "dtype", "shape") is named in
+    // the error. (__builtin_FUNCTION: std::source_location is not in clang 14.)
+    TensorImpl& impl(const char* caller = __builtin_FUNCTION()) const
     {
         if (!impl_) [[unlikely]]
-            detail::undefined_tensor(caller.function_name());
+            detail::undefined_tensor(caller);
         return *impl_;
     }
     const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }
