@@ -14,6 +14,8 @@
 #   TG_CMAKE_ARGS   extra cmake configure args, space-separated
 #                   (e.g. "-DTAPEGRAD_SANITIZE=ON")
 #   TG_JOBS         parallel build jobs (default: nproc)
+#   TG_EXTRA_PACKAGES  more Debian packages to install (scripts/fuzz.sh: clang)
+#   TG_BUILD_TARGETS   build only these targets, space-separated (default: all)
 #   TG_SKIP_DEPS=1  do not check/install packages
 #   TG_DEPS_ONLY=1  install packages, do not configure/build
 set -euo pipefail
@@ -28,6 +30,10 @@ PACKAGES=(
   doctest-dev zlib1g-dev
   dataset-fashion-mnist
 )
+if [[ -n "${TG_EXTRA_PACKAGES:-}" ]]; then
+  read -r -a EXTRA_PACKAGES <<<"${TG_EXTRA_PACKAGES}"
+  PACKAGES+=("${EXTRA_PACKAGES[@]}")
+fi
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -47,7 +53,7 @@ while [[ $# -gt 0 ]]; do
     --no-deps) SKIP_DEPS=1 ;;
     --build-dir) [[ $# -ge 2 ]] || die "--build-dir needs a value"; BUILD_DIR="$2"; shift ;;
     --build-dir=*) BUILD_DIR="${1#*=}" ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --) shift; EXTRA_CMAKE_ARGS+=("$@"); break ;;
     *) die "unknown argument: $1 (extra cmake args go after --)" ;;
   esac
@@ -113,6 +119,11 @@ command -v cmake >/dev/null 2>&1 || die "cmake not found (run without --no-deps 
 JOBS="${TG_JOBS:-$(nproc 2>/dev/null || echo 2)}"
 log "configure: ${BUILD_DIR} (${BUILD_TYPE}${EXTRA_CMAKE_ARGS[*]:+, ${EXTRA_CMAKE_ARGS[*]}})"
 cmake -S "${REPO}" -B "${BUILD_DIR}" -DCMAKE_BUILD_TYPE="${BUILD_TYPE}" "${EXTRA_CMAKE_ARGS[@]}"
-log "build: -j${JOBS}"
-cmake --build "${BUILD_DIR}" -j"${JOBS}"
+TARGETS=()
+if [[ -n "${TG_BUILD_TARGETS:-}" ]]; then
+  read -r -a TARGETS <<<"${TG_BUILD_TARGETS}"
+  TARGETS=(--target "${TARGETS[@]}")
+fi
+log "build: -j${JOBS}${TG_BUILD_TARGETS:+ (${TG_BUILD_TARGETS})}"
+cmake --build "${BUILD_DIR}" -j"${JOBS}" "${TARGETS[@]}"
 log "build OK: ${BUILD_DIR}"
