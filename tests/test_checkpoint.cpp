@@ -18,6 +18,7 @@
 #include <thread>
 #include <tapegrad/tapegrad.hpp>
 
+#include "tests/fuzz/resume_run.hpp"
 #include "tests/helpers.hpp"
 
 namespace fs = std::filesystem;
@@ -437,6 +438,110 @@ TEST_CASE("checkpoint: killed with SIGKILL mid-save, the newest complete checkpo
     tg::save_checkpoint(path, numbered(last_step + 1, 20000));
     CHECK(temporaries_of(path) == 0);
     CHECK(is_numbered(tg::load_checkpoint(path)));
+}
+
+namespace {
+bool same_entries(const tg::Checkpoint& a, const tg::Checkpoint& b)
+{
+    if (a.names() != b.names()) return false;
+    for (const std::string& n : a.names()) {
+        if (a.kind(n) != b.kind(n)) return false;
+        switch (a.kind(n)) {
+        case tg::Checkpoint::Kind::tensor: {
+            const tg::Tensor x = a.tensor(n), y = b.tensor(n);
+            if (x.dtype() != y.dtype() || x.shape() != y.shape() ||
+                std::memcmp(x.raw_data(), y.raw_data(), size_t(x.numel()) * tg::dtype_size(x.dtype())) != 0)
+                return false;
+            break;
+        }
+        case tg::Checkpoint::Kind::int64:
+            if (a.get_int(n) != b.get_int(n)) return false;
+            break;
+        case tg::Checkpoint::Kind::float64: {
+            const double x = a.get_double(n), y = b.get_double(n);
+            if (std::memcmp(&x, &y, sizeof x) != 0) return false;
+            break;
+        }
+        case tg::Checkpoint::Kind::bytes:
+            if (a.bytes(n) != b.bytes(n)) return false;
+            break;
+        }
+    }
+    return true;
+}
+
+// Run `steps` steps of the tiny training run from scratch, with its checkpoint.
+tg::Checkpoint trained_checkpoint(tg::fuzz::Run& run, int64_t steps)
+{
+    run.train(int(steps));
+    tg::Checkpoint c;
+    run.save_to(c);
+    c.set_int("steps", steps);
+    return c;
+}
+}  // namespace
+
+TEST_CASE("checkpoint: a training run killed with SIGKILL at random resumes from its newest checkpoint bit for bit")
+{
+    // The child trains (Adam, batch norm, a shuffling loader) and saves after
+    // every step until killed. After each kill: the file on disk is exactly
+    // the checkpoint of some step s (recomputed here from scratch), and a run
+    // resumed from it continues bit for bit like one that was never stopped.
+    TempDir dir;
+    const std::string path = dir.file("train.ckpt");
+    std::mt19937 rng(11);
+    // 30 in the suite; TG_KILL_TRIALS=100 (or more) by hand.
+    const int trials = std::getenv("TG_KILL_TRIALS") ? std::atoi(std::getenv("TG_KILL_TRIALS")) : 30;
+    REQUIRE(trials > 0);
+    int64_t resumed = 0, most_steps = 0;
+    for (int trial = 0; trial < trials; ++trial) {
+        fs::remove(path);  // each trial trains from the start
+        pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            try {
+                tg::fuzz::Run run(true);
+                for (int64_t step = 1;; ++step) {
+                    run.train(1);
+                    tg::Checkpoint c;
+                    run.save_to(c);
+                    c.set_int("steps", step);
+                    tg::save_checkpoint(path, c);
+                }
+            } catch (...) {
+                ::_exit(2);
+            }
+        }
+        ::usleep(useconds_t(std::uniform_int_distribution<int>(2000, 40000)(rng)));
+        ::kill(child, SIGKILL);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        REQUIRE(WIFSIGNALED(status));
+        if (!fs::exists(path)) continue;  // killed before its first save
+        INFO("trial ", trial);
+        const tg::Checkpoint on_disk = tg::load_checkpoint(path);
+        const int64_t steps = on_disk.get_int("steps");
+        most_steps = std::max(most_steps, steps);
+        tg::fuzz::Run reference(true);
+        CHECK(same_entries(on_disk, trained_checkpoint(reference, steps)));
+        // Resume, and go on as the uninterrupted reference does.
+        tg::fuzz::Run again(true);
+        again.load_from(on_disk);
+        again.train(3);
+        reference.train(3);
+        const tg::named_tensors p = again.model->named_parameters(), q = reference.model->named_parameters();
+        bool identical = p.size() == q.size();
+        for (size_t i = 0; identical && i < p.size(); ++i)
+            identical = p[i].second.to_vector() == q[i].second.to_vector();
+        CHECK(identical);
+        resumed += identical;
+    }
+    MESSAGE(trials, " kills, ", resumed, " resumed bit for bit (up to step ", most_steps, ")");
+    CHECK(resumed >= trials * 2 / 3);  // a kill before the first save leaves nothing to resume
+    // The temporaries of killed saves are removed by the next save.
+    tg::fuzz::Run run(true);
+    tg::save_checkpoint(path, trained_checkpoint(run, 1));
+    CHECK(temporaries_of(path) == 0);
 }
 
 TEST_CASE("checkpoint: a save past the file-size limit (a full disk) fails clearly and the previous checkpoint is intact")

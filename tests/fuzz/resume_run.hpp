@@ -4,6 +4,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <tapegrad/tapegrad.hpp>
 
@@ -41,18 +42,20 @@ struct Run {
     {
     }
 
-    // `steps` training steps (one batch each).
+    // `steps` training steps, one batch each, going on through the epochs
+    // (train(1) twice is train(2)).
     void train(int steps)
     {
-        while (steps > 0)
-            for (const Batch& b : loader) {
-                Tensor loss = cross_entropy(model->forward(b.x), b.y);
-                optimizer->zero_grad();
-                loss.backward();
-                optimizer->step();
-                schedule.step();
-                if (--steps == 0) break;
-            }
+        for (; steps > 0; --steps) {
+            if (!batch || *batch == loader.end()) batch = loader.begin();
+            const Batch& b = **batch;
+            Tensor loss = cross_entropy(model->forward(b.x), b.y);
+            optimizer->zero_grad();
+            loss.backward();
+            optimizer->step();
+            schedule.step();
+            ++*batch;
+        }
     }
 
     void save_to(Checkpoint& ck) const
@@ -74,7 +77,11 @@ struct Run {
         loader.load_from(ck, "loader.");
         Generator g;
         ck.get_generator("rng", g);
+        batch.reset();  // the next begin() continues the epoch the checkpoint stopped in
     }
+
+private:
+    std::optional<DataLoader::Iterator> batch;  // the next batch of the current epoch
 };
 
 }  // namespace tg::fuzz
