@@ -197,3 +197,67 @@ TEST_CASE("extreme: cross_entropy at logits of 1e4, 800, 1e30 and 1e300 is finit
         });
     }
 }
+
+namespace {
+// PyTorch's values, infinities and NaNs included: NaN where it has NaN, the
+// same infinity where it has one, else within a few ulps.
+void check_like_torch(const Values& got, const Values& want, Dtype dt, const char* what)
+{
+    INFO(what);
+    REQUIRE(got.size() == want.size());
+    const double tol = dt == float32 ? 1e-6 : 1e-13;
+    for (size_t i = 0; i < got.size(); ++i) {
+        INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
+        if (std::isnan(want[i]))
+            CHECK(std::isnan(got[i]));
+        else if (std::isinf(want[i]))
+            CHECK(got[i] == want[i]);
+        else
+            CHECK(std::abs(got[i] - want[i]) <= tol * (1 + std::abs(want[i])));
+    }
+}
+}  // namespace
+
+TEST_CASE("extreme: rows of -inf (all but one, or all) and log 0 in losses give PyTorch's numbers, infinities and NaNs")
+{
+    // Values from torch 1.13 (torch.softmax, log_softmax, F.cross_entropy, F.nll_loss).
+    const double inf = INFINITY, nan = NAN;
+    for (Dtype dt : {float32, float64}) {
+        CAPTURE(dtype_name(dt));
+        const Tensor x = from_values({-inf, -inf, 0, -inf, -inf, -inf, -inf, -inf, 3, -inf, 1, 2}, {3, 4}, dt);
+        const Tensor g = from_values({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, {3, 4}, dt);
+        for (bool log : {false, true}) {
+            Tensor xi = x.clone().requires_grad_();
+            Tensor y = log ? log_softmax(xi, 1) : softmax(xi, 1);
+            y.backward(g);
+            if (!log) {
+                check_like_torch(y.to_vector(), {0, 0, 1, 0, nan, nan, nan, nan, 0.6652409557748218, 0,
+                                                 0.09003057317038045, 0.2447284710547976}, dt, "softmax");
+                check_like_torch(xi.grad().to_vector(), {0, 0, 0, 0, nan, nan, nan, nan, -0.6081942550590497, 0,
+                                                         0.09775100456946374, 0.5104432504895879}, dt, "softmax grad");
+            } else {
+                check_like_torch(y.to_vector(), {-inf, -inf, 0, -inf, nan, nan, nan, nan, -0.4076059644443804, -inf,
+                                                 -2.4076059644443806, -1.4076059644443804}, dt, "log_softmax");
+                check_like_torch(xi.grad().to_vector(), {1, 2, -7, 4, nan, nan, nan, nan, -18.940120142542515, 10,
+                                                         7.2187159268440215, 1.721404215698499}, dt, "log_softmax grad");
+            }
+        }
+        // The target's class at -inf: an infinite loss with a finite gradient.
+        Tensor z = from_values({-inf, 0, 5, -inf}, {2, 2}, dt).requires_grad_();
+        Tensor l = cross_entropy(z, from_values({0, 0}, {2}, int64));
+        l.backward();
+        check_like_torch({l.item()}, {inf}, dt, "cross_entropy at -inf");
+        check_like_torch(z.grad().to_vector(), {-0.5, 0.5, 0, 0}, dt, "cross_entropy grad at -inf");
+        Tensor z2 = from_values({-inf, 0, 5, -inf}, {2, 2}, dt).requires_grad_();
+        Tensor l2 = cross_entropy(z2, from_values({1, 0}, {2}, int64));
+        l2.backward();
+        check_like_torch({l2.item()}, {0}, dt, "cross_entropy, -inf elsewhere");
+        check_like_torch(z2.grad().to_vector(), {0, 0, 0, 0}, dt, "cross_entropy grad, -inf elsewhere");
+        // log 0 = -inf as a log-probability.
+        Tensor lp = from_values({-inf, 0, -1, -0.5}, {2, 2}, dt).requires_grad_();
+        Tensor n = nll_loss(lp, from_values({0, 1}, {2}, int64));
+        n.backward();
+        check_like_torch({n.item()}, {inf}, dt, "nll_loss of log 0");
+        check_like_torch(lp.grad().to_vector(), {-0.5, 0, 0, -0.5}, dt, "nll_loss grad");
+    }
+}
