@@ -256,8 +256,8 @@ struct Conv2d : Op<Conv2d> {
         TG_CHECK(cout % groups == 0, "conv2d: output channels ", cout, " of weight ", weight.shape(),
                  " are not divisible by groups = ", groups);
         TG_CHECK(weight.shape()[1] == cin / groups, "conv2d: weight ", weight.shape(), " expects ",
-                 weight.shape()[1] * groups, " input channels (", weight.shape()[1], " per group, groups = ", groups,
-                 ") but input ", x.shape(), " has ", cin);
+                 weight.shape()[1], " input channels per group (groups = ", groups, ") but input ", x.shape(),
+                 " has ", cin, " (", cin / groups, " per group)");
         if (bias.defined()) {
             TG_CHECK(bias.dtype() == x.dtype(), "conv2d: bias is ", dtype_name(bias.dtype()), " ", bias.shape(),
                      " but input is ", dtype_name(x.dtype()), " ", x.shape());

@@ -41,6 +41,8 @@ void check_parameter(const char* op, const char* what, const Tensor& t, const sh
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias)
 {
     TG_CHECK(x.defined() && weight.defined(), "linear: undefined operand");
+    TG_CHECK(is_floating(x.dtype()) && x.dtype() == weight.dtype(), "linear: input (", dtype_name(x.dtype()),
+             ") and weight (", dtype_name(weight.dtype()), ") must be float32 or float64, the same");
     TG_CHECK(weight.dim() == 2, "linear: weight must be [out_features, in_features], got ", weight.shape());
     int64_t out = weight.shape()[0], in = weight.shape()[1];
     TG_CHECK(x.dim() >= 1 && x.shape().back() == in, "linear: input of shape ", x.shape(),
@@ -277,6 +279,7 @@ Tensor layer_norm(const Tensor& x, const shape_type& normalized_shape, const Ten
                   double eps)
 {
     TG_CHECK(x.defined(), "layer_norm: undefined input");
+    TG_CHECK(is_floating(x.dtype()), "layer_norm: input must be float32 or float64, got ", dtype_name(x.dtype()));
     int64_t k = int64_t(normalized_shape.size());
     TG_CHECK(k >= 1, "layer_norm: normalized_shape is empty");
     bool fits = x.dim() >= k && std::equal(normalized_shape.begin(), normalized_shape.end(), x.shape().end() - k);

@@ -392,8 +392,8 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction)
     TG_CHECK(input.defined() && target.defined(), "mse_loss: undefined operand");
     TG_CHECK(input.shape() == target.shape(), "mse_loss: input of shape ", input.shape(),
              " and target of shape ", target.shape(), " differ");
-    TG_CHECK(input.dtype() == target.dtype(), "mse_loss: input is ", dtype_name(input.dtype()), ", target is ",
-             dtype_name(target.dtype()));
+    TG_CHECK(input.dtype() == target.dtype() && is_floating(input.dtype()), "mse_loss: input is ",
+             dtype_name(input.dtype()), ", target is ", dtype_name(target.dtype()), " (both float32 or both float64)");
     Tensor d = sub(input, target);
     return reduce_loss(mul(d, d), reduction);
 }
@@ -460,8 +460,8 @@ Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tensor& targ
     TG_CHECK(logits.defined() && target.defined(), op, ": undefined operand");
     TG_CHECK(logits.shape() == target.shape(), op, ": logits of shape ", logits.shape(),
              " and target of shape ", target.shape(), " differ");
-    TG_CHECK(logits.dtype() == target.dtype(), op, ": logits are ", dtype_name(logits.dtype()), ", target is ",
-             dtype_name(target.dtype()));
+    TG_CHECK(logits.dtype() == target.dtype() && is_floating(logits.dtype()), op, ": logits are ",
+             dtype_name(logits.dtype()), ", target is ", dtype_name(target.dtype()), " (both float32 or both float64)");
     if (!pos_weight.defined()) return reduce_loss(BceWithLogits::call({logits, target}), reduction);
     TG_CHECK(pos_weight.dtype() == logits.dtype(), op, ": pos_weight is ", dtype_name(pos_weight.dtype()),
              ", logits are ", dtype_name(logits.dtype()));

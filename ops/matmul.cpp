@@ -151,6 +151,8 @@ Tensor matmul(const Tensor& a, const Tensor& b)
              "); use mul for scalars");
     TG_CHECK(a.dtype() == b.dtype(), "matmul: dtype mismatch, ", dtype_name(a.dtype()), " ", a.shape(),
              " and ", dtype_name(b.dtype()), " ", b.shape());
+    TG_CHECK(is_floating(a.dtype()), "matmul: expected float32 or float64 operands, got ", dtype_name(a.dtype()), " ",
+             a.shape(), " and ", b.shape());
     // Vectors become matrices, and their axis is dropped from the result.
     Tensor a2 = a.dim() == 1 ? reshape(a, {1, a.shape()[0]}) : a;
     Tensor b2 = b.dim() == 1 ? reshape(b, {b.shape()[0], 1}) : b;

@@ -147,6 +147,8 @@ Tensor repeat(const Tensor& x, int64_t rh, int64_t rw)
 {
     TG_CHECK(x.defined() && x.dim() == 4, "repeat: expected a tensor [N, C, H, W]");
     const shape_type& s = x.shape();
+    TG_CHECK(s[2] <= (int64_t(1) << 40) && s[3] <= (int64_t(1) << 40), "repeat: a plane of ", s[2], " x ", s[3],
+             " is too large to repeat");
     Tensor t = broadcast_to(reshape(x, {s[0], s[1], s[2], 1, s[3], 1}), {s[0], s[1], s[2], rh, s[3], rw});
     return reshape(t, {s[0], s[1], rh * s[2], rw * s[3]});
 }
@@ -178,6 +180,8 @@ Tensor window_indices(const Tensor& k, const std::vector<int64_t>& foreign = {})
 {
     // A sample helper, but the bad-input sweep feeds it anything.
     TG_CHECK(k.defined() && k.dtype() == int64 && k.dim() == 4, "window_indices: k must be int64 [N, C, Ho, Wo]");
+    TG_CHECK(k.shape()[2] <= (int64_t(1) << 40) && k.shape()[3] <= (int64_t(1) << 40),
+             "window_indices: k of shape ", k.shape(), " is too large");
     const int64_t ho = k.shape()[2], wo = k.shape()[3], w = 2 * wo;
     Tensor idx = Tensor::empty(k.shape(), int64);
     const int64_t* kd = k.data<int64_t>();

@@ -175,6 +175,8 @@ Tensor sum(const Tensor& x, const axes_type& axes, bool keepdims) { return Sum::
 
 Tensor mean(const Tensor& x, const axes_type& axes, bool keepdims)
 {
+    TG_CHECK(!x.defined() || is_floating(x.dtype()), "mean: expected a float32 or float64 tensor, got ",
+             dtype_name(x.dtype()));
     axes_type ax = reduction_axes(x, axes, "mean");
     int64_t count = 1;
     for (int64_t a : ax) count *= x.shape()[size_t(a)];

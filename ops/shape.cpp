@@ -103,9 +103,8 @@ Tensor flatten(const Tensor& x, int64_t start_axis, int64_t end_axis)
              " for shape ", x.shape());
     shape_type shape;
     for (int64_t i = 0; i < s; ++i) shape.push_back(x.shape()[size_t(i)]);
-    int64_t merged = 1;
-    for (int64_t i = s; i <= e; ++i) merged *= x.shape()[size_t(i)];
-    shape.push_back(merged);
+    shape_type axes_merged(x.shape().begin() + s, x.shape().begin() + e + 1);
+    shape.push_back(numel_of(axes_merged, "flatten"));  // checked: an empty tensor's axes may not fit int64 together
     for (int64_t i = e + 1; i < x.dim(); ++i) shape.push_back(x.shape()[size_t(i)]);
     return reshape(x, shape);
 }

@@ -159,7 +159,7 @@ TEST_CASE("bad input: every registry op x sample x mutation works or raises a tg
                               "batch_norm", "layer_norm", "linear", "dropout", "binary_cross_entropy_with_logits",
                               "backward", "gradient",
                               // helpers inside samples, which shape their inputs before the call
-                              "with_nan", "with_targets", "window_indices", "repeat"})
+                              "with_nan", "with_targets", "window_indices", "repeat", "from_values"})
         op_names.insert(extra);
 
     const std::vector<Mutation> all = mutations();

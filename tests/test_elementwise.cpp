@@ -82,8 +82,9 @@ TEST_CASE("binary ops: the gradient of one operand alone equals its part of the 
     const tg::Tensor a0 = tg::from_values({0.5, 1.5, 2.0, 0.7, 1.1, 2.5}, {2, 3}, tg::float64);
     const tg::Tensor b0 = tg::from_values({0.5, 1.5, 2.0}, {3}, tg::float64);
     const tg::Tensor u = tg::from_values({1, -2, 3, 0.5, 0.25, -1}, {2, 3}, tg::float64);
-    for (const auto& [name, f] : ops)
+    for (const auto& [op_name, f] : ops)
         for (bool create_graph : {false, true}) {
+            const std::string name = op_name;  // (clang 14 cannot capture a structured binding)
             CAPTURE(name);
             CAPTURE(create_graph);
             tg::Tensor a = a0.clone().requires_grad_(), b = b0.clone().requires_grad_();

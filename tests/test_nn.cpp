@@ -143,7 +143,8 @@ TEST_CASE("nn: backward fills every parameter's grad, zero_grad drops them recur
     tg::Tensor x = tg::randn({4, 784}, tg::float32, &gen);
     tg::Tensor loss = tg::sum((*mlp)(x));
     loss.backward();
-    for (const auto& [name, p] : mlp->named_parameters()) {
+    for (const auto& [param_name, p] : mlp->named_parameters()) {
+        const std::string& name = param_name;  // (clang 14 cannot capture a structured binding)
         INFO(name);
         REQUIRE(p.grad().defined());
         CHECK(p.grad().shape() == p.shape());
@@ -151,7 +152,8 @@ TEST_CASE("nn: backward fills every parameter's grad, zero_grad drops them recur
     // The last layer's bias gets d sum / d b = batch size for each output.
     check_equal(mlp->named_parameters()[5].second.grad(), tg::full({10}, 4.0));
     mlp->zero_grad();
-    for (const auto& [name, p] : mlp->named_parameters()) {
+    for (const auto& [param_name, p] : mlp->named_parameters()) {
+        const std::string& name = param_name;  // (clang 14 cannot capture a structured binding)
         INFO(name);
         CHECK_FALSE(p.grad().defined());
     }
@@ -295,7 +297,8 @@ TEST_CASE("nn: to(float64) keeps parameters leaves that require grad, with the s
     // It trains in float64: the gradients reach the converted leaves.
     tg::Tensor x = tg::randn({2, 1, 4, 4}, tg::float64, &gen);
     tg::sum(model(x)).backward();
-    for (const auto& [name, p] : model.named_parameters()) {
+    for (const auto& [param_name, p] : model.named_parameters()) {
+        const std::string& name = param_name;  // (clang 14 cannot capture a structured binding)
         INFO(name);
         REQUIRE(p.grad().defined());
         CHECK(p.grad().dtype() == tg::float64);
@@ -313,7 +316,8 @@ TEST_CASE("nn: to(int64) is refused before anything changes")
     std::string msg = error_of([&] { model.to(tg::int64); });
     CHECK(contains(msg, "int64"));
     CHECK(contains(msg, "float32 or float64"));
-    for (const auto& [name, p] : model.named_parameters()) {
+    for (const auto& [param_name, p] : model.named_parameters()) {
+        const std::string& name = param_name;  // (clang 14 cannot capture a structured binding)
         INFO(name);
         CHECK(p.dtype() == tg::float32);
         CHECK(p.requires_grad());

@@ -420,3 +420,17 @@ TEST_CASE("tensor: squeeze of a 0-d tensor is an error naming squeeze, not a rea
     CHECK_THROWS_WITH_AS(tg::squeeze(s, -1), doctest::Contains("squeeze"), tg::Error);
     CHECK(tg::squeeze(tg::ones({1}), 0).dim() == 0);  // a 1-d tensor of size 1 squeezes to 0-d
 }
+
+TEST_CASE("tensor: a value without an int64 value is an error, not a cast")
+{
+    // Casting NaN, ±Inf or past ±2^63 to int64 is undefined behaviour (x86 gives INT64_MIN).
+    check_contains(error_of([] { tg::from_values({1, NAN}, {2}, tg::int64); }), {"from_values: nan has no int64 value"});
+    check_contains(error_of([] { tg::full({2}, 1e19, tg::int64); }), {"full: 1e+19 has no int64 value"});
+    check_contains(error_of([] { tg::scalar(-INFINITY, tg::int64); }), {"-inf has no int64 value"});
+    check_contains(error_of([] { tg::zeros({2}, tg::int64).fill_(NAN); }), {"fill_: nan has no int64 value"});
+    check_contains(error_of([] { tg::from_values({1.5, NAN, 2}).to(tg::int64); }),
+                   {"to: element 1 is nan, which has no int64 value"});
+    CHECK(tg::from_values({-0x1p62, 2.9, -2.9}, {3}, tg::float64).to(tg::int64).to_vector() ==
+          std::vector<double>{-0x1p62, 2, -2});  // toward zero, as a C++ cast
+    CHECK(tg::full({1}, -0x1p63, tg::int64).data<int64_t>()[0] == INT64_MIN);
+}

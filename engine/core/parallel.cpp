@@ -46,7 +46,9 @@ class ThreadPool {
 public:
     explicit ThreadPool(int threads) { start(threads); }
 
-    int size() const { return threads_; }
+    // Read without the lock by every parallel_for (whether to go parallel),
+    // while set_num_threads may be changing it: atomic (ThreadSanitizer found it).
+    int size() const { return threads_.load(std::memory_order_relaxed); }
 
     void resize(int threads)
     {
@@ -61,7 +63,7 @@ public:
         std::unique_lock lock(submit_, std::try_to_lock);
         if (!lock.owns_lock()) return false;
         int64_t chunks = (n + grain - 1) / grain;
-        int64_t max_chunks = int64_t(threads_) * 4;
+        int64_t max_chunks = int64_t(size()) * 4;
         if (chunks > max_chunks) chunks = max_chunks;
         job_n_ = n;
         job_chunks_ = chunks;
@@ -93,12 +95,12 @@ public:
 private:
     void start(int threads)
     {
-        threads_ = threads < 1 ? 1 : threads;
+        threads_.store(threads < 1 ? 1 : threads, std::memory_order_relaxed);
         stopping_ = false;
         // Workers start from this generation, so a stop() or a job posted
         // before a worker gets going is not missed.
         uint64_t start_generation = generation_.load();
-        for (int i = 1; i < threads_; ++i)
+        for (int i = 1; i < size(); ++i)
             workers_.emplace_back([this, start_generation] { worker_loop(start_generation); });
     }
 
@@ -163,7 +165,7 @@ private:
         }
     }
 
-    int threads_ = 1;
+    std::atomic<int> threads_{1};
     std::vector<std::thread> workers_;
     std::mutex submit_;
     std::atomic<uint64_t> generation_{0};

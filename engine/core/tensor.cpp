@@ -136,10 +136,29 @@ double Tensor::at(const shape_type& index) const
 
 namespace {
 
+// A double as an element of type T. Into int64 only what has an int64 value:
+// casting NaN, ±Inf or a value past ±2^63 is undefined behaviour in C++ (and
+// gives INT64_MIN on x86), so it is an error naming `op`.
+template <class T>
+T element_from(double v, const char* op)
+{
+    if constexpr (std::is_same_v<T, int64_t>)
+        TG_CHECK(v >= -0x1p63 && v < 0x1p63, op, ": ", v, " has no int64 value");
+    return T(v);
+}
+
 template <class To, class From>
 void convert(const From* src, To* dst, int64_t n)
 {
-    for (int64_t i = 0; i < n; ++i) dst[i] = To(src[i]);
+    if constexpr (std::is_same_v<To, int64_t> && !std::is_same_v<From, int64_t>) {
+        for (int64_t i = 0; i < n; ++i) {
+            TG_CHECK(double(src[i]) >= -0x1p63 && double(src[i]) < 0x1p63, "to: element ", i, " is ", double(src[i]),
+                     ", which has no int64 value");
+            dst[i] = To(src[i]);
+        }
+    } else {
+        for (int64_t i = 0; i < n; ++i) dst[i] = To(src[i]);
+    }
 }
 
 // Copies a tensor into a new buffer of another dtype (no tape).
@@ -243,7 +262,7 @@ Tensor& Tensor::fill_(double value)
     detail::check_inplace(*this, "fill_");
     TG_DISPATCH_ALL(dtype(), "fill_", [&] {
         scalar_t* p = data<scalar_t>();
-        std::fill(p, p + numel(), scalar_t(value));
+        std::fill(p, p + numel(), element_from<scalar_t>(value, "fill_"));
     });
     bump_version();
     return *this;
@@ -305,7 +324,7 @@ Tensor filled(const shape_type& shape, double value, Dtype dtype, const char* op
     Tensor t = Tensor::empty(shape, dtype, op);
     TG_DISPATCH_ALL(dtype, op, [&] {
         scalar_t* p = t.data<scalar_t>();
-        std::fill(p, p + t.numel(), scalar_t(value));
+        std::fill(p, p + t.numel(), element_from<scalar_t>(value, op));
     });
     return t;
 }
@@ -330,7 +349,7 @@ Tensor arange(double start, double stop, double step, Dtype dtype)
     Tensor t = Tensor::empty({n}, dtype, "arange");
     TG_DISPATCH_ALL(dtype, "arange", [&] {
         scalar_t* p = t.data<scalar_t>();
-        for (int64_t i = 0; i < n; ++i) p[i] = scalar_t(start + double(i) * step);
+        for (int64_t i = 0; i < n; ++i) p[i] = element_from<scalar_t>(start + double(i) * step, "arange");
     });
     return t;
 }
@@ -344,7 +363,7 @@ Tensor from_values(const std::vector<double>& values, const shape_type& shape, D
     Tensor t = Tensor::empty(s, dtype, "from_values");
     TG_DISPATCH_ALL(dtype, "from_values", [&] {
         scalar_t* p = t.data<scalar_t>();
-        for (size_t i = 0; i < values.size(); ++i) p[i] = scalar_t(values[i]);
+        for (size_t i = 0; i < values.size(); ++i) p[i] = element_from<scalar_t>(values[i], "from_values");
     });
     return t;
 }

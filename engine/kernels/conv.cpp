@@ -50,12 +50,16 @@ Geometry make_geometry(const char* op, const shape_type& input, Hw kernel, Hw st
                  !__builtin_mul_overflow(column_bytes, int64_t(8), &column_bytes),
              op, ": an output of (", g.ho, ", ", g.wo, ") positions with kernel (", g.kh, ", ", g.kw,
              ") is too large (its column matrix needs more than 2^63 bytes per channel); input shape ", input);
+    int64_t rows = 0;  // of the column matrix: C·kH·kW (C may be huge in an empty input)
+    TG_CHECK(!__builtin_mul_overflow(g.c, g.kh * g.kw, &rows), op, ": ", g.c, " channels with kernel (", g.kh, ", ",
+             g.kw, ") make more than 2^63 column rows; input shape ", input);
     return g;
 }
 
 namespace {
 
-int64_t div_floor(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }  // b > 0
+// b > 0; without forming -a + b, which overflows for a stride near 2^63.
+int64_t div_floor(int64_t a, int64_t b) { return a >= 0 ? a / b : -(-(a + 1) / b) - 1; }
 int64_t div_ceil(int64_t a, int64_t b) { return -div_floor(-a, b); }
 
 // Kernel column j reads input column ow·sw + off of output column ow; those
@@ -146,11 +150,13 @@ void im2col_rows(const Geometry& g, const Taps& taps, const T* x, int64_t channe
                     T* d = base + j * ldb;
                     const int64_t lo = std::clamp(tap[j].lo, ow0, ow1), hi = std::clamp(tap[j].hi, lo, ow1);
                     for (int64_t ow = ow0; ow < lo; ++ow) d[ow] = 0;
-                    const T* s = src + lo * sw + tap[j].off;
-                    if (sw == 1)
-                        std::memcpy(d + lo, s, size_t(hi - lo) * sizeof(T));
-                    else
-                        for (int64_t k = 0; k < hi - lo; ++k) d[lo + k] = s[k * sw];
+                    if (hi > lo) {  // else src + off may point before the plane: not even formed
+                        const T* s = src + lo * sw + tap[j].off;
+                        if (sw == 1)
+                            std::memcpy(d + lo, s, size_t(hi - lo) * sizeof(T));
+                        else
+                            for (int64_t k = 0; k < hi - lo; ++k) d[lo + k] = s[k * sw];
+                    }
                     for (int64_t ow = hi; ow < ow1; ++ow) d[ow] = 0;
                 }
             }
@@ -208,6 +214,7 @@ void col2im_rows(const Geometry& g, const Taps& taps, const T* buf, int64_t chan
                 for (int64_t j = 0; j < g.kw; ++j) {
                     const T* s = base + j * ldb;
                     const int64_t lo = std::clamp(tap[j].lo, ow0, ow1), hi = std::clamp(tap[j].hi, lo, ow1);
+                    if (hi <= lo) continue;  // (dst + off may point before the plane)
                     T* d = dst + lo * sw + tap[j].off;
                     for (int64_t k = 0; k < hi - lo; ++k) d[k * sw] += s[lo + k];
                 }

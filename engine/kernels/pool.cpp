@@ -144,6 +144,7 @@ bool is_2x2_stride_2(const PoolWindows& win)
 template <class T>
 void window_mean(const T* x, T* y, const PoolWindows& win)
 {
+    if (win.planes == 0) return;  // nothing to pool, and h·w of an empty input may not fit int64
     const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
     parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
@@ -164,6 +165,7 @@ void window_mean(const T* x, T* y, const PoolWindows& win)
 template <class T>
 void window_mean_adjoint(const T* g, T* dx, const PoolWindows& win)
 {
+    if (win.planes == 0) return;
     const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
     parallel_for(win.planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p) {
@@ -238,6 +240,7 @@ void max_pool_2x2(const T* x, T* y, int64_t* idx, int64_t planes, int64_t h, int
 template <class T>
 void window_max(const T* x, T* y, int64_t* idx, const PoolWindows& win)
 {
+    if (win.planes == 0) return;
     if (is_2x2_stride_2(win)) return max_pool_2x2(x, y, idx, win.planes, win.h, win.w);
     window_max_scan(x, y, idx, win);
 }
@@ -279,6 +282,7 @@ template <class T>
 int64_t max_pool_backward(const T* g, const int64_t* idx, T* dx, int64_t planes, int64_t h, int64_t w, int64_t ho,
                           int64_t wo)
 {
+    if (planes == 0) return -1;
     const int64_t plane = h * w, out = ho * wo;
     // Non-overlapping 2×2 windows tiling the plane: written densely, instead
     // of a fill and a scatter.
@@ -309,6 +313,7 @@ int64_t max_pool_backward(const T* g, const int64_t* idx, T* dx, int64_t planes,
 template <class T>
 int64_t max_pool_gather(const T* x, const int64_t* idx, T* y, int64_t planes, int64_t plane, int64_t out)
 {
+    if (planes == 0) return -1;
     FirstBad bad;
     parallel_for(planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p)
