@@ -9,6 +9,7 @@
 #include <typeinfo>
 
 #include "engine/core/autograd.hpp"
+#include "engine/core/op.hpp"
 #include "ops/conv.hpp"
 #include "ops/elementwise.hpp"
 #include "ops/layers.hpp"
@@ -205,12 +206,16 @@ void check_input_dtype(const Module& m, const Tensor& x, const Tensor& weight)
 
 // --- layers ---------------------------------------------------------------------------------
 
-Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator* gen)
+// Constructors allocate their parameters: a size too large to allocate is an
+// error naming the layer (detail::rethrow_naming), not "empty: ...".
+Linear::Linear(int64_t in_features, int64_t out_features, bool has_bias, Generator* gen) try
     : in_(in_features), out_(out_features)
 {
     double bound = linear_bound(in_features, out_features);
     weight = register_parameter("weight", uniform({out_features, in_features}, bound, gen));
     if (has_bias) bias = register_parameter("bias", uniform({out_features}, bound, gen));
+} catch (const Error&) {
+    detail::rethrow_naming("Linear");
 }
 
 Tensor Linear::forward(const Tensor& x)
@@ -227,12 +232,14 @@ std::string Linear::describe() const
     return "Linear(" + std::to_string(in_) + ", " + std::to_string(out_) + (bias.defined() ? ")" : ", bias=false)");
 }
 
-Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Int2 k, Conv2dOptions o, Generator* gen)
+Conv2d::Conv2d(int64_t in_channels, int64_t out_channels, Int2 k, Conv2dOptions o, Generator* gen) try
     : in_(in_channels), out_(out_channels), kernel_(k), options_(o)
 {
     double bound = conv_bound(in_channels, out_channels, k, o);
     weight = register_parameter("weight", uniform({out_channels, in_channels / o.groups, k.h, k.w}, bound, gen));
     if (o.bias) bias = register_parameter("bias", uniform({out_channels}, bound, gen));
+} catch (const Error&) {
+    detail::rethrow_naming("Conv2d");
 }
 
 Tensor Conv2d::forward(const Tensor& x)
@@ -302,7 +309,7 @@ std::string Dropout::describe() const
     return s.str();
 }
 
-BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
+BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum) try
     : weight(register_parameter("weight", ones({channels}))),
       bias(register_parameter("bias", zeros({channels}))),
       running_mean(register_buffer("running_mean", zeros({channels}))),
@@ -311,6 +318,11 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum)
       eps_(eps),
       momentum_(momentum)
 {
+    TG_CHECK(channels >= 1, "BatchNorm2d: channels must be positive, got ", channels);
+    TG_CHECK(std::isfinite(eps) && eps >= 0, "BatchNorm2d: eps ", eps, " is not a finite number >= 0");
+    TG_CHECK(momentum >= 0 && momentum <= 1, "BatchNorm2d: momentum ", momentum, " is outside [0, 1]");
+} catch (const Error&) {
+    detail::rethrow_naming("BatchNorm2d");
 }
 
 Tensor BatchNorm2d::forward(const Tensor& x)
@@ -322,12 +334,16 @@ Tensor BatchNorm2d::forward(const Tensor& x)
 }
 std::string BatchNorm2d::describe() const { return "BatchNorm2d(" + std::to_string(channels_) + ")"; }
 
-LayerNorm::LayerNorm(const shape_type& shape, double eps)
+LayerNorm::LayerNorm(const shape_type& shape, double eps) try
     : weight(register_parameter("weight", ones(shape))),
       bias(register_parameter("bias", zeros(shape))),
       shape_(shape),
       eps_(eps)
 {
+    TG_CHECK(!shape.empty() && numel_of(shape) >= 1, "LayerNorm: normalized_shape ", shape, " has no elements");
+    TG_CHECK(std::isfinite(eps) && eps >= 0, "LayerNorm: eps ", eps, " is not a finite number >= 0");
+} catch (const Error&) {
+    detail::rethrow_naming("LayerNorm");
 }
 Tensor LayerNorm::forward(const Tensor& x)
 {

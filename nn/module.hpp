@@ -183,6 +183,7 @@ public:
     explicit Dropout(double p = 0.5, std::optional<uint64_t> seed = std::nullopt)
         : p_(p), gen_(seed ? *seed : default_generator().next_u64())
     {
+        TG_CHECK(p >= 0 && p <= 1, "Dropout: probability p = ", p, " is outside [0, 1]");
     }
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;

@@ -179,8 +179,10 @@ void Optimizer::load_from(const Checkpoint& ckpt, const std::string& prefix)
 
 SGD::SGD(named_tensors params, SgdOptions options) : Optimizer("SGD", std::move(params), options.lr), options_(options)
 {
-    TG_CHECK(options.momentum >= 0, "SGD: invalid momentum ", options.momentum);
-    TG_CHECK(options.weight_decay >= 0, "SGD: invalid weight_decay ", options.weight_decay);
+    TG_CHECK(std::isfinite(options.momentum) && options.momentum >= 0, "SGD: invalid momentum ", options.momentum);
+    TG_CHECK(std::isfinite(options.dampening), "SGD: invalid dampening ", options.dampening);
+    TG_CHECK(std::isfinite(options.weight_decay) && options.weight_decay >= 0, "SGD: invalid weight_decay ",
+             options.weight_decay);
     TG_CHECK(!options.nesterov || (options.momentum > 0 && options.dampening == 0),
              "SGD: Nesterov momentum needs momentum > 0 and dampening 0, got momentum ", options.momentum,
              " and dampening ", options.dampening);
@@ -257,8 +259,9 @@ Adam::Adam(const char* name, named_tensors params, AdamOptions options, bool dec
 {
     TG_CHECK(options.beta1 >= 0 && options.beta1 < 1, name, ": invalid beta1 ", options.beta1, " (must be in [0, 1))");
     TG_CHECK(options.beta2 >= 0 && options.beta2 < 1, name, ": invalid beta2 ", options.beta2, " (must be in [0, 1))");
-    TG_CHECK(options.eps >= 0, name, ": invalid eps ", options.eps);
-    TG_CHECK(options.weight_decay >= 0, name, ": invalid weight_decay ", options.weight_decay);
+    TG_CHECK(std::isfinite(options.eps) && options.eps >= 0, name, ": invalid eps ", options.eps);
+    TG_CHECK(std::isfinite(options.weight_decay) && options.weight_decay >= 0, name, ": invalid weight_decay ",
+             options.weight_decay);
 }
 
 AdamW::AdamW(named_tensors params, AdamWOptions o)

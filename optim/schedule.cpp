@@ -9,12 +9,15 @@ namespace tg::optim {
 Schedule step_lr(int64_t step_size, double gamma)
 {
     TG_CHECK(step_size > 0, "step_lr: step_size must be positive, got ", step_size);
+    TG_CHECK(std::isfinite(gamma) && gamma >= 0, "step_lr: gamma must be a finite number >= 0, got ", gamma);
     return [=](int64_t t, double base) { return base * std::pow(gamma, double(t / step_size)); };
 }
 
 Schedule cosine_annealing_lr(int64_t t_max, double eta_min)
 {
     TG_CHECK(t_max > 0, "cosine_annealing_lr: t_max must be positive, got ", t_max);
+    TG_CHECK(std::isfinite(eta_min) && eta_min >= 0, "cosine_annealing_lr: eta_min must be a finite number >= 0, got ",
+             eta_min);
     return [=](int64_t t, double base) {
         return eta_min + (base - eta_min) * (1 + std::cos(std::numbers::pi * double(t) / double(t_max))) / 2;
     };
