@@ -18,6 +18,7 @@
 #include <thread>
 #include <tapegrad/tapegrad.hpp>
 
+#include "tests/fuzz/fuzz_target.hpp"
 #include "tests/fuzz/resume_run.hpp"
 #include "tests/helpers.hpp"
 
@@ -441,35 +442,6 @@ TEST_CASE("checkpoint: killed with SIGKILL mid-save, the newest complete checkpo
 }
 
 namespace {
-bool same_entries(const tg::Checkpoint& a, const tg::Checkpoint& b)
-{
-    if (a.names() != b.names()) return false;
-    for (const std::string& n : a.names()) {
-        if (a.kind(n) != b.kind(n)) return false;
-        switch (a.kind(n)) {
-        case tg::Checkpoint::Kind::tensor: {
-            const tg::Tensor x = a.tensor(n), y = b.tensor(n);
-            if (x.dtype() != y.dtype() || x.shape() != y.shape() ||
-                std::memcmp(x.raw_data(), y.raw_data(), size_t(x.numel()) * tg::dtype_size(x.dtype())) != 0)
-                return false;
-            break;
-        }
-        case tg::Checkpoint::Kind::int64:
-            if (a.get_int(n) != b.get_int(n)) return false;
-            break;
-        case tg::Checkpoint::Kind::float64: {
-            const double x = a.get_double(n), y = b.get_double(n);
-            if (std::memcmp(&x, &y, sizeof x) != 0) return false;
-            break;
-        }
-        case tg::Checkpoint::Kind::bytes:
-            if (a.bytes(n) != b.bytes(n)) return false;
-            break;
-        }
-    }
-    return true;
-}
-
 // Run `steps` steps of the tiny training run from scratch, with its checkpoint.
 tg::Checkpoint trained_checkpoint(tg::fuzz::Run& run, int64_t steps)
 {
@@ -523,7 +495,7 @@ TEST_CASE("checkpoint: a training run killed with SIGKILL at random resumes from
         const int64_t steps = on_disk.get_int("steps");
         most_steps = std::max(most_steps, steps);
         tg::fuzz::Run reference(true);
-        CHECK(same_entries(on_disk, trained_checkpoint(reference, steps)));
+        CHECK(tg::fuzz::same_checkpoints(on_disk, trained_checkpoint(reference, steps)));
         // Resume, and go on as the uninterrupted reference does.
         tg::fuzz::Run again(true);
         again.load_from(on_disk);

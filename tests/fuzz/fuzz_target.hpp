@@ -57,4 +57,30 @@ inline bool same_bits(const Tensor& a, const Tensor& b)
     return n == 0 || std::memcmp(a.raw_data(), b.raw_data(), n) == 0;
 }
 
+// Two checkpoints with the same names, kinds and values, bit for bit.
+inline bool same_checkpoints(const Checkpoint& a, const Checkpoint& b)
+{
+    if (a.names() != b.names()) return false;
+    for (const std::string& n : a.names()) {
+        if (a.kind(n) != b.kind(n)) return false;
+        switch (a.kind(n)) {
+        case Checkpoint::Kind::tensor:
+            if (!same_bits(a.tensor(n), b.tensor(n))) return false;
+            break;
+        case Checkpoint::Kind::int64:
+            if (a.get_int(n) != b.get_int(n)) return false;
+            break;
+        case Checkpoint::Kind::float64: {
+            const double x = a.get_double(n), y = b.get_double(n);
+            if (std::memcmp(&x, &y, sizeof x) != 0) return false;
+            break;
+        }
+        case Checkpoint::Kind::bytes:
+            if (a.bytes(n) != b.bytes(n)) return false;
+            break;
+        }
+    }
+    return true;
+}
+
 }  // namespace tg::fuzz
