@@ -194,7 +194,7 @@ double conv_bound(int64_t in, int64_t out, Int2 k, const Conv2dOptions& o)
              " must be positive, padding ", pair_str(o.padding), " non-negative");
     TG_CHECK(o.groups >= 1 && in % o.groups == 0 && out % o.groups == 0, what,
              "): channels must be divisible by groups = ", o.groups);
-    return 1 / std::sqrt(double(in / o.groups * k.h * k.w));
+    return 1 / std::sqrt(double(in / o.groups) * double(k.h) * double(k.w));  // in doubles: the product may pass 2^63
 }
 
 void check_input_dtype(const Module& m, const Tensor& x, const Tensor& weight)

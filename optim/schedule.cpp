@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <numbers>
 
 namespace tg::optim {
@@ -66,7 +67,11 @@ LrScheduler::LrScheduler(Optimizer& optimizer, Schedule schedule)
     optimizer_.set_lr(schedule_(0, base_lr_));
 }
 
-void LrScheduler::step() { set_last_step(t_ + 1); }
+void LrScheduler::step()
+{
+    TG_CHECK(t_ < INT64_MAX, "LrScheduler::step: the step count is at its maximum, ", t_);
+    set_last_step(t_ + 1);
+}
 
 void LrScheduler::set_last_step(int64_t t)
 {
