@@ -13,6 +13,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <thread>
@@ -401,6 +402,29 @@ TEST_CASE("checkpoint: threads saving to one path never tear it for a reader")
     CHECK(temporaries_of(path) == 0);
 }
 
+namespace {
+// Forks a child that runs `work` (which loops until killed; anything it
+// throws ends it with status 2), kills it with SIGKILL after `delay_us`, and
+// returns whether SIGKILL is what ended it.
+bool killed_mid_work(const std::function<void()>& work, int delay_us)
+{
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        try {
+            work();
+        } catch (...) {
+        }
+        ::_exit(2);
+    }
+    ::usleep(useconds_t(delay_us));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+}  // namespace
+
 TEST_CASE("checkpoint: killed with SIGKILL mid-save, the newest complete checkpoint loads, bit for bit")
 {
     TempDir dir;
@@ -412,20 +436,11 @@ TEST_CASE("checkpoint: killed with SIGKILL mid-save, the newest complete checkpo
     int64_t last_step = -1, killed_mid_run = 0;
     for (int trial = 0; trial < trials; ++trial) {
         const int64_t first = (trial + 1) * 100000;
-        pid_t child = ::fork();
-        REQUIRE(child >= 0);
-        if (child == 0) {  // saves until killed; anything else ends it with a status the parent sees
-            try {
+        killed_mid_run += killed_mid_work(
+            [&] {
                 for (int64_t step = first;; ++step) tg::save_checkpoint(path, numbered(step, 20000));
-            } catch (...) {
-                ::_exit(2);
-            }
-        }
-        ::usleep(useconds_t(std::uniform_int_distribution<int>(1000, 30000)(rng)));
-        ::kill(child, SIGKILL);
-        int status = 0;
-        ::waitpid(child, &status, 0);
-        killed_mid_run += WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+            },
+            std::uniform_int_distribution<int>(1000, 30000)(rng));
         if (!fs::exists(path)) continue;  // killed before its first save finished, with nothing before it
         tg::Checkpoint c = tg::load_checkpoint(path);
         INFO("trial ", trial);
@@ -468,10 +483,8 @@ TEST_CASE("checkpoint: a training run killed with SIGKILL at random resumes from
     int64_t resumed = 0, most_steps = 0;
     for (int trial = 0; trial < trials; ++trial) {
         fs::remove(path);  // each trial trains from the start
-        pid_t child = ::fork();
-        REQUIRE(child >= 0);
-        if (child == 0) {
-            try {
+        REQUIRE(killed_mid_work(
+            [&] {
                 tg::fuzz::Run run(true);
                 for (int64_t step = 1;; ++step) {
                     run.train(1);
@@ -480,15 +493,8 @@ TEST_CASE("checkpoint: a training run killed with SIGKILL at random resumes from
                     c.set_int("steps", step);
                     tg::save_checkpoint(path, c);
                 }
-            } catch (...) {
-                ::_exit(2);
-            }
-        }
-        ::usleep(useconds_t(std::uniform_int_distribution<int>(2000, 40000)(rng)));
-        ::kill(child, SIGKILL);
-        int status = 0;
-        ::waitpid(child, &status, 0);
-        REQUIRE(WIFSIGNALED(status));
+            },
+            std::uniform_int_distribution<int>(2000, 40000)(rng)));
         if (!fs::exists(path)) continue;  // killed before its first save
         INFO("trial ", trial);
         const tg::Checkpoint on_disk = tg::load_checkpoint(path);

@@ -139,11 +139,12 @@ namespace {
 // A double as an element of type T. Into int64 only what has an int64 value:
 // casting NaN, ±Inf or a value past ±2^63 is undefined behaviour in C++ (and
 // gives INT64_MIN on x86), so it is an error naming `op`.
+bool has_int64_value(double v) { return v >= -0x1p63 && v < 0x1p63; }  // false for NaN
+
 template <class T>
 T element_from(double v, const char* op)
 {
-    if constexpr (std::is_same_v<T, int64_t>)
-        TG_CHECK(v >= -0x1p63 && v < 0x1p63, op, ": ", v, " has no int64 value");
+    if constexpr (std::is_same_v<T, int64_t>) TG_CHECK(has_int64_value(v), op, ": ", v, " has no int64 value");
     return T(v);
 }
 
@@ -152,7 +153,7 @@ void convert(const From* src, To* dst, int64_t n)
 {
     if constexpr (std::is_same_v<To, int64_t> && !std::is_same_v<From, int64_t>) {
         for (int64_t i = 0; i < n; ++i) {
-            TG_CHECK(double(src[i]) >= -0x1p63 && double(src[i]) < 0x1p63, "to: element ", i, " is ", double(src[i]),
+            TG_CHECK(has_int64_value(double(src[i])), "to: element ", i, " is ", double(src[i]),
                      ", which has no int64 value");
             dst[i] = To(src[i]);
         }
