@@ -24,6 +24,10 @@ kernels::Hw hw(Int2 v) { return {v.h, v.w}; }
 
 Geometry geometry(const char* op, const shape_type& input, Int2 kernel, Int2 stride, Int2 padding, Int2 dilation)
 {
+    // As PyTorch: a batch or channels of 0 are fine, an empty plane is not
+    // (the output would see padding only).
+    TG_CHECK(input.size() != 4 || (input[2] >= 1 && input[3] >= 1), op, ": input of shape ", input,
+             " has an empty plane; only a batch or channels of 0 are supported");
     return kernels::make_geometry(op, input, hw(kernel), hw(stride), hw(padding), hw(dilation));
 }
 

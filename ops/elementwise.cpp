@@ -408,6 +408,7 @@ struct Clamp : Op<Clamp> {
     static Tensor forward(TensorRefs in, const Attrs& a)
     {
         TG_CHECK(in[0].defined(), "clamp: undefined operand");
+        TG_CHECK(a.low <= a.high, "clamp: low ", a.low, " is above high ", a.high);  // NaN is neither
         return map_unary("clamp", in[0], [lo = a.low, hi = a.high](auto v) {
             using T = decltype(v);
             return v < T(lo) ? T(lo) : v > T(hi) ? T(hi) : v;  // NaN: neither, itself
@@ -433,7 +434,6 @@ TG_REGISTER_OP(Clamp);
 
 Tensor clamp(const Tensor& x, double low, double high)
 {
-    TG_CHECK(low <= high, "clamp: low ", low, " is above high ", high);
     return Clamp::call({x}, {low, high});
 }
 

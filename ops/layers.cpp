@@ -220,11 +220,16 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
         return add(mul(x, per_channel(scale)), per_channel(shift));
     }
 
-    int64_t count = x.numel() / std::max<int64_t>(c, 1);
-    TG_CHECK(count > 1, "batch_norm: expected more than 1 value per channel when training, got an input of shape ",
+    // As PyTorch: one value per channel has no variance to estimate; none
+    // (an empty batch) gives an empty result and leaves the statistics alone.
+    int64_t count = 1;  // saturated: past 2^63 it only matters that it is not 0 or 1
+    for (size_t d = 0; d < x.shape().size(); ++d)
+        if (d != 1 && __builtin_mul_overflow(count, x.shape()[d], &count)) count = INT64_MAX;
+    if (x.numel() == 0 && c > 0) count = 0;
+    TG_CHECK(count != 1, "batch_norm: expected more than 1 value per channel when training, got an input of shape ",
              x.shape());
     OpResult r = call_op_kept<BatchNormTraining>({x, weight, bias}, {eps});
-    if (running_mean.defined()) {
+    if (running_mean.defined() && count > 0) {
         NoGradGuard off;
         double unbiased = double(count) / double(count - 1);
         Tensor rm = running_mean, rv = running_var;  // handles on the caller's buffers

@@ -34,6 +34,14 @@ void check_input_shape(const char* op, const Tensor& grad, const shape_type& inp
              grad.shape(), " and ", input_shape);
 }
 
+// An adaptive window always covers at least one element: a plane of height or
+// width 0 has no average to take (PyTorch rejects it too).
+void check_nonempty_plane(const char* op, const shape_type& input_shape)
+{
+    TG_CHECK(input_shape[2] >= 1 && input_shape[3] >= 1, op, ": input of shape ", input_shape,
+             " has an empty plane: no window to average");
+}
+
 // Checks that grad has the shape of input_shape's pooled output.
 void check_grad(const char* op, const Tensor& grad, const shape_type& input_shape, const shape_type& want)
 {
@@ -70,6 +78,9 @@ PoolParams pool_params(const char* op, const shape_type& input, Int2 kernel, Int
              kernel.w, ")");
     // With 2·p <= k, the window minus the padding fits in int64, and the padded input need not.
     const int64_t h = input[2], w = input[3];
+    // As PyTorch: a batch or channels of 0 are fine, an empty plane is not (its
+    // windows would hold padding only).
+    TG_CHECK(h >= 1 && w >= 1, op, ": input of shape ", input, " has an empty plane");
     TG_CHECK(kernel.h - 2 * padding.h <= h && kernel.w - 2 * padding.w <= w, op, ": kernel (", kernel.h, ", ",
              kernel.w, ") is larger than the input's plane (", h, ", ", w, ") with padding (", padding.h, ", ",
              padding.w, ") on each side; input shape ", input);
@@ -500,6 +511,7 @@ struct AdaptiveAvgPool2d : Op<AdaptiveAvgPool2d> {
         check_input("adaptive_avg_pool2d", x);
         TG_CHECK(a.output_size.h >= 1 && a.output_size.w >= 1, "adaptive_avg_pool2d: output size (", a.output_size.h,
                  ", ", a.output_size.w, ") must be positive");
+        check_nonempty_plane(name, x.shape());
         // The result first: an output too large to allocate is an error before
         // window tables of its size are built.
         Tensor y = Tensor::empty({x.shape()[0], x.shape()[1], a.output_size.h, a.output_size.w}, x.dtype(), name);
@@ -529,6 +541,7 @@ struct AdaptiveAvgPool2dBackward : Op<AdaptiveAvgPool2dBackward> {
         const Tensor& grad = in[0];
         const shape_type& input_shape = a.input_shape;
         check_input_shape("adaptive_avg_pool2d_backward", grad, input_shape);
+        check_nonempty_plane(name, input_shape);
         TG_CHECK(grad.shape()[0] == input_shape[0] && grad.shape()[1] == input_shape[1] && grad.shape()[2] >= 1 &&
                      grad.shape()[3] >= 1,
                  "adaptive_avg_pool2d_backward: gradient of shape ", grad.shape(), " for an input of shape ",

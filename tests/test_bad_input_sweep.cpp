@@ -1,17 +1,28 @@
 // Every registered op fed bad input, automatically: each sample's inputs are
 // mutated one at a time (wrong rank, a mismatched size, an empty tensor with a
 // huge axis, int64 or the other float dtype, an undefined tensor, NaN and
-// ±Inf, out-of-range class indices) and the call, and its backward when it
+// ±Inf, out-of-range class indices), and so is each attribute of each op
+// defined with Op::sample (a stride of 0, an axis of 2^62, a NaN eps: see
+// engine/core/attribute_edges.hpp). The call, and its backward when it
 // succeeds, must either work or raise a tg::Error that names an op; never a
 // crash, another exception, or a hang. CI runs it under ASan and UBSan too.
-// Options that cannot be mutated from outside a sample (strides, paddings,
-// axes) are covered one by one in test_op_errors.cpp.
+//
+// What "work" means is checked where it is defined without an oracle: the
+// output and every gradient are the same bits whether fresh buffers start as
+// 0x00 or 0xff (nothing reads memory no one wrote, the way bmm of an empty
+// batch once returned uninitialised numbers), a gradient has its input's
+// shape, and an empty output gives all-zero gradients. The composites' own
+// options (flatten's axes, select's index) reach the ops inside them, whose
+// attributes are mutated here; test_op_errors.cpp names the composites' errors.
 #include <doctest/doctest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -84,6 +95,13 @@ std::vector<Mutation> mutations()
             return true;
         }));
     }
+    // Empty: a valid tensor, whose result has a defined meaning or an error.
+    for (int axis = 0; axis < 4; ++axis)  // (no sample has an input of rank 5)
+        m.push_back(shape_only("axis " + std::to_string(axis) + " of 0", [axis](tg::InputSpec& s) {
+            if (int(s.shape.size()) <= axis) return false;
+            s.shape[size_t(axis)] = 0;
+            return true;
+        }));
     m.push_back(tensor_only("int64 instead of float", [](Tensor& t, const tg::InputSpec& s) {
         if (!s.differentiable()) return false;
         t = t.detach().to(tg::int64);
@@ -104,12 +122,13 @@ std::vector<Mutation> mutations()
         return true;
     }));
     for (double v : {double(NAN), double(INFINITY), -double(INFINITY), 1e308, -1e308}) {
-        m.push_back(tensor_only("all " + std::to_string(v), [v](Tensor& t, const tg::InputSpec& s) {
+        const std::string value = tg::detail::describe_attribute(v);  // 1e+308, not 308 digits
+        m.push_back(tensor_only("all " + value, [v](Tensor& t, const tg::InputSpec& s) {
             if (!s.differentiable()) return false;
             t = filled(t, v);
             return true;
         }));
-        m.push_back(tensor_only("first element " + std::to_string(v), [v](Tensor& t, const tg::InputSpec& s) {
+        m.push_back(tensor_only("first element " + value, [v](Tensor& t, const tg::InputSpec& s) {
             if (!s.differentiable()) return false;
             t = with_first(t, v);
             return true;
@@ -145,14 +164,12 @@ bool names_an_op(const std::string& message, const std::set<std::string>& ops)
     return end != std::string::npos && ops.count(message.substr(prefix.size(), end - prefix.size())) != 0;
 }
 
-}  // namespace
-
-TEST_CASE("bad input: every registry op x sample x mutation works or raises a tg::Error naming an op")
+// The names a message may start with: the registered ops and the public
+// functions and internal ops behind them.
+std::set<std::string> known_op_names()
 {
-    // The names a message may start with: the registered ops and the public
-    // functions and internal ops behind them.
-    std::set<std::string> op_names;
-    for (const tg::OpInfo& op : tg::registered_ops()) op_names.insert(op.name);
+    std::set<std::string> names;
+    for (const tg::OpInfo& op : tg::registered_ops()) names.insert(op.name);
     for (const char* extra : {"zeros", "empty", "to", "reshape", "expand", "sum_to", "broadcast", "matmul",
                               "cross_entropy", "nll_loss", "pick_rows", "place_rows", "conv2d", "im2col", "col2im",
                               "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "softmax", "log_softmax",
@@ -160,13 +177,124 @@ TEST_CASE("bad input: every registry op x sample x mutation works or raises a tg
                               "backward", "gradient",
                               // helpers inside samples, which shape their inputs before the call
                               "with_nan", "with_targets", "window_indices", "repeat", "from_values"})
-        op_names.insert(extra);
+        names.insert(extra);
+    return names;
+}
 
+// The slowest call of a sweep, timed on every path out of an iteration.
+struct SlowestCall {
+    int64_t us = 0;
+    std::string what;
+    struct Timer {
+        SlowestCall& slowest;
+        std::string what;
+        std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+        Timer(SlowestCall& s, std::string w) : slowest(s), what(std::move(w)) {}
+        ~Timer()
+        {
+            const int64_t us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - start).count();
+            if (us > slowest.us) slowest.us = us, slowest.what = what;
+        }
+    };
+};
+
+std::string bits_of(const Tensor& t)
+{
+    if (!t.defined()) return "undefined";
+    const auto* p = static_cast<const char*>(t.raw_data());
+    return tg::dtype_name(t.dtype()) + std::string(" ") + tg::detail::describe_attribute(t.shape()) + " " +
+           std::string(p, p + t.numel() * int64_t(tg::dtype_size(t.dtype())));
+}
+
+// What one call did: its error, or the bits of its output and gradients.
+struct Outcome {
+    bool raised = false;
+    std::string error;
+    std::vector<std::string> bits;
+};
+
+// One run of fn on inputs made by make (false: the call does not apply),
+// with fresh buffers filled with `fill`; the checks that hold for any op.
+std::optional<Outcome> run_once(const std::function<bool(tg::tensor_list&)>& make, const tg::OpFn& fn,
+                                const std::set<std::string>& op_names, int fill)
+{
+    struct FillGuard {
+        explicit FillGuard(int byte) { tg::detail::set_fresh_buffer_fill(byte); }
+        ~FillGuard() { tg::detail::set_fresh_buffer_fill(-1); }
+    } guard(fill);
+    Outcome o;
+    try {
+        tg::tensor_list inputs;
+        if (!make(inputs)) return std::nullopt;
+        Tensor out = fn(inputs);
+        REQUIRE_MESSAGE(out.defined(), "an op returned an undefined tensor");
+        o.bits.push_back(bits_of(out));
+        if (out.requires_grad()) {
+            out.backward(tg::ones_like(out));
+            for (const Tensor& x : inputs) {
+                if (!x.defined() || !x.requires_grad()) continue;
+                const Tensor g = x.grad();
+                o.bits.push_back(bits_of(g));
+                if (!g.defined()) continue;
+                CHECK(g.shape() == x.shape());
+                if (out.numel() == 0) {
+                    // Nothing flowed back: the gradient is zero (or -0), everywhere.
+                    const Tensor g64 = g.to(tg::float64);
+                    for (int64_t k = 0; k < g64.numel(); ++k)
+                        if (g64.data<double>()[k] != 0) {
+                            FAIL_CHECK("an empty output gave a nonzero gradient: ", g64.data<double>()[k]);
+                            break;
+                        }
+                }
+            }
+        }
+    } catch (const tg::Error& e) {
+        o.raised = true;
+        o.error = e.what();
+        INFO(o.error);
+        CHECK_MESSAGE(names_an_op(o.error, op_names), "the error does not start by naming an op");
+        CHECK(o.error.find('\n') == std::string::npos);
+    } catch (const std::exception& e) {
+        FAIL_CHECK((std::string("not a tg::Error: ") + e.what()));
+        o.raised = true;
+    }
+    return o;
+}
+
+// The call run twice, fresh buffers 0x00 then 0xff: the same error, or the
+// same bits (a NaN fill read back would show as a difference).
+std::optional<Outcome> probe(const std::function<bool(tg::tensor_list&)>& make, const tg::OpFn& fn,
+                             const std::set<std::string>& op_names)
+{
+    std::optional<Outcome> zeros = run_once(make, fn, op_names, 0x00);
+    if (!zeros) return zeros;
+    std::optional<Outcome> ones = run_once(make, fn, op_names, 0xff);
+    REQUIRE(ones);
+    CHECK_MESSAGE(zeros->raised == ones->raised, "raised under one buffer fill only: ", zeros->error, ones->error);
+    if (!zeros->raised && !ones->raised)
+        CHECK_MESSAGE(zeros->bits == ones->bits, "the result depends on what fresh buffers held: uninitialised memory");
+    return zeros;
+}
+
+// TG_SWEEP_LOG=text prints each call whose description contains text, and
+// what it did: "TG_SWEEP_LOG='axis 0 of 0'" lists the ops that reject an empty batch.
+void log_outcome(const std::string& call, const Outcome& o)
+{
+    static const char* filter = std::getenv("TG_SWEEP_LOG");
+    if (filter == nullptr || call.find(filter) == std::string::npos) return;
+    std::printf("%s: %s\n", call.c_str(), o.raised ? o.error.c_str() : o.bits.empty() ? "ok" : o.bits[0].substr(0, o.bits[0].find(']') + 1).c_str());
+}
+
+}  // namespace
+
+TEST_CASE("bad input: every registry op x sample x mutation works or raises a tg::Error naming an op")
+{
+    const std::set<std::string> op_names = known_op_names();
     const std::vector<Mutation> all = mutations();
     std::map<std::string, int> tried, failed;  // per mutation
     int calls = 0, errors = 0;
-    int64_t slowest_us = 0;
-    std::string slowest;
+    SlowestCall slowest;
     for (const tg::OpInfo& op : tg::registered_ops())
         for (const tg::OpSample& sample : op.samples)
             for (size_t i = 0; i < sample.inputs.size(); ++i)
@@ -177,55 +305,72 @@ TEST_CASE("bad input: every registry op x sample x mutation works or raises a tg
                     CAPTURE(sample.label);
                     CAPTURE(sample.inputs[i].name);
                     CAPTURE(mutation.what);
-                    // Timed on every path out of this iteration, skips included.
-                    struct Timer {
-                        std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-                        std::function<void(int64_t)> done;
-                        ~Timer()
-                        {
-                            done(std::chrono::duration_cast<std::chrono::microseconds>(
-                                     std::chrono::steady_clock::now() - start).count());
-                        }
-                    } timer{std::chrono::steady_clock::now(), [&](int64_t us) {
-                        if (us > slowest_us) slowest_us = us, slowest = op.name + " / " + sample.label + " / " + mutation.what;
-                    }};
-                    bool raised = false;
-                    try {
-                        tg::tensor_list inputs;
+                    const SlowestCall::Timer timer(slowest, op.name + " / " + sample.label + " / " + mutation.what);
+                    // Made afresh for each run: a backward accumulates into the inputs' gradients.
+                    auto make = [&](tg::tensor_list& inputs) {
                         try {
                             inputs = tg::make_inputs(mutated, tg::float64, 0);
                         } catch (const tg::Error&) {
-                            continue;  // the mutated shape cannot be made (too large): not the op's call
+                            return false;  // the mutated shape cannot be made (too large): not the op's call
                         }
-                        if (mutation.spoil_tensor && !mutation.spoil_tensor(inputs[i], sample.inputs[i])) continue;
-                        ++calls;
-                        ++tried[mutation.what];
-                        Tensor out = mutated.fn(inputs);
-                        REQUIRE_MESSAGE(out.defined(), "an op returned an undefined tensor");
-                        if (out.requires_grad()) {
-                            out.backward(tg::ones_like(out));
-                            for (const Tensor& x : inputs)
-                                if (x.defined() && x.requires_grad() && x.grad().defined())
-                                    CHECK(x.grad().shape() == x.shape());
-                        }
-                    } catch (const tg::Error& e) {
-                        raised = true;
-                        ++errors;
-                        ++failed[mutation.what];
-                        const std::string what = e.what();
-                        INFO(what);
-                        CHECK_MESSAGE(names_an_op(what, op_names), "the error does not start by naming an op");
-                        CHECK(what.find('\n') == std::string::npos);
-                    } catch (const std::exception& e) {
-                        FAIL_CHECK((std::string("not a tg::Error: ") + e.what()));
-                    }
-                    if (mutation.must_fail) CHECK_MESSAGE(raised, "an out-of-range index was accepted");
+                        return !mutation.spoil_tensor || mutation.spoil_tensor(inputs[i], sample.inputs[i]);
+                    };
+                    const std::optional<Outcome> outcome = probe(make, mutated.fn, op_names);
+                    if (!outcome) continue;
+                    ++calls;
+                    ++tried[mutation.what];
+                    if (outcome->raised) ++errors, ++failed[mutation.what];
+                    log_outcome(op.name + " / " + sample.label + " / " + sample.inputs[i].name + " / " + mutation.what,
+                                *outcome);
+                    if (mutation.must_fail) CHECK_MESSAGE(outcome->raised, "an out-of-range index was accepted");
                 }
     for (const auto& [what, n] : tried) MESSAGE(what, ": ", n, " calls, ", failed[what], " raised a tg::Error");
-    MESSAGE(calls, " mutated calls, ", errors, " raised a tg::Error; slowest ", slowest_us, " us (", slowest, ")");
+    MESSAGE(calls, " mutated calls, ", errors, " raised a tg::Error; slowest ", slowest.us, " us (", slowest.what, ")");
     // Each kind of mutation reached ops, and the sweep as a whole is not trivially small.
     for (const Mutation& m : all) CHECK_MESSAGE(tried[m.what] > 0, m.what);
     CHECK(calls >= 5000);
     // No call loops over a huge empty axis (a sanitizer build is about 10x slower).
-    CHECK(slowest_us < 5'000'000);
+    CHECK(slowest.us < 5'000'000);
+}
+
+TEST_CASE("bad attributes: every attribute of every op x sample spoiled works or raises a tg::Error naming an op")
+{
+    const std::set<std::string> op_names = known_op_names();
+    std::map<std::string, int> per_op, raised_per_op;
+    int calls = 0, errors = 0, samples_without = 0;
+    SlowestCall slowest;
+    for (const tg::OpInfo& op : tg::registered_ops())
+        for (const tg::OpSample& sample : op.samples) {
+            if (!sample.spoiled_calls) {
+                ++samples_without;
+                continue;
+            }
+            for (const tg::SpoiledCall& call : sample.spoiled_calls()) {
+                CAPTURE(op.name);
+                CAPTURE(sample.label);
+                CAPTURE(call.what);
+                const SlowestCall::Timer timer(slowest, op.name + " / " + sample.label + " / " + call.what);
+                auto make = [&](tg::tensor_list& inputs) {
+                    inputs = tg::make_inputs(sample, tg::float64, 0);
+                    return true;
+                };
+                const std::optional<Outcome> outcome = probe(make, call.fn, op_names);
+                ++calls;
+                ++per_op[op.name];
+                if (outcome->raised) ++errors, ++raised_per_op[op.name];
+                log_outcome(op.name + " / " + sample.label + " / " + call.what, *outcome);
+            }
+        }
+    for (const auto& [name, n] : per_op) MESSAGE(name, ": ", n, " spoiled calls, ", raised_per_op[name], " raised");
+    MESSAGE(calls, " calls with a spoiled attribute over ", per_op.size(), " ops, ", errors, " raised a tg::Error; ",
+            samples_without, " samples are functions without attributes; slowest ", slowest.us, " us (", slowest.what,
+            ")");
+    // The ops with options are reached: a change that stopped the reflection
+    // from finding fields would leave these at zero.
+    for (const char* name : {"conv2d", "im2col", "col2im", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
+                             "softmax", "log_softmax", "sum", "max", "permute", "slice", "reshape", "concat",
+                             "broadcast_to", "clamp", "bmm", "pick_rows", "place_rows", "unslice",
+                             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward"})
+        CHECK_MESSAGE(per_op[name] > 0, std::string(name));
+    CHECK(slowest.us < 5'000'000);
 }

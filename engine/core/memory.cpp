@@ -95,6 +95,13 @@ void* allocate(size_t bytes)
     return p;
 }
 
+namespace {
+std::atomic<int> buffer_fill{-1};
+}
+
+void set_fresh_buffer_fill(int byte) noexcept { buffer_fill.store(byte < 0 ? -1 : byte & 0xff, std::memory_order_relaxed); }
+int fresh_buffer_fill() noexcept { return buffer_fill.load(std::memory_order_relaxed); }
+
 void count_bytes(int64_t delta) noexcept
 {
     if (delta > 0)

@@ -31,6 +31,13 @@ void* allocate(size_t bytes);
 void deallocate(void* p, size_t bytes) noexcept;
 // Accounts for bytes held elsewhere (a tensor's inline buffer) in live_bytes.
 void count_bytes(int64_t delta) noexcept;
+
+// A testing aid: every new tensor buffer filled with `byte` (0 to 255), or
+// left as it comes (-1, the default). The sweeps run each call under two
+// fills and require the same bits, which catches a result that reads memory
+// nothing wrote (a reused cache buffer would otherwise hide it).
+void set_fresh_buffer_fill(int byte) noexcept;
+int fresh_buffer_fill() noexcept;
 }  // namespace detail
 
 }  // namespace tg

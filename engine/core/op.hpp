@@ -49,6 +49,7 @@
 #include <utility>
 #include <vector>
 
+#include "attribute_edges.hpp"
 #include "autograd.hpp"
 #include "registry.hpp"
 
@@ -263,8 +264,17 @@ struct Op {
     static OpSample sample(std::string label, std::vector<InputSpec> inputs, const detail::attrs_of<Self>& attrs = {},
                            bool second_order = true)
     {
+        using Attrs = detail::attrs_of<Self>;
+        auto spoiled = [attrs] {
+            std::vector<SpoiledCall> calls;
+            for (auto& s : detail::spoiled_attrs<Attrs>(attrs))
+                calls.push_back({std::move(s.what),
+                                 [a = std::move(s.attrs)](const tensor_list& in) { return call_op<Derived>(in, a); }});
+            return calls;
+        };
         return OpSample{std::move(label), std::move(inputs),
-                        [attrs](const tensor_list& in) { return call_op<Derived>(in, attrs); }, second_order};
+                        [attrs](const tensor_list& in) { return call_op<Derived>(in, attrs); }, second_order,
+                        std::move(spoiled)};
     }
 };
 

@@ -40,16 +40,25 @@ InputSpec index(const std::string& name, const shape_type& shape, int64_t high);
 
 using OpFn = std::function<Tensor(const tensor_list&)>;
 
+// The sample's op called with one attribute spoiled (engine/core/attribute_edges.hpp).
+struct SpoiledCall {
+    std::string what;  // "attribute 2 of 4: (1, 1) -> (0, 1)"
+    OpFn fn;
+};
+
 struct OpSample {
     std::string label;               // what the sample exercises: "broadcast [3,1] x [4]"
     std::vector<InputSpec> inputs;
     OpFn fn;                         // calls the op with this sample's options
     bool second_order = true;        // false only for ops whose backward is not differentiable
+    // Set by Op::sample from the op's Attrs; empty for samples written as a
+    // function (composites), whose options are the inner ops' attributes.
+    std::function<std::vector<SpoiledCall>()> spoiled_calls;
 };
 
 inline OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn, bool second_order = true)
 {
-    return OpSample{std::move(label), std::move(inputs), std::move(fn), second_order};
+    return OpSample{std::move(label), std::move(inputs), std::move(fn), second_order, {}};
 }
 
 struct OpInfo {

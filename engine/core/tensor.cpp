@@ -64,6 +64,7 @@ Tensor Tensor::empty(const shape_type& shape, Dtype dtype, const char* op)
     } else {
         st.data = detail::allocate(st.nbytes);
     }
+    if (const int fill = detail::fresh_buffer_fill(); fill >= 0) std::memset(st.data, fill, st.nbytes);
     return Tensor(std::move(impl));
 }
 

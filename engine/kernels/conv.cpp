@@ -362,7 +362,8 @@ void conv_forward(const ConvShape& s, const T* x, const T* w, const T* b, T* y)
             const T* xin = x + (n * g.c + grp * cg) * plane;
             const T* wg = w + grp * og * k;
             T* yo = y + (n * s.out_channels + grp * og) * cols + p0;
-            for (int64_t c0 = 0; c0 < std::max<int64_t>(cg, 1); c0 += bl.channels) {  // once when cg = 0
+            // Once when cg = 0 (the bias alone), where the blocking has 0 channels.
+            for (int64_t c0 = 0; c0 < std::max<int64_t>(cg, 1); c0 += std::max<int64_t>(bl.channels, 1)) {
                 const int64_t nch = std::min(bl.channels, cg - c0);
                 const T* bmat = xin + c0 * plane + p0;
                 int64_t ldb = cols;
@@ -433,6 +434,10 @@ void conv_backward(const ConvShape& s, const T* x, const T* w, const T* gy, T* d
     const Geometry& g = s.g;
     const int64_t cg = s.cg(), og = s.og(), k = s.k(), cols = g.columns(), groups = s.groups, kk = g.kk();
     const int64_t o_all = s.out_channels, plane = g.h * g.w;
+    if (o_all == 0) {  // no output, nothing flows back (and no GEMM is asked for an inner size of 0)
+        if (dx) std::fill(dx, dx + g.n * g.c * plane, T(0));
+        return;
+    }
     const Blocking bl = g.pointwise() ? Blocking{cg, cols} : blocking(cg, kk, cols, sizeof(T), s.block_bytes);
     const Taps taps = make_taps(g);
 

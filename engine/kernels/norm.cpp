@@ -65,7 +65,8 @@ void batch_norm_backward(const T* x, const T* g, const T* w, const T* mean, cons
             sg += double(sum_of<T>(v.s, [q](int64_t k) { return q[k]; }));
             sgc += double(sum_of<T>(v.s, [p, q, mu](int64_t k) { return q[k] * (p[k] - mu); }));
         }
-        double is = double(invstd[c]), sgx = sgc * is, m = double(v.count());
+        // An empty batch has no statistics (invstd is NaN) and no gradient.
+        double is = double(invstd[c]), sgx = v.count() == 0 ? 0.0 : sgc * is, m = double(v.count());
         if (dw) dw[c] = T(sgx);
         if (db) db[c] = T(sg);
         if (!dx) return;
