@@ -4,6 +4,7 @@
 // And Tensor::set_data, which lets modules hold plain Tensor members.
 #include "tests/helpers.hpp"
 
+#include <set>
 #include <type_traits>
 
 namespace {
@@ -251,4 +252,40 @@ TEST_CASE("modules: (height, width) options for kernels, strides, paddings and d
     tg::nn::AvgPool2d ap({3, 2}, tg::Int2(), {1, 1}, false);
     CHECK(ap(x).to_vector() == (tg::avg_pool2d(x, {3, 2}, {3, 2}, {1, 1}, false)).to_vector());
     CHECK(contains(error_of([&] { tg::nn::Conv2d bad(2, 3, {3, 0}); }), "Conv2d(2, 3, kernel=(3, 0)): sizes must be positive"));
+}
+
+namespace {
+struct FiveFields {
+    tg::Int2 kernel{3, 2};
+    int64_t axis = 1;
+    double eps = 1e-5;
+    bool flag = false;
+    tg::shape_type shape{4, 5};
+};
+}  // namespace
+
+TEST_CASE("op definition: the bad-input sweep finds every attribute field and spoils each in turn")
+{
+    static_assert(tg::detail::field_count<FiveFields>() == 5);
+    static_assert(tg::detail::field_count<tg::NoAttrs>() == 0);
+    const auto spoiled = tg::detail::spoiled_attrs(FiveFields{});
+    // Int2: 5 edge values (not -1, "not given") in each half; int64: the 6
+    // edges; double: 6; bool: 1; shape [4, 5]: one longer, one shorter, 6
+    // edges in each of its 2 places, 99 and -99 appended.
+    CHECK(spoiled.size() == 10 + 6 + 6 + 1 + (2 + 12 + 2));
+    std::set<std::string> seen;
+    for (const auto& s : spoiled) {
+        CAPTURE(s.what);
+        CHECK(seen.insert(s.what).second);  // each describes a different call
+        // Exactly one field differs from the original.
+        const FiveFields o;
+        const int changed = int(!(s.attrs.kernel == o.kernel)) + int(s.attrs.axis != o.axis) +
+                            int(!(s.attrs.eps == o.eps)) + int(s.attrs.flag != o.flag) + int(s.attrs.shape != o.shape);
+        CHECK(changed == 1);
+    }
+    CHECK(seen.count("attribute 1 of 5: (3, 2) -> (0, 2)") == 1);
+    CHECK(seen.count("attribute 2 of 5: 1 -> 4611686018427387904") == 1);
+    CHECK(seen.count("attribute 3 of 5: 1e-05 -> nan") == 1);
+    CHECK(seen.count("attribute 4 of 5: false -> true") == 1);
+    CHECK(seen.count("attribute 5 of 5: [4, 5] -> [4, 5, 99]") == 1);
 }
