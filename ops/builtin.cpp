@@ -12,6 +12,7 @@ void link_tensor_ops();
 void link_autograd_ops();
 void link_conv_ops();
 void link_elementwise_ops();
+void link_indexing_ops();
 void link_layers_ops();
 void link_loss_ops();
 void link_matmul_ops();
@@ -27,6 +28,7 @@ void link_builtin_ops()
     detail::link_autograd_ops();
     detail::link_conv_ops();
     detail::link_elementwise_ops();
+    detail::link_indexing_ops();
     detail::link_layers_ops();
     detail::link_loss_ops();
     detail::link_matmul_ops();

@@ -437,6 +437,133 @@ Tensor clamp(const Tensor& x, double low, double high)
     return Clamp::call({x}, {low, high});
 }
 
+// --- the activations of PyTorch's torch.nn.functional --------------------------------------
+
+namespace {
+struct Erf : UnaryOp<Erf> {
+    static constexpr const char* name = "erf";
+    static constexpr Saves saves = save_input(0);
+    static auto f(auto x) { return std::erf(x); }
+    static tensor_list backward(const BackwardArgs& a)  // 2/√π · e^(−x²)
+    {
+        const Tensor& x = a.input(0);
+        return {mul(a.grad, mul(exp(neg(mul(x, x))), like(x, 2 / std::sqrt(M_PI))))};
+    }
+};
+}  // namespace
+Tensor erf(const Tensor& x) { return Erf::call({x}); }
+TG_REGISTER_OP(Erf);
+
+// PyTorch's formulas, in its order: x·½·(1 + erf(x/√2)), and
+// ½·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+Tensor gelu(const Tensor& x, GeluApproximate approximate)
+{
+    TG_CHECK(x.defined(), "gelu: undefined operand");
+    TG_CHECK(is_floating(x.dtype()), "gelu: expected a float32 or float64 tensor, got ", dtype_name(x.dtype()));
+    switch (approximate) {
+    case GeluApproximate::none: return mul(mul(x, like(x, 0.5)), add(erf(mul(x, like(x, M_SQRT1_2))), like(x, 1)));
+    case GeluApproximate::tanh: {
+        Tensor inner = mul(add(x, mul(mul(mul(x, x), x), like(x, 0.044715))), like(x, std::sqrt(2 / M_PI)));
+        return mul(mul(x, like(x, 0.5)), add(tanh(inner), like(x, 1)));
+    }
+    }
+    fail("gelu: approximate ", int(approximate), " is neither none nor tanh");
+}
+TG_REGISTER_SAMPLES("gelu", [] {
+    std::vector<OpSample> s = samples_of(unary_inputs(Domain::real, "exact"),
+                                         [](const tensor_list& x) { return gelu(x[0]); });
+    for (OpSample& t : samples_of(unary_inputs(Domain::real, "tanh"),
+                                  [](const tensor_list& x) { return gelu(x[0], GeluApproximate::tanh); }))
+        s.push_back(std::move(t));
+    return s;
+}());
+
+Tensor silu(const Tensor& x)
+{
+    TG_CHECK(x.defined(), "silu: undefined operand");
+    return mul(x, sigmoid(x));
+}
+TG_REGISTER_SAMPLES("silu", samples_of(unary_inputs(), [](const tensor_list& x) { return silu(x[0]); }));
+
+namespace {
+// x for x > 0, α·(eˣ − 1) otherwise. As PyTorch: the slope at 0 is α, and
+// NaN passes the gradient (it is not <= 0).
+struct Elu : Op<Elu> {
+    static constexpr const char* name = "elu";
+    static constexpr Saves saves = save_input(0);
+    struct Attrs {
+        double alpha;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        TG_CHECK(in[0].defined(), "elu: undefined operand");
+        TG_CHECK(std::isfinite(a.alpha), "elu: alpha ", a.alpha, " is not finite");
+        return map_unary("elu", in[0], [alpha = a.alpha](auto v) {
+            using T = decltype(v);
+            return v <= T(0) ? T(alpha) * std::expm1(v) : v;
+        });
+    }
+    // g·(p + (1 − p)·α·e^(x·(1 − p))) with p = 1 − (x <= 0) a constant: the
+    // exponent is 0 where x > 0, so a large x neither overflows nor meets 0·∞,
+    // and the rule differentiates again.
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        const Tensor& x = g.input(0);
+        Tensor negative = le(x, like(x, 0)), positive = sub(like(x, 1), negative);
+        Tensor slope = add(positive, mul(negative, mul(exp(mul(x, negative)), like(x, a.alpha))));
+        return {mul(g.grad, slope)};
+    }
+    static std::vector<OpSample> samples()
+    {
+        std::vector<OpSample> s;
+        for (const SampleInputs& in : unary_inputs(Domain::away_from_zero, "alpha 1"))
+            s.push_back(sample(in.label, in.inputs, Attrs{1.0}));
+        for (const SampleInputs& in : unary_inputs(Domain::away_from_zero, "alpha 0.3"))
+            s.push_back(sample(in.label, in.inputs, Attrs{0.3}));
+        return s;
+    }
+};
+
+// clamp(x, low, high) whose gradient, as PyTorch's, stops at the bounds
+// (low < x < high passes, bounds excluded); NaN passes it.
+struct Hardtanh : Op<Hardtanh> {
+    static constexpr const char* name = "hardtanh";
+    static constexpr Saves saves = save_input(0);
+    struct Attrs {
+        double low, high;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        TG_CHECK(in[0].defined(), "hardtanh: undefined operand");
+        TG_CHECK(a.low <= a.high, "hardtanh: min_val ", a.low, " is above max_val ", a.high);  // NaN is neither
+        return map_unary("hardtanh", in[0], [lo = a.low, hi = a.high](auto v) {
+            using T = decltype(v);
+            return v < T(lo) ? T(lo) : v > T(hi) ? T(hi) : v;
+        });
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        Tensor inside = map_unary("hardtanh", g.input(0), [lo = a.low, hi = a.high](auto v) {
+            using T = decltype(v);
+            return v <= T(lo) || v >= T(hi) ? T(0) : T(1);
+        });
+        return {mul(g.grad, inside)};
+    }
+    static std::vector<OpSample> samples()
+    {
+        std::vector<OpSample> s;
+        for (const SampleInputs& in : unary_inputs()) s.push_back(sample(in.label, in.inputs, Attrs{-0.7, 0.9}));
+        return s;
+    }
+};
+}  // namespace
+
+Tensor elu(const Tensor& x, double alpha) { return Elu::call({x}, {alpha}); }
+TG_REGISTER_OP(Elu);
+Tensor hardtanh(const Tensor& x, double min_val, double max_val) { return Hardtanh::call({x}, {min_val, max_val}); }
+TG_REGISTER_OP(Hardtanh);
+Tensor relu6(const Tensor& x) { return hardtanh(x, 0, 6); }
+
 // --- masks and sign ------------------------------------------------------------------------
 
 #define TG_COMPARISON(name, expr)                                                              \

@@ -43,6 +43,18 @@ Tensor softplus(const Tensor& x);  // log(1 + e^x), stable for large |x|
 // with gradient 0. As PyTorch.
 Tensor clamp(const Tensor& x, double low, double high);
 
+// --- the activations of torch.nn.functional, with PyTorch's values and gradients ----------
+Tensor erf(const Tensor& x);
+enum class GeluApproximate { none, tanh };
+Tensor gelu(const Tensor& x, GeluApproximate approximate = GeluApproximate::none);
+Tensor silu(const Tensor& x);  // x·σ(x)
+// x for x > 0, alpha·(e^x − 1) for x <= 0; the slope at 0 is alpha.
+Tensor elu(const Tensor& x, double alpha = 1.0);
+// clamp(x, min_val, max_val), but the gradient passes for min_val < x <
+// max_val only, bounds excluded (clamp includes them), as PyTorch.
+Tensor hardtanh(const Tensor& x, double min_val = -1.0, double max_val = 1.0);
+Tensor relu6(const Tensor& x);  // hardtanh(x, 0, 6)
+
 // --- not differentiable: 0/1 masks in the operands' dtype, and sign -----------------------
 Tensor gt(const Tensor& a, const Tensor& b);
 Tensor ge(const Tensor& a, const Tensor& b);

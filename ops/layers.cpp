@@ -309,6 +309,59 @@ TG_REGISTER_SAMPLES("layer_norm", {
            [](const tensor_list& x) { return layer_norm(x[0], {3}); }),
 });
 
+// x [N, C, ...] seen as [N, groups, C/groups · spatial]: mean and biased
+// variance per (n, group), then the per-channel weight and bias.
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, const Tensor& bias, double eps)
+{
+    TG_CHECK(x.defined(), "group_norm: undefined input");
+    TG_CHECK(is_floating(x.dtype()), "group_norm: input must be float32 or float64, got ", dtype_name(x.dtype()));
+    TG_CHECK(x.dim() >= 2, "group_norm: input must be [N, C, ...], got ", x.shape());
+    const int64_t n = x.shape()[0], c = x.shape()[1];
+    TG_CHECK(num_groups >= 1 && c % num_groups == 0, "group_norm: ", c, " channels (input ", x.shape(),
+             ") do not divide into ", num_groups, " groups");
+    check_parameter("group_norm", "weight", weight, {c}, x);
+    check_parameter("group_norm", "bias", bias, {c}, x);
+    TG_CHECK(std::isfinite(eps) && eps >= 0, "group_norm: eps ", eps, " is not a finite number >= 0");
+    try {
+        int64_t per_group = c / num_groups;
+        for (int64_t d = 2; d < x.dim(); ++d) per_group *= x.shape()[size_t(d)];  // numel fits: so does this
+        Tensor xg = reshape(x, {n, num_groups, per_group});
+        Tensor centered = sub(xg, mean(xg, {2}, true));
+        Tensor var = mean(mul(centered, centered), {2}, true);
+        Tensor y = reshape(div(centered, sqrt(var + eps)), x.shape());
+        shape_type channel_shape(size_t(x.dim()), 1);
+        channel_shape[1] = c;
+        if (weight.defined()) y = mul(y, reshape(weight, channel_shape));
+        return bias.defined() ? add(y, reshape(bias, channel_shape)) : y;
+    } catch (const Error&) {
+        detail::rethrow_naming("group_norm");
+    }
+}
+TG_REGISTER_SAMPLES("group_norm", {
+    sample("[2,6,3,3] 3 groups, affine", {real("x", {2, 6, 3, 3}), real("weight", {6}), real("bias", {6})},
+           [](const tensor_list& x) { return group_norm(x[0], 3, x[1], x[2]); }),
+    sample("[3,4,5] 1 group, no affine", {real("x", {3, 4, 5})},
+           [](const tensor_list& x) { return group_norm(x[0], 1); }),
+    sample("[2,4] 2 groups (no spatial axes), weight only", {real("x", {2, 4}), real("weight", {4})},
+           [](const tensor_list& x) { return group_norm(x[0], 2, x[1]); }),
+});
+
+Tensor instance_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps)
+{
+    TG_CHECK(x.defined(), "instance_norm: undefined input");
+    TG_CHECK(x.dim() >= 3, "instance_norm: input must be [N, C, spatial...], got ", x.shape());
+    try {
+        return group_norm(x, x.shape()[1], weight, bias, eps);
+    } catch (const Error&) {
+        detail::rethrow_naming("instance_norm");
+    }
+}
+TG_REGISTER_SAMPLES("instance_norm", {
+    sample("[2,3,4,3], affine", {real("x", {2, 3, 4, 3}), real("weight", {3}), real("bias", {3})},
+           [](const tensor_list& x) { return instance_norm(x[0], x[1], x[2]); }),
+    sample("[3,2,5], no affine", {real("x", {3, 2, 5})}, [](const tensor_list& x) { return instance_norm(x[0]); }),
+});
+
 // Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps
 // this file, and with it its registrations.
 namespace detail {

@@ -36,4 +36,13 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
 Tensor layer_norm(const Tensor& x, const shape_type& normalized_shape, const Tensor& weight = Tensor(),
                   const Tensor& bias = Tensor(), double eps = 1e-5);
 
+// Normalises x [N, C, ...] over each group of C / num_groups channels and
+// the spatial axes (mean and biased variance per sample and group), then
+// scales and shifts per channel by weight and bias [C] (optional).
+Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                  double eps = 1e-5);
+// Each channel of each sample over its spatial axes: group_norm with one
+// group per channel. (PyTorch's running statistics for it are not kept.)
+Tensor instance_norm(const Tensor& x, const Tensor& weight = Tensor(), const Tensor& bias = Tensor(),
+                     double eps = 1e-5);
 }  // namespace tg

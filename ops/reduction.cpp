@@ -8,6 +8,7 @@
 #include "ops/elementwise.hpp"
 #include "ops/elementwise_op.hpp"
 #include "engine/kernels/elementwise.hpp"
+#include "engine/kernels/indexing.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {
@@ -186,6 +187,121 @@ TG_REGISTER_SAMPLES("mean", {
     sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0]); }),
     sample("[3,4,5] axis -1 keepdims", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0], {-1}, true); }),
 });
+
+// Σ over the axes of (x − mean)², divided by N − correction (0 when that is
+// negative, as PyTorch: then inf or NaN). Two passes, for accuracy.
+Tensor var(const Tensor& x, const axes_type& axes, double correction, bool keepdims)
+{
+    TG_CHECK(!x.defined() || is_floating(x.dtype()), "var: expected a float32 or float64 tensor, got ",
+             dtype_name(x.dtype()));
+    TG_CHECK(std::isfinite(correction), "var: correction ", correction, " is not finite");
+    axes_type ax = reduction_axes(x, axes, "var");
+    double count = 1;
+    for (int64_t a : ax) count *= double(x.shape()[size_t(a)]);
+    Tensor centered = sub(x, mean(x, axes, true));
+    return div(sum(mul(centered, centered), axes, keepdims), scalar(std::max(count - correction, 0.0), x.dtype()));
+}
+TG_REGISTER_SAMPLES("var", {
+    sample("[3,4,5] all, unbiased", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return var(x[0]); }),
+    sample("[3,4,5] axis 1, biased", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return var(x[0], {1}, 0); }),
+    sample("[3,4,5] axes 0,2 keepdims, correction 2", {real("x", {3, 4, 5})},
+           [](const tensor_list& x) { return var(x[0], {0, -1}, 2, true); }),
+});
+
+Tensor std(const Tensor& x, const axes_type& axes, double correction, bool keepdims)
+{
+    try {
+        return sqrt(var(x, axes, correction, keepdims));
+    } catch (const Error&) {
+        detail::rethrow_naming("std");
+    }
+}
+TG_REGISTER_SAMPLES("std", {
+    sample("[3,4,5] all, unbiased", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return std(x[0]); }),
+    sample("[4,3] axis 0 keepdims, biased", {real("x", {4, 3})},
+           [](const tensor_list& x) { return std(x[0], {0}, 0, true); }),
+});
+
+// log Σ eˣ over the axes, shifted by the maximum as PyTorch does: the shift
+// is a constant (the gradient is then softmax), an infinite maximum is
+// replaced by 0 (a slice of -inf gives -inf, one holding +inf gives +inf),
+// and an empty slice gives -inf.
+Tensor logsumexp(const Tensor& x, const axes_type& axes, bool keepdims)
+{
+    TG_CHECK(!x.defined() || is_floating(x.dtype()), "logsumexp: expected a float32 or float64 tensor, got ",
+             dtype_name(x.dtype()));
+    try {
+        axes_type ax = reduction_axes(x, axes, "logsumexp");
+        shape_type kept_shape = x.shape();
+        for (int64_t a : ax) kept_shape[size_t(a)] = 1;
+        Tensor shift = x.numel() == 0 ? zeros(kept_shape, x.dtype()) : max(x.detach(), axes, true).clone();
+        TG_DISPATCH_FLOATING(x.dtype(), "logsumexp", [&] {
+            scalar_t* p = shift.data<scalar_t>();
+            for (int64_t i = 0; i < shift.numel(); ++i)
+                if (!std::isfinite(p[i])) p[i] = 0;
+        });
+        Tensor total = sum(exp(sub(x, shift)), axes, keepdims);
+        return add(log(total), keepdims ? shift : reshape(shift, total.shape()));
+    } catch (const Error&) {
+        detail::rethrow_naming("logsumexp");
+    }
+}
+TG_REGISTER_SAMPLES("logsumexp", {
+    sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return logsumexp(x[0]); }),
+    sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return logsumexp(x[0], {1}); }),
+    sample("[3,4,5] axes 0,2 keepdims", {real("x", {3, 4, 5})},
+           [](const tensor_list& x) { return logsumexp(x[0], {0, -1}, true); }),
+    // Far from 0, where e^x without the shift overflows.
+    sample("[2,3] + 800, axis 1", {real("x", {2, 3})},
+           [](const tensor_list& x) { return logsumexp(add(x[0], scalar(800, x[0].dtype())), {1}); }),
+});
+
+namespace {
+// Running sums along an axis, from the front or (reverse) from the back; the
+// gradient of one is the other. Floats accumulate in double, as PyTorch's
+// CPU kernel does; int64 stays int64.
+struct Cumsum : Op<Cumsum> {
+    static constexpr const char* name = "cumsum";
+    struct Attrs {
+        int64_t axis;  // normalised by forward
+        bool reverse;
+    };
+    static Tensor forward(TensorRefs in, Attrs& a)
+    {
+        const Tensor& x = in[0];
+        TG_CHECK(x.defined(), "cumsum: undefined operand");
+        a.axis = normalize_axis(a.axis, x.dim(), "cumsum");
+        Tensor out = Tensor::empty(x.shape(), x.dtype(), name);
+        const int64_t n = x.dim() == 0 ? 1 : x.shape()[size_t(a.axis)];
+        TG_DISPATCH_ALL(x.dtype(), "cumsum", [&] {
+            using acc_t = std::conditional_t<std::is_floating_point_v<scalar_t>, double, scalar_t>;
+            kernels::cumsum<scalar_t, acc_t>(x.data<scalar_t>(), out.data<scalar_t>(), x.numel(), n,
+                                             x.dim() == 0 ? 1 : inner_size(x.shape(), a.axis), a.reverse);
+        });
+        return out;
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        return {Cumsum::call({g.grad}, {a.axis, !a.reverse})};
+    }
+    static int64_t inner_size(const shape_type& s, int64_t axis)
+    {
+        int64_t inner = 1;
+        for (size_t d = size_t(axis) + 1; d < s.size(); ++d) inner *= s[d];
+        return inner;
+    }
+    static std::vector<OpSample> samples()
+    {
+        return {sample("[3,5] axis 0", {real("x", {3, 5})}, Attrs{0, false}),
+                sample("[3,5] axis -1", {real("x", {3, 5})}, Attrs{-1, false}),
+                sample("[2,3,4] axis 1, reverse", {real("x", {2, 3, 4})}, Attrs{1, true}),
+                sample("0-d", {real("x", {})}, Attrs{0, false})};
+    }
+};
+TG_REGISTER_OP(Cumsum);
+}  // namespace
+
+Tensor cumsum(const Tensor& x, int64_t axis) { return Cumsum::call({x}, {axis, false}); }
 
 namespace {
 // Ties share the gradient equally, as PyTorch's amax/amin and max(x)/min(x).

@@ -7,6 +7,15 @@ namespace tg {
 
 Tensor sum(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
 Tensor mean(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
+// Σ (x − mean)² / (N − correction): correction 1 is the unbiased estimate
+// (PyTorch's default), 0 the biased one. std is its square root.
+Tensor var(const Tensor& x, const axes_type& axes = {}, double correction = 1, bool keepdims = false);
+Tensor std(const Tensor& x, const axes_type& axes = {}, double correction = 1, bool keepdims = false);
+// log Σ exp(x), stable for large |x| (shifted by the maximum, as PyTorch).
+Tensor logsumexp(const Tensor& x, const axes_type& axes = {}, bool keepdims = false);
+// Running sums along `axis`: out[i] = x[0] + ... + x[i]. Floats accumulate
+// in double; int64 stays int64.
+Tensor cumsum(const Tensor& x, int64_t axis);
 // NaN wins. The gradient is shared equally among tied maxima: PyTorch's
 // torch.amax(x, axes) for axes given (a slice whose maximum is NaN gets a NaN
 // gradient everywhere), torch.max(x) for none (each NaN gets an equal share).

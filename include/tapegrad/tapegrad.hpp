@@ -23,6 +23,7 @@
 #include "engine/check/replay.hpp"
 #include "engine/core/tensor.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/indexing.hpp"
 #include "ops/matmul.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
