@@ -4,6 +4,8 @@
 // file's real size before anything is allocated or read.
 #include "engine/io/npy.hpp"
 
+#include "engine/io/npy_codec.hpp"
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -33,10 +35,12 @@ void swap_bytes(unsigned char* p, size_t itemsize, size_t n)
     for (size_t i = 0; i < n; ++i, p += itemsize) std::reverse(p, p + itemsize);
 }
 
+using detail::NpyPlace;
+
 template <class... Args>
-[[noreturn]] void bad_file(const std::string& path, uint64_t offset, const Args&... args)
+[[noreturn]] void bad_file(const NpyPlace& place, uint64_t offset, const Args&... args)
 {
-    fail("load_npy: ", quote(path), ": byte ", offset, ": ", args...);
+    fail(place.prefix, ": byte ", place.base + offset, place.suffix, ": ", args...);
 }
 
 // --- the header dictionary ----------------------------------------------------------
@@ -45,15 +49,15 @@ struct Header {
     std::string descr;
     bool fortran_order = false;
     shape_type shape;
-    uint64_t descr_offset = 0, shape_offset = 0;  // in the file, for messages
+    uint64_t descr_offset = 0, shape_offset = 0;  // in the .npy, for messages
 };
 
 // A parser for the subset of Python literals np.save writes:
 // {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
 class HeaderParser {
 public:
-    HeaderParser(const std::string& text, uint64_t base, const std::string& path)
-        : s_(text), base_(base), path_(path)
+    HeaderParser(const std::string& text, uint64_t base, const NpyPlace& place)
+        : s_(text), base_(base), place_(place)
     {
     }
 
@@ -110,12 +114,12 @@ private:
     template <class... Args>
     [[noreturn]] void error(const Args&... args) const
     {
-        bad_file(path_, base_ + i_, "bad header: ", args...);
+        bad_file(place_, base_ + i_, "bad header: ", args...);
     }
     template <class... Args>
     [[noreturn]] void error_at(size_t pos, const Args&... args) const
     {
-        bad_file(path_, base_ + pos, "bad header: ", args...);
+        bad_file(place_, base_ + pos, "bad header: ", args...);
     }
 
     std::string found() const
@@ -216,7 +220,7 @@ private:
     const std::string& s_;
     size_t i_ = 0;
     uint64_t base_;
-    const std::string& path_;
+    const NpyPlace& place_;
 };
 
 // --- element types ----------------------------------------------------------------------
@@ -228,10 +232,10 @@ struct ElementType {
     Dtype dtype;      // what it loads as
 };
 
-ElementType element_type(const std::string& descr, const std::string& path, uint64_t offset)
+ElementType element_type(const std::string& descr, const NpyPlace& place, uint64_t offset)
 {
     auto unsupported = [&]() {
-        bad_file(path, offset, "unsupported dtype '", printable(descr),
+        bad_file(place, offset, "unsupported dtype '", printable(descr),
                  "' (supported: '<f4', '<f8', '<i8', and '<i4', '<i2', '|i1', '<u4', '<u2', '|u1', "
                  "'|b1' which load as int64; big-endian '>' variants too)");
     };
@@ -245,7 +249,7 @@ ElementType element_type(const std::string& descr, const std::string& path, uint
               (kind == 'b' && itemsize == 1);
     if (!ok) unsupported();
     if (order == '|' && itemsize != 1)
-        bad_file(path, offset, "dtype '", printable(descr), "' has no byte order ('|') but ", itemsize, "-byte elements");
+        bad_file(place, offset, "dtype '", printable(descr), "' has no byte order ('|') but ", itemsize, "-byte elements");
     bool file_little = order == '<' || (order == '=' && host_little);
     Dtype dtype = kind != 'f' ? int64 : itemsize == 4 ? float32 : float64;
     return {kind, itemsize, itemsize > 1 && file_little != host_little, dtype};
@@ -297,6 +301,43 @@ std::string shape_tuple(const shape_type& shape)
     return s;
 }
 
+// Removes the temporary file unless the rename succeeded.
+struct TempFile {
+    std::string path;
+    std::FILE* f = nullptr;
+    bool created = false, committed = false;
+    ~TempFile()
+    {
+        if (f) std::fclose(f);
+        if (created && !committed) std::remove(path.c_str());
+    }
+};
+
+// --- loading ----------------------------------------------------------------------------
+
+// An .npy file read front to back, the offset kept for messages.
+class FileInput : public detail::NpyInput {
+public:
+    FileInput(std::ifstream& in, const NpyPlace& place) : in_(in), place_(place) {}
+    void read(void* dst, uint64_t n, const char* what) override
+    {
+        in_.read(static_cast<char*>(dst), std::streamsize(n));
+        uint64_t got = uint64_t(in_.gcount());
+        // The file may have shrunk since its size was taken.
+        if (got != n) bad_file(place_, pos_ + got, "the file ended while reading ", what, " (it changed while being read)");
+        pos_ += n;
+    }
+
+private:
+    std::ifstream& in_;
+    const NpyPlace& place_;
+    uint64_t pos_ = 0;
+};
+
+}  // namespace
+
+namespace detail {
+
 // The header exactly as NumPy (1.23 and later) writes it: the dict, spare
 // spaces so the first axis can grow in place, padding to a 64-byte boundary,
 // a newline.
@@ -321,26 +362,116 @@ std::string npy_header(const Tensor& t)
     fail("save_npy: header too long");  // unreachable: version 2.0 holds 4 GiB
 }
 
-// Removes the temporary file unless the rename succeeded.
-struct TempFile {
-    std::string path;
-    std::FILE* f = nullptr;
-    bool created = false, committed = false;
-    ~TempFile()
-    {
-        if (f) std::fclose(f);
-        if (created && !committed) std::remove(path.c_str());
-    }
-};
+uint64_t npy_size(const Tensor& t)
+{
+    return npy_header(t).size() + uint64_t(t.numel()) * dtype_size(t.dtype());
+}
 
-}  // namespace
+bool encode_npy(const Tensor& t, const std::function<bool(const void*, size_t)>& sink)
+{
+    const std::string header = npy_header(t);
+    if (!sink(header.data(), header.size())) return false;
+    const size_t itemsize = dtype_size(t.dtype());
+    const size_t nbytes = size_t(t.numel()) * itemsize;
+    const unsigned char* data = static_cast<const unsigned char*>(t.raw_data());
+    if (nbytes == 0) return true;
+    if (host_little) return sink(data, nbytes);
+    // Big-endian host: swap a chunk at a time into little-endian order.
+    std::vector<unsigned char> chunk;
+    for (size_t done = 0; done < nbytes;) {
+        size_t n = std::min<size_t>(nbytes - done, size_t(1) << 20);
+        chunk.assign(data + done, data + done + n);
+        swap_bytes(chunk.data(), itemsize, n / itemsize);
+        if (!sink(chunk.data(), n)) return false;
+        done += n;
+    }
+    return true;
+}
+
+Tensor parse_npy(NpyInput& in, uint64_t size, const NpyPlace& place)
+{
+    unsigned char prefix[12];
+    in.read(prefix, std::min<uint64_t>(size, 6), "the magic string");
+    for (uint64_t i = 0; i < std::min<uint64_t>(size, 6); ++i)
+        if (prefix[i] != npy_magic[i])
+            bad_file(place, i, "not an .npy file: the magic string \\x93NUMPY does not match (byte is ",
+                     printable(std::string(1, char(prefix[i]))), ")");
+    if (size < 6) bad_file(place, size, "not an .npy file: it ends after ", size, " bytes, inside the magic string");
+    if (size < 8) bad_file(place, size, "the file ends inside the version bytes (it is ", size, " bytes)");
+    in.read(prefix + 6, 2, "the version");
+    int major = prefix[6], minor = prefix[7];
+    if (major < 1 || major > 3 || minor != 0)
+        bad_file(place, 6, "unsupported .npy format version ", major, ".", minor, " (1.0, 2.0 and 3.0 are read)");
+    uint64_t len_size = major == 1 ? 2 : 4;
+    uint64_t header_start = 8 + len_size;
+    if (size < header_start)
+        bad_file(place, size, "the file ends inside the ", len_size, "-byte header length (it is ", size, " bytes)");
+    in.read(prefix + 8, len_size, "the header length");
+    uint64_t header_len = read_le(prefix + 8, len_size);
+    if (header_len > size - header_start)
+        bad_file(place, 8, "the header length ", header_len,
+                 " runs past the end of the file (the header would end at byte ", header_start + header_len,
+                 ", the file is ", size, " bytes)");
+
+    std::string text(size_t(header_len), '\0');
+    in.read(text.data(), header_len, "the header");
+    Header h = HeaderParser(text, header_start, place).parse();
+    ElementType e = element_type(h.descr, place, h.descr_offset);
+
+    // The element count and byte sizes, each checked for overflow; the product
+    // skips zero dimensions so that no intermediate product can overflow.
+    int64_t numel = 1;
+    bool empty = false;
+    for (int64_t d : h.shape) {
+        if (d == 0) {
+            empty = true;
+            continue;
+        }
+        if (numel > std::numeric_limits<int64_t>::max() / d)
+            bad_file(place, h.shape_offset, "shape ", h.shape, " has more elements than fit in int64");
+        numel *= d;
+    }
+    size_t widest = std::max(e.itemsize, dtype_size(e.dtype));
+    if (uint64_t(numel) > uint64_t(std::numeric_limits<int64_t>::max()) / widest)
+        bad_file(place, h.shape_offset, "shape ", h.shape, " of '", h.descr, "' needs more bytes than fit in int64");
+    if (empty) numel = 0;
+    uint64_t data_start = header_start + header_len;
+    uint64_t need = uint64_t(numel) * e.itemsize, present = size - data_start;
+    if (need > present)
+        bad_file(place, data_start, "the data is too short: shape ", h.shape, " of '", h.descr, "' needs ", need,
+                 " bytes, but only ", present, " bytes are present");
+    if (need < present)
+        bad_file(place, data_start + need, present - need, " unexpected bytes after the data (shape ", h.shape,
+                 " of '", h.descr, "' ends here)");
+
+    // Fortran order: the bytes are a C-order array of the reversed shape.
+    shape_type stored = h.shape;
+    if (h.fortran_order) std::reverse(stored.begin(), stored.end());
+    Tensor t = Tensor::empty(stored, e.dtype);
+    if (e.kind == 'f' || e.itemsize == 8) {
+        in.read(t.raw_data(), need, "the data");
+        if (e.swap) swap_bytes(static_cast<unsigned char*>(t.raw_data()), e.itemsize, size_t(numel));
+    } else {
+        std::vector<unsigned char> raw(static_cast<size_t>(need));
+        in.read(raw.data(), need, "the data");
+        if (e.swap) swap_bytes(raw.data(), e.itemsize, size_t(numel));
+        widen_to_int64(raw.data(), e, t.data<int64_t>(), size_t(numel));
+    }
+    if (h.fortran_order && stored.size() > 1) {
+        std::vector<int64_t> axes(stored.size());
+        for (size_t i = 0; i < axes.size(); ++i) axes[i] = int64_t(axes.size() - 1 - i);
+        NoGradGuard no_grad;
+        t = permute(t, axes);
+    }
+    return t;
+}
+
+}  // namespace detail
 
 void save_npy(const Tensor& t, const std::string& path)
 {
     TG_CHECK(t.defined(), "save_npy: ", path, ": the tensor is undefined");
-    std::string header = npy_header(t);
-    size_t itemsize = dtype_size(t.dtype());
-    size_t nbytes = size_t(t.numel()) * itemsize;
+    const uint64_t total = detail::npy_size(t);
 
     TempFile tmp;
     tmp.path = detail::temporary_name(path);
@@ -349,29 +480,14 @@ void save_npy(const Tensor& t, const std::string& path)
     TG_CHECK(tmp.f, "save_npy: ", path, ": cannot create the temporary file ", tmp.path, ": ",
              std::strerror(errno));
     tmp.created = true;
-    bool ok = std::fwrite(header.data(), 1, header.size(), tmp.f) == header.size();
-    const unsigned char* data = static_cast<const unsigned char*>(t.raw_data());
-    if (host_little) {
-        ok = ok && std::fwrite(data, 1, nbytes, tmp.f) == nbytes;
-    } else {
-        // Big-endian host: swap a chunk at a time into little-endian order.
-        std::vector<unsigned char> chunk;
-        for (size_t done = 0; ok && done < nbytes;) {
-            size_t n = std::min<size_t>(nbytes - done, size_t(1) << 20);
-            chunk.assign(data + done, data + done + n);
-            swap_bytes(chunk.data(), itemsize, n / itemsize);
-            ok = std::fwrite(chunk.data(), 1, n, tmp.f) == n;
-            done += n;
-        }
-    }
+    bool ok = detail::encode_npy(t, [&](const void* p, size_t n) { return std::fwrite(p, 1, n, tmp.f) == n; });
     // Flushed and synced before the rename, so `path` names either the old
     // file or the complete new one, even across a crash.
     ok = ok && std::fflush(tmp.f) == 0 && ::fsync(::fileno(tmp.f)) == 0;
     int err = errno;
     ok = std::fclose(tmp.f) == 0 && ok;
     tmp.f = nullptr;
-    TG_CHECK(ok, "save_npy: ", path, ": writing ", header.size() + nbytes, " bytes failed: ",
-             std::strerror(err ? err : errno));
+    TG_CHECK(ok, "save_npy: ", path, ": writing ", total, " bytes failed: ", std::strerror(err ? err : errno));
     std::error_code ec;
     std::filesystem::rename(tmp.path, path, ec);
     TG_CHECK(!ec, "save_npy: ", path, ": cannot rename the temporary file into place: ", ec.message());
@@ -386,91 +502,9 @@ Tensor load_npy(const std::string& path)
     TG_CHECK(!ec, "load_npy: ", path, ": cannot read: ", ec.message());
     std::ifstream in(path, std::ios::binary);
     TG_CHECK(in, "load_npy: ", path, ": cannot open: ", std::strerror(errno));
-    uint64_t pos = 0;
-    // Reads exactly n bytes at the current position (the file may have shrunk
-    // since its size was taken).
-    auto read = [&](void* dst, uint64_t n, const char* what) {
-        in.read(static_cast<char*>(dst), std::streamsize(n));
-        uint64_t got = uint64_t(in.gcount());
-        if (got != n)
-            bad_file(path, pos + got, "the file ended while reading ", what,
-                     " (it changed while being read)");
-        pos += n;
-    };
-
-    unsigned char prefix[12];
-    read(prefix, std::min<uint64_t>(size, 6), "the magic string");
-    for (uint64_t i = 0; i < std::min<uint64_t>(size, 6); ++i)
-        if (prefix[i] != npy_magic[i])
-            bad_file(path, i, "not an .npy file: the magic string \\x93NUMPY does not match (byte is ",
-                     printable(std::string(1, char(prefix[i]))), ")");
-    if (size < 6) bad_file(path, size, "not an .npy file: it ends after ", size, " bytes, inside the magic string");
-    if (size < 8) bad_file(path, size, "the file ends inside the version bytes (it is ", size, " bytes)");
-    read(prefix + 6, 2, "the version");
-    int major = prefix[6], minor = prefix[7];
-    if (major < 1 || major > 3 || minor != 0)
-        bad_file(path, 6, "unsupported .npy format version ", major, ".", minor, " (1.0, 2.0 and 3.0 are read)");
-    uint64_t len_size = major == 1 ? 2 : 4;
-    uint64_t header_start = 8 + len_size;
-    if (size < header_start)
-        bad_file(path, size, "the file ends inside the ", len_size, "-byte header length (it is ", size, " bytes)");
-    read(prefix + 8, len_size, "the header length");
-    uint64_t header_len = read_le(prefix + 8, len_size);
-    if (header_len > size - header_start)
-        bad_file(path, 8, "the header length ", header_len, " runs past the end of the file (the header would end at byte ",
-                 header_start + header_len, ", the file is ", size, " bytes)");
-
-    std::string text(size_t(header_len), '\0');
-    read(text.data(), header_len, "the header");
-    Header h = HeaderParser(text, header_start, path).parse();
-    ElementType e = element_type(h.descr, path, h.descr_offset);
-
-    // The element count and byte sizes, each checked for overflow; the product
-    // skips zero dimensions so that no intermediate product can overflow.
-    int64_t numel = 1;
-    bool empty = false;
-    for (int64_t d : h.shape) {
-        if (d == 0) {
-            empty = true;
-            continue;
-        }
-        if (numel > std::numeric_limits<int64_t>::max() / d)
-            bad_file(path, h.shape_offset, "shape ", h.shape, " has more elements than fit in int64");
-        numel *= d;
-    }
-    size_t widest = std::max(e.itemsize, dtype_size(e.dtype));
-    if (uint64_t(numel) > uint64_t(std::numeric_limits<int64_t>::max()) / widest)
-        bad_file(path, h.shape_offset, "shape ", h.shape, " of '", h.descr, "' needs more bytes than fit in int64");
-    if (empty) numel = 0;
-    uint64_t data_start = header_start + header_len;
-    uint64_t need = uint64_t(numel) * e.itemsize, present = size - data_start;
-    if (need > present)
-        bad_file(path, data_start, "the data is too short: shape ", h.shape, " of '", h.descr, "' needs ", need,
-                 " bytes, but only ", present, " bytes are present");
-    if (need < present)
-        bad_file(path, data_start + need, present - need, " unexpected bytes after the data (shape ", h.shape,
-                 " of '", h.descr, "' ends here)");
-
-    // Fortran order: the bytes are a C-order array of the reversed shape.
-    shape_type stored = h.shape;
-    if (h.fortran_order) std::reverse(stored.begin(), stored.end());
-    Tensor t = Tensor::empty(stored, e.dtype);
-    if (e.kind == 'f' || e.itemsize == 8) {
-        read(t.raw_data(), need, "the data");
-        if (e.swap) swap_bytes(static_cast<unsigned char*>(t.raw_data()), e.itemsize, size_t(numel));
-    } else {
-        std::vector<unsigned char> raw(static_cast<size_t>(need));
-        read(raw.data(), need, "the data");
-        if (e.swap) swap_bytes(raw.data(), e.itemsize, size_t(numel));
-        widen_to_int64(raw.data(), e, t.data<int64_t>(), size_t(numel));
-    }
-    if (h.fortran_order && stored.size() > 1) {
-        std::vector<int64_t> axes(stored.size());
-        for (size_t i = 0; i < axes.size(); ++i) axes[i] = int64_t(axes.size() - 1 - i);
-        NoGradGuard no_grad;
-        t = permute(t, axes);
-    }
-    return t;
+    const NpyPlace place{"load_npy: " + quote(path), 0, ""};
+    FileInput input(in, place);
+    return detail::parse_npy(input, size, place);
 }
 
 }  // namespace tg
