@@ -17,6 +17,7 @@
 #include "engine/check/gradcheck.hpp"
 #include "engine/core/memory.hpp"
 #include "engine/io/npy.hpp"
+#include "engine/io/npz.hpp"
 #include "engine/core/parallel.hpp"
 #include "engine/core/random.hpp"
 #include "engine/core/registry.hpp"
