@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The libFuzzer targets of tests/fuzz (IDX, .npy, checkpoint, a whole resume):
+# The libFuzzer targets of tests/fuzz (IDX, .npy, .npz, checkpoint, a whole resume):
 # installs clang and libFuzzer if missing, builds the targets with ASan and
 # UBSan in build-fuzz/, then runs each for SECONDS from its committed corpus
 # (which it replays first). A crash, leak, timeout, out-of-memory or a broken
@@ -17,7 +17,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(idx npy checkpoint resume)
+[[ ${#TARGETS[@]} -gt 0 ]] || TARGETS=(idx npy npz checkpoint resume)
 BUILD_DIR="${TG_FUZZ_BUILD_DIR:-build-fuzz}"
 [[ "${BUILD_DIR}" = /* ]] || BUILD_DIR="${REPO}/${BUILD_DIR}"
 

@@ -139,6 +139,30 @@ void npy_corpus(const fs::path& dir)
     tg::save_npy(tg::arange(6.0, 12.0, 1.0, tg::float64), (dir / "tapegrad_f8_6.npy").string());
 }
 
+void npz_corpus(const fs::path& dir)
+{
+    const tg::Tensor f4 = tg::reshape(tg::arange(6.0, 0.0, -1.0), {2, 3});
+    const tg::Tensor f8 = tg::scalar(2.5, tg::float64);
+    const tg::Tensor i8 = tg::reshape(tg::arange(4, tg::int64), {1, 2, 2});
+    const tg::Tensor empty = tg::zeros({0, 3}, tg::float32);
+    const std::vector<std::pair<std::string, tg::Tensor>> named = {
+        {"features.0.weight", f4}, {"f8", f8}, {"encoder/i8", i8}, {"empty", empty}};
+    tg::save_npz((dir / "tapegrad_stored.npz").string(), named);
+    tg::save_npz((dir / "tapegrad_deflated.npz").string(), named, true);
+    tg::save_npz((dir / "tapegrad_one.npz").string(), {{"w", f4}});
+    tg::save_npz((dir / "tapegrad_none.npz").string(), {});
+    // Every ZIP64 record, as an archive past 2 GiB has them.
+    tg::detail::save_npz((dir / "tapegrad_zip64_stored.npz").string(), named, false, 0);
+    tg::detail::save_npz((dir / "tapegrad_zip64_deflated.npz").string(), named, true, 0);
+    // And the archives NumPy wrote (tests/fixtures/make_npz.py): data descriptors, other dtypes.
+    const fs::path fixtures = fs::path(__FILE__).parent_path() / ".." / "fixtures" / "npz";
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(fixtures, ec))
+        if (e.path().extension() == ".npz")
+            fs::copy_file(e.path(), dir / ("numpy_" + e.path().filename().string()), fs::copy_options::overwrite_existing);
+    if (ec) std::fprintf(stderr, "no fixtures in %s: the NumPy-written .npz seeds are left out\n", fixtures.c_str());
+}
+
 void checkpoint_corpus(const fs::path& dir, const fs::path& resume_dir)
 {
     // Every kind of entry.
@@ -174,9 +198,10 @@ int main(int argc, char** argv)
 {
     const std::string fashion = argc > 1 ? argv[1] : "/usr/share/datasets/fashion-mnist";
     const fs::path corpus = "corpus";
-    for (const char* d : {"idx", "npy", "checkpoint", "resume"}) fs::create_directories(corpus / d);
+    for (const char* d : {"idx", "npy", "npz", "checkpoint", "resume"}) fs::create_directories(corpus / d);
     idx_corpus(corpus / "idx", fashion);
     npy_corpus(corpus / "npy");
+    npz_corpus(corpus / "npz");
     checkpoint_corpus(corpus / "checkpoint", corpus / "resume");
     std::printf("wrote the seed corpora under %s\n", fs::absolute(corpus).c_str());
     return 0;
