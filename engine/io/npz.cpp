@@ -372,7 +372,7 @@ public:
             ssize_t r = ::pread(fd_, p, size_t(std::min<uint64_t>(n, uint64_t(1) << 30)), off_t(at));
             if (r < 0 && errno == EINTR) continue;
             if (r < 0) error(at, "read error: ", std::strerror(errno));
-            if (r == 0) error(at, "the file ended while being read (it changed while being read)");
+            if (r == 0) error(at, "the file ended early (it changed while being read)");
             p += r;
             n -= uint64_t(r);
             at += uint64_t(r);
@@ -507,8 +507,20 @@ Directory find_directory(const Archive& zip)
     d.count_at = end_at + 10;
 
     // ZIP64: a locator right before the end record, pointing at the ZIP64 end
-    // record right before it.
-    if (end_at >= zip64_locator_size && le32(&zip.bytes(4, end_at - zip64_locator_size)[0]) == zip64_locator_signature) {
+    // record right before it. The locator's signature may also occur in the
+    // last bytes of a central directory (a local header offset of 0x07064b50
+    // there): such bytes count as a locator only if they look like one, or
+    // if the end record says it needs one (a field of 0xffff or 0xffffffff).
+    const bool needs_zip64 = d.count == sentinel16 || d.size == sentinel32 || d.offset == sentinel32;
+    bool zip64 = false;
+    if (end_at >= zip64_locator_size + zip64_end_size) {
+        const std::vector<unsigned char> loc = zip.bytes(zip64_locator_size, end_at - zip64_locator_size);
+        const uint64_t z_at = le64(&loc[8]);
+        zip64 = le32(&loc[0]) == zip64_locator_signature &&
+                (needs_zip64 || (le32(&loc[4]) == 0 && le32(&loc[16]) == 1 && z_at <= end_at - zip64_locator_size - zip64_end_size &&
+                                 le32(&zip.bytes(4, z_at)[0]) == zip64_end_signature));
+    }
+    if (zip64) {
         const uint64_t loc_at = end_at - zip64_locator_size;
         const std::vector<unsigned char> loc = zip.bytes(zip64_locator_size, loc_at);
         if (le32(&loc[4]) != 0 || le32(&loc[16]) != 1)
