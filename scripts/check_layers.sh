@@ -6,7 +6,7 @@
 #   rank 1  engine/kernels  loops on raw buffers, SIMD, BLAS
 #   rank 2  ops             the op families
 #   rank 3  engine/check    gradient checker, replay, registry sweep
-#   rank 3  engine/io       .npy, checkpoints, xtensor arrays
+#   rank 3  engine/io       .npy, .npz, checkpoints, xtensor arrays
 #   rank 4  data            datasets
 #   rank 5  nn, optim       modules, optimizers
 #   rank 6  include         the public headers
