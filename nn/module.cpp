@@ -12,6 +12,7 @@
 #include "engine/core/op.hpp"
 #include "ops/conv.hpp"
 #include "ops/elementwise.hpp"
+#include "ops/indexing.hpp"
 #include "ops/layers.hpp"
 #include "ops/pool.hpp"
 #include "ops/shape.hpp"
@@ -354,6 +355,100 @@ Tensor LayerNorm::forward(const Tensor& x)
     return layer_norm(x, shape_, weight, bias, eps_);
 }
 std::string LayerNorm::describe() const { return "LayerNorm(" + shape_str(shape_) + ")"; }
+
+GroupNorm::GroupNorm(int64_t num_groups, int64_t num_channels, double eps, bool affine) try
+    : weight(affine ? register_parameter("weight", ones({num_channels})) : Tensor()),
+      bias(affine ? register_parameter("bias", zeros({num_channels})) : Tensor()),
+      groups_(num_groups),
+      channels_(num_channels),
+      eps_(eps)
+{
+    TG_CHECK(num_groups >= 1 && num_channels >= 1 && num_channels % num_groups == 0, "GroupNorm: ", num_channels,
+             " channels do not divide into ", num_groups, " groups");
+    TG_CHECK(std::isfinite(eps) && eps >= 0, "GroupNorm: eps ", eps, " is not a finite number >= 0");
+} catch (const Error&) {
+    detail::rethrow_naming("GroupNorm");
+}
+Tensor GroupNorm::forward(const Tensor& x)
+{
+    TG_CHECK(x.defined() && x.dim() >= 2 && x.shape()[1] == channels_, describe(), ": expected an input [N, ",
+             channels_, ", ...], got ", x.defined() ? x.shape() : shape_type{});
+    return group_norm(x, groups_, weight, bias, eps_);
+}
+std::string GroupNorm::describe() const
+{
+    return "GroupNorm(" + std::to_string(groups_) + ", " + std::to_string(channels_) + ")";
+}
+
+InstanceNorm2d::InstanceNorm2d(int64_t num_features, double eps, bool affine) try
+    : weight(affine ? register_parameter("weight", ones({num_features})) : Tensor()),
+      bias(affine ? register_parameter("bias", zeros({num_features})) : Tensor()),
+      channels_(num_features),
+      eps_(eps)
+{
+    TG_CHECK(num_features >= 1, "InstanceNorm2d: num_features must be positive, got ", num_features);
+    TG_CHECK(std::isfinite(eps) && eps >= 0, "InstanceNorm2d: eps ", eps, " is not a finite number >= 0");
+} catch (const Error&) {
+    detail::rethrow_naming("InstanceNorm2d");
+}
+Tensor InstanceNorm2d::forward(const Tensor& x)
+{
+    TG_CHECK(x.defined() && x.dim() == 4 && x.shape()[1] == channels_, describe(), ": expected an input [N, ",
+             channels_, ", H, W], got ", x.defined() ? x.shape() : shape_type{});
+    return instance_norm(x, weight, bias, eps_);
+}
+std::string InstanceNorm2d::describe() const { return "InstanceNorm2d(" + std::to_string(channels_) + ")"; }
+
+Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim, std::optional<int64_t> padding_idx,
+                     Generator* gen) try
+    : rows_(num_embeddings), dim_(embedding_dim), padding_idx_(padding_idx)
+{
+    TG_CHECK(num_embeddings >= 1 && embedding_dim >= 1, "Embedding: sizes (", num_embeddings, ", ", embedding_dim,
+             ") must be positive");
+    TG_CHECK(!padding_idx || (*padding_idx >= -num_embeddings && *padding_idx < num_embeddings),
+             "Embedding: padding_idx ", padding_idx.value_or(0), " is out of range for ", num_embeddings, " rows");
+    Generator& g = gen ? *gen : default_generator();
+    Tensor w = Tensor::empty({num_embeddings, embedding_dim}, float32, "Embedding");
+    float* p = w.data<float>();
+    for (int64_t i = 0; i < w.numel(); ++i) p[i] = float(g.normal());
+    if (padding_idx) {
+        const int64_t row = *padding_idx < 0 ? *padding_idx + num_embeddings : *padding_idx;
+        std::fill(p + row * embedding_dim, p + (row + 1) * embedding_dim, 0.0f);
+    }
+    weight = register_parameter("weight", w);
+} catch (const Error&) {
+    detail::rethrow_naming("Embedding");
+}
+Tensor Embedding::forward(const Tensor& indices) { return embedding(indices, weight, padding_idx_); }
+std::string Embedding::describe() const
+{
+    return "Embedding(" + std::to_string(rows_) + ", " + std::to_string(dim_) +
+           (padding_idx_ ? ", padding_idx=" + std::to_string(*padding_idx_) : "") + ")";
+}
+
+Tensor GELU::forward(const Tensor& x) { return gelu(x, tanh_ ? GeluApproximate::tanh : GeluApproximate::none); }
+std::string GELU::describe() const { return tanh_ ? "GELU(approximate=tanh)" : "GELU"; }
+Tensor SiLU::forward(const Tensor& x) { return silu(x); }
+ELU::ELU(double alpha) : alpha_(alpha) { TG_CHECK(std::isfinite(alpha), "ELU: alpha ", alpha, " is not finite"); }
+Tensor ELU::forward(const Tensor& x) { return elu(x, alpha_); }
+std::string ELU::describe() const
+{
+    std::ostringstream os;
+    os << "ELU(alpha=" << alpha_ << ")";
+    return os.str();
+}
+Hardtanh::Hardtanh(double min_val, double max_val) : min_(min_val), max_(max_val)
+{
+    TG_CHECK(min_val <= max_val, "Hardtanh: min_val ", min_val, " is above max_val ", max_val);
+}
+Tensor Hardtanh::forward(const Tensor& x) { return hardtanh(x, min_, max_); }
+std::string Hardtanh::describe() const
+{
+    std::ostringstream os;
+    os << "Hardtanh(" << min_ << ", " << max_ << ")";
+    return os.str();
+}
+Tensor ReLU6::forward(const Tensor& x) { return relu6(x); }
 
 Sequential::Sequential(std::initializer_list<std::shared_ptr<Module>> modules)
 {

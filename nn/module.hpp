@@ -218,6 +218,90 @@ private:
     double eps_;
 };
 
+// torch.nn's GroupNorm: weight (ones) and bias (zeros) of [num_channels]
+// unless affine is false.
+class GroupNorm : public Module {
+public:
+    GroupNorm(int64_t num_groups, int64_t num_channels, double eps = 1e-5, bool affine = true);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+    Tensor weight, bias;  // undefined without affine
+
+private:
+    int64_t groups_, channels_;
+    double eps_;
+};
+
+// torch.nn's InstanceNorm2d without running statistics (its default):
+// affine is false by default, as there.
+class InstanceNorm2d : public Module {
+public:
+    explicit InstanceNorm2d(int64_t num_features, double eps = 1e-5, bool affine = false);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+    Tensor weight, bias;  // undefined without affine
+
+private:
+    int64_t channels_;
+    double eps_;
+};
+
+// A table of num_embeddings rows of embedding_dim, drawn from N(0, 1) as
+// PyTorch does; the row at padding_idx starts at zero and is never trained.
+// Its input is int64 indices of any shape.
+class Embedding : public Module {
+public:
+    Embedding(int64_t num_embeddings, int64_t embedding_dim, std::optional<int64_t> padding_idx = std::nullopt,
+              Generator* gen = nullptr);
+    Tensor forward(const Tensor& indices) override;
+    std::string describe() const override;
+    Tensor weight;
+
+private:
+    int64_t rows_, dim_;
+    std::optional<int64_t> padding_idx_;
+};
+
+class GELU : public Module {
+public:
+    explicit GELU(bool tanh_approximation = false) : tanh_(tanh_approximation) {}
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+
+private:
+    bool tanh_;
+};
+
+class SiLU : public Module {
+public:
+    Tensor forward(const Tensor& x) override;
+};
+
+class ELU : public Module {
+public:
+    explicit ELU(double alpha = 1.0);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+
+private:
+    double alpha_;
+};
+
+class Hardtanh : public Module {
+public:
+    explicit Hardtanh(double min_val = -1.0, double max_val = 1.0);
+    Tensor forward(const Tensor& x) override;
+    std::string describe() const override;
+
+private:
+    double min_, max_;
+};
+
+class ReLU6 : public Module {
+public:
+    Tensor forward(const Tensor& x) override;
+};
+
 // Runs its modules in order; they are named "0", "1", ...
 class Sequential : public Module {
 public:

@@ -191,7 +191,9 @@ struct Col2im : Op<Col2im> {
         TG_CHECK(cols.dim() == 3, "col2im: expected a 3-d input [N, C·kH·kW, L], got shape ", cols.shape());
         TG_CHECK(a.input_hw.h >= 1 && a.input_hw.w >= 1, "col2im: input size (", a.input_hw.h, ", ", a.input_hw.w,
                  ") must be positive");
-        const int64_t kk = a.kernel.h * a.kernel.w;
+        int64_t kk = 0;  // left 0, and refused, for a side below 1 or a product past int64
+        const bool positive = a.kernel.h >= 1 && a.kernel.w >= 1;
+        if (!positive || __builtin_mul_overflow(a.kernel.h, a.kernel.w, &kk)) kk = 0;
         TG_CHECK(kk > 0 && cols.shape()[1] % kk == 0, "col2im: ", cols.shape()[1], " rows in ", cols.shape(),
                  " are not a multiple of the kernel's ", a.kernel.h, "x", a.kernel.w, " = ", kk);
         const int64_t c = cols.shape()[1] / kk;

@@ -486,6 +486,35 @@ Tensor silu(const Tensor& x)
 TG_REGISTER_SAMPLES("silu", samples_of(unary_inputs(), [](const tensor_list& x) { return silu(x[0]); }));
 
 namespace {
+// α·eˣ for x < 0, else 0 (NaN included): elu's slope below 0, its own derivative.
+struct EluCurve : Op<EluCurve> {
+    static constexpr const char* name = "elu_curve";
+    static constexpr Saves saves = save_input(0);
+    struct Attrs {
+        double alpha;
+    };
+    static Tensor forward(TensorRefs in, const Attrs& a)
+    {
+        TG_CHECK(in[0].defined(), "elu_curve: undefined operand");
+        return map_unary("elu_curve", in[0], [alpha = a.alpha](auto v) {
+            using T = decltype(v);
+            return v < T(0) ? T(alpha) * std::exp(v) : T(0);
+        });
+    }
+    static tensor_list backward(const BackwardArgs& g, const Attrs& a)
+    {
+        return {mul(g.grad, EluCurve::call({g.input(0)}, {a.alpha}))};
+    }
+    static std::vector<OpSample> samples()
+    {
+        std::vector<OpSample> s;
+        for (const SampleInputs& in : unary_inputs(Domain::away_from_zero, "alpha 0.3"))
+            s.push_back(sample(in.label, in.inputs, Attrs{0.3}));
+        return s;
+    }
+};
+TG_REGISTER_OP(EluCurve);
+
 // x for x > 0, α·(eˣ − 1) otherwise. As PyTorch: the slope at 0 is α, and
 // NaN passes the gradient (it is not <= 0).
 struct Elu : Op<Elu> {
@@ -503,14 +532,15 @@ struct Elu : Op<Elu> {
             return v <= T(0) ? T(alpha) * std::expm1(v) : v;
         });
     }
-    // g·(p + (1 − p)·α·e^(x·(1 − p))) with p = 1 − (x <= 0) a constant: the
-    // exponent is 0 where x > 0, so a large x neither overflows nor meets 0·∞,
-    // and the rule differentiates again.
+    // g·(p + z·α + elu_curve(x)), with constant masks p = (x > 0 or NaN)
+    // and z = (x == 0): NaN and ±inf get PyTorch's slopes (1, 1, 0) with no
+    // 0·∞, and the second derivative at 0 is PyTorch's (0, from the right).
     static tensor_list backward(const BackwardArgs& g, const Attrs& a)
     {
         const Tensor& x = g.input(0);
-        Tensor negative = le(x, like(x, 0)), positive = sub(like(x, 1), negative);
-        Tensor slope = add(positive, mul(negative, mul(exp(mul(x, negative)), like(x, a.alpha))));
+        Tensor at_most_0 = le(x, like(x, 0));
+        Tensor positive = sub(like(x, 1), at_most_0), at_0 = sub(at_most_0, lt(x, like(x, 0)));
+        Tensor slope = add(add(positive, mul(at_0, like(x, a.alpha))), EluCurve::call({x}, {a.alpha}));
         return {mul(g.grad, slope)};
     }
     static std::vector<OpSample> samples()

@@ -323,8 +323,9 @@ Tensor group_norm(const Tensor& x, int64_t num_groups, const Tensor& weight, con
     check_parameter("group_norm", "bias", bias, {c}, x);
     TG_CHECK(std::isfinite(eps) && eps >= 0, "group_norm: eps ", eps, " is not a finite number >= 0");
     try {
-        int64_t per_group = c / num_groups;
-        for (int64_t d = 2; d < x.dim(); ++d) per_group *= x.shape()[size_t(d)];  // numel fits: so does this
+        // From numel, which fits in int64: the product of the axes need not
+        // when one of them is 0 (then any grouping of no elements will do).
+        const int64_t per_group = x.numel() == 0 ? 0 : x.numel() / (n * num_groups);
         Tensor xg = reshape(x, {n, num_groups, per_group});
         Tensor centered = sub(xg, mean(xg, {2}, true));
         Tensor var = mean(mul(centered, centered), {2}, true);

@@ -112,6 +112,28 @@ TEST_CASE("bad arguments: module constructors and forward")
                       o, [](int64_t v) { return v <= 0; });
     try_each<double>("LayerNorm", bad_reals, [&](double v) { use(make<nn::LayerNorm>(shape_type{8}, v), randn({2, 8})); },
                      o, negative_or_nan);
+    try_each<int64_t>("GroupNorm", bad_ints, [&](int64_t v) { use(make<nn::GroupNorm>(v, 3), image_batch()); }, o,
+                      [](int64_t v) { return v != 1 && v != 3; });
+    try_each<int64_t>("GroupNorm", bad_ints, [&](int64_t v) { use(make<nn::GroupNorm>(1, v), image_batch()); }, o,
+                      [](int64_t v) { return v <= 0; });
+    try_each<double>("GroupNorm", bad_reals, [&](double v) { use(make<nn::GroupNorm>(3, 3, v), image_batch()); }, o,
+                     negative_or_nan);
+    try_each<int64_t>("InstanceNorm2d", bad_ints, [&](int64_t v) { use(make<nn::InstanceNorm2d>(v), image_batch()); },
+                      o, [](int64_t v) { return v <= 0; });
+    try_each<double>("InstanceNorm2d", bad_reals,
+                     [&](double v) { use(make<nn::InstanceNorm2d>(3, v, true), image_batch()); }, o, negative_or_nan);
+    Tensor tokens = from_values({0, 1, 2, 1}, {2, 2}, int64);
+    try_each<int64_t>("Embedding", bad_ints, [&](int64_t v) { use(make<nn::Embedding>(v, 4), tokens); }, o,
+                      [](int64_t v) { return v <= 2; });
+    try_each<int64_t>("Embedding", bad_ints, [&](int64_t v) { use(make<nn::Embedding>(4, v), tokens); }, o,
+                      [](int64_t v) { return v <= 0; });
+    try_each<int64_t>("Embedding", bad_ints,
+                      [&](int64_t v) { use(make<nn::Embedding>(4, 2, v), tokens); }, o,
+                      [](int64_t v) { return v < -4 || v >= 4; });
+    try_each<double>("ELU", bad_reals, [&](double v) { use(make<nn::ELU>(v), image_batch()); }, o,
+                     [](double v) { return !std::isfinite(v); });
+    try_each<double>("Hardtanh", bad_reals, [&](double v) { use(make<nn::Hardtanh>(v, 0.5), image_batch()); }, o,
+                     [](double v) { return !(v <= 0.5); });
     MESSAGE(o.tried, " module constructions, ", o.refused, " refused");
     CHECK(o.tried >= 100);
 }
