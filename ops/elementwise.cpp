@@ -395,6 +395,20 @@ Tensor leaky_relu(const Tensor& x, double negative_slope)
 TG_REGISTER_SAMPLES("leaky_relu", samples_of(unary_inputs(Domain::away_from_zero),
                                               [](const tensor_list& x) { return leaky_relu(x[0], 0.1); }));
 
+namespace {
+// x limited to [low, high], NaN kept: the forward of clamp and of hardtanh,
+// which differ in their gradients at the bounds.
+Tensor clamped(const char* op, const Tensor& x, double low, double high)
+{
+    TG_CHECK(x.defined(), op, ": undefined operand");
+    TG_CHECK(low <= high, op, ": low ", low, " is above high ", high);  // NaN is neither
+    return map_unary(op, x, [low, high](auto v) {
+        using T = decltype(v);
+        return v < T(low) ? T(low) : v > T(high) ? T(high) : v;  // NaN: neither, itself
+    });
+}
+}  // namespace
+
 // Not minimum(maximum(x, low), high): that halves the gradient at the bounds.
 // As PyTorch: the gradient passes for low <= x <= high, bounds included (in
 // x's dtype); NaN stays NaN and gets none.
@@ -407,12 +421,7 @@ struct Clamp : Op<Clamp> {
     };
     static Tensor forward(TensorRefs in, const Attrs& a)
     {
-        TG_CHECK(in[0].defined(), "clamp: undefined operand");
-        TG_CHECK(a.low <= a.high, "clamp: low ", a.low, " is above high ", a.high);  // NaN is neither
-        return map_unary("clamp", in[0], [lo = a.low, hi = a.high](auto v) {
-            using T = decltype(v);
-            return v < T(lo) ? T(lo) : v > T(hi) ? T(hi) : v;  // NaN: neither, itself
-        });
+        return clamped("clamp", in[0], a.low, a.high);
     }
     static tensor_list backward(const BackwardArgs& g, const Attrs& a)
     {
@@ -564,12 +573,7 @@ struct Hardtanh : Op<Hardtanh> {
     };
     static Tensor forward(TensorRefs in, const Attrs& a)
     {
-        TG_CHECK(in[0].defined(), "hardtanh: undefined operand");
-        TG_CHECK(a.low <= a.high, "hardtanh: min_val ", a.low, " is above max_val ", a.high);  // NaN is neither
-        return map_unary("hardtanh", in[0], [lo = a.low, hi = a.high](auto v) {
-            using T = decltype(v);
-            return v < T(lo) ? T(lo) : v > T(hi) ? T(hi) : v;
-        });
+        return clamped("hardtanh", in[0], a.low, a.high);
     }
     static tensor_list backward(const BackwardArgs& g, const Attrs& a)
     {
