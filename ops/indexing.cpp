@@ -133,6 +133,7 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index)
         shape_type shape = x.shape();
         shape[size_t(ax)] = index.numel();
         Tensor full = Tensor::empty(shape, int64, "index_select");
+        if (full.numel() == 0) return gather(x, ax, full);  // (the axes after may multiply past int64)
         int64_t inner = 1;
         for (size_t d = size_t(ax) + 1; d < shape.size(); ++d) inner *= shape[d];
         const int64_t n = index.numel(), *ip = index.data<int64_t>();

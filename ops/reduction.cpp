@@ -179,9 +179,9 @@ Tensor mean(const Tensor& x, const axes_type& axes, bool keepdims)
     TG_CHECK(!x.defined() || is_floating(x.dtype()), "mean: expected a float32 or float64 tensor, got ",
              dtype_name(x.dtype()));
     axes_type ax = reduction_axes(x, axes, "mean");
-    int64_t count = 1;
-    for (int64_t a : ax) count *= x.shape()[size_t(a)];
-    return div(sum(x, axes, keepdims), scalar(double(count), x.dtype()));
+    double count = 1;  // in double: with another axis 0, the reduced ones may multiply past int64
+    for (int64_t a : ax) count *= double(x.shape()[size_t(a)]);
+    return div(sum(x, axes, keepdims), scalar(count, x.dtype()));
 }
 TG_REGISTER_SAMPLES("mean", {
     sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0]); }),
@@ -275,6 +275,7 @@ struct Cumsum : Op<Cumsum> {
         const int64_t n = x.dim() == 0 ? 1 : x.shape()[size_t(a.axis)];
         TG_DISPATCH_ALL(x.dtype(), "cumsum", [&] {
             using acc_t = std::conditional_t<std::is_floating_point_v<scalar_t>, double, scalar_t>;
+            if (x.numel() == 0) return;  // (and the axes after may multiply past int64)
             kernels::cumsum<scalar_t, acc_t>(x.data<scalar_t>(), out.data<scalar_t>(), x.numel(), n,
                                              x.dim() == 0 ? 1 : inner_size(x.shape(), a.axis), a.reverse);
         });

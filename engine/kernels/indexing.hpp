@@ -42,9 +42,10 @@ template <class F>
 void for_each_indexed(const std::vector<int64_t>& index_shape, const std::vector<int64_t>& x_shape, int64_t axis,
                       const int64_t* index, F f)
 {
-    int64_t count = 1;
+    for (int64_t d : index_shape)
+        if (d == 0) return;  // nothing to do, and the other sizes may multiply past int64
+    int64_t count = 1;  // fits: the index holds this many elements
     for (int64_t d : index_shape) count *= d;
-    if (count == 0) return;
     const std::vector<int64_t> xs = strides_of(x_shape);
     const size_t rank = index_shape.size();
     std::vector<int64_t> coord(rank, 0);
