@@ -467,21 +467,11 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt)
         }
         out.write_crc();
         out.sync_and_close();
-        if (::rename(tmp.c_str(), path.c_str()) != 0)
-            fail("save_checkpoint: cannot rename ", quote(tmp), " to ", quote(path), ": ", std::strerror(errno));
+        detail::replace_with_temporary("save_checkpoint", tmp, path);
     } catch (...) {
         ::unlink(tmp.c_str());
         throw;
     }
-    // Make the rename itself durable.
-    std::string dir = std::filesystem::path(path).parent_path().string();
-    if (dir.empty()) dir = ".";
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        ::fsync(dfd);
-        ::close(dfd);
-    }
-    detail::remove_stale_temporaries(path);
 }
 
 // --- loading -------------------------------------------------------------------------

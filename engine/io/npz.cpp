@@ -933,21 +933,11 @@ void save_npz(const std::string& path, const std::vector<std::pair<std::string, 
         out.write(end);
         // Synced before the rename, so `path` names the old file or the whole new one, even across a crash.
         out.sync_and_close();
-        if (::rename(tmp.c_str(), path.c_str()) != 0)
-            fail("save_npz: cannot rename ", quote(tmp), " to ", quote(path), ": ", std::strerror(errno));
+        replace_with_temporary("save_npz", tmp, path);
     } catch (...) {
         ::unlink(tmp.c_str());
         throw;
     }
-    // Make the rename itself durable.
-    std::string dir = std::filesystem::path(path).parent_path().string();
-    if (dir.empty()) dir = ".";
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        ::fsync(dfd);
-        ::close(dfd);
-    }
-    remove_stale_temporaries(path);
 }
 
 }  // namespace detail

@@ -1,12 +1,16 @@
 #include "engine/io/temporary_file.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
+
+#include "engine/core/error.hpp"
 
 namespace tg::detail {
 
@@ -45,6 +49,19 @@ int remove_stale_temporaries(const std::string& path) noexcept
     } catch (...) {
         return 0;
     }
+}
+
+void replace_with_temporary(const char* op, const std::string& tmp, const std::string& path)
+{
+    if (::rename(tmp.c_str(), path.c_str()) != 0)
+        fail(op, ": cannot rename ", quote(tmp), " to ", quote(path), ": ", std::strerror(errno));
+    const std::string parent = std::filesystem::path(path).parent_path().string();
+    const int dfd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+    }
+    remove_stale_temporaries(path);
 }
 
 }  // namespace tg::detail

@@ -18,4 +18,9 @@ std::string temporary_name(const std::string& path);
 // a save that succeeded.
 int remove_stale_temporaries(const std::string& path) noexcept;
 
+// Puts the synced temporary `tmp` in place of `path` (a tg::Error naming `op`
+// if the rename fails; the caller removes tmp then), makes the rename durable
+// by syncing the directory, and removes the temporaries of killed saves.
+void replace_with_temporary(const char* op, const std::string& tmp, const std::string& path);
+
 }  // namespace tg::detail
