@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <map>
+#include <set>
 #include <sstream>
 #include <typeinfo>
 
@@ -47,11 +49,14 @@ Tensor Module::register_parameter(const std::string& name, Tensor value, bool re
     return value;
 }
 
-Tensor Module::register_buffer(const std::string& name, Tensor value)
+Tensor Module::register_buffer(const std::string& name, Tensor value, Tensor when_missing)
 {
     if (!value.defined()) return value;
     check_new_name(buffers_, name, "buffer");
+    TG_CHECK(!when_missing.defined() || (when_missing.shape() == value.shape() && when_missing.dtype() == value.dtype()),
+             "Module: buffer '", name, "' of shape ", value.shape(), " has a value when missing of another shape or dtype");
     buffers_.emplace_back(name, value);
+    if (when_missing.defined()) buffer_values_when_missing_[name] = when_missing;
     return value;
 }
 
@@ -97,6 +102,162 @@ int64_t Module::parameter_count() const
     int64_t n = 0;
     for (auto& [name, t] : named_parameters()) n += t.numel();
     return n;
+}
+
+// --- state dicts ----------------------------------------------------------------------------
+
+NameMap::NameMap(std::map<std::string, std::string> entries) : entries_(std::move(entries))
+{
+    for (const auto& [from, to] : entries_)
+        TG_CHECK(!from.empty() && !to.empty(), "NameMap: entry ", quote(from), " -> ", quote(to),
+                 " has an empty name");
+}
+
+std::string NameMap::operator()(const std::string& name) const
+{
+    if (rule_) return rule_(name);
+    // The longest entry that is the name or one of its module prefixes ("4" for "4.weight").
+    for (std::string prefix = name;;) {
+        if (auto it = entries_.find(prefix); it != entries_.end()) return it->second + name.substr(prefix.size());
+        size_t dot = prefix.rfind('.');
+        if (dot == std::string::npos) return name;
+        prefix.resize(dot);
+    }
+}
+
+void Module::collect_state(const std::string& prefix, std::vector<StateEntry>& out) const
+{
+    for (const auto& [name, t] : parameters_) out.push_back({prefix + name, t, Tensor()});
+    for (const auto& [name, t] : buffers_) {
+        auto it = buffer_values_when_missing_.find(name);
+        out.push_back({prefix + name, t, it == buffer_values_when_missing_.end() ? Tensor() : it->second});
+    }
+    for (const auto& [name, child] : children_) child->collect_state(prefix + name + ".", out);
+}
+
+void Module::collect_module_names(const std::string& prefix, std::vector<std::string>& out) const
+{
+    for (const auto& [name, child] : children_) {
+        out.push_back(prefix + name);
+        child->collect_module_names(prefix + name + ".", out);
+    }
+}
+
+std::vector<std::string> Module::mapped_state_names(const std::vector<StateEntry>& state, const NameMap& names,
+                                                    const char* caller) const
+{
+    std::vector<std::string> problems;
+    if (!names.entries().empty()) {
+        std::set<std::string> known;
+        for (const StateEntry& e : state) known.insert(e.name);
+        std::vector<std::string> modules;
+        collect_module_names("", modules);
+        known.insert(modules.begin(), modules.end());
+        for (const auto& [from, to] : names.entries())
+            if (!known.count(from))
+                problems.push_back("the name map's entry " + quote(from) + " -> " + quote(to) +
+                                   " names no tensor or module of the model");
+    }
+    std::vector<std::string> mapped;
+    std::map<std::string, std::string> taken;  // other name -> the model's name
+    for (const StateEntry& e : state) {
+        mapped.push_back(names(e.name));
+        if (mapped.back().empty())
+            problems.push_back("the name map gives " + quote(e.name) + " an empty name");
+        else if (auto [it, fresh] = taken.emplace(mapped.back(), e.name); !fresh)
+            problems.push_back("the name map gives " + quote(it->second) + " and " + quote(e.name) +
+                               " the same name " + quote(mapped.back()));
+    }
+    if (!problems.empty()) fail(caller, " (", describe(), "): ", join(problems, "; "));
+    return mapped;
+}
+
+named_tensors Module::state_dict(const NameMap& names) const
+{
+    std::vector<StateEntry> state;
+    collect_state("", state);
+    std::vector<std::string> mapped = mapped_state_names(state, names, "state_dict");
+    named_tensors out;
+    for (size_t i = 0; i < state.size(); ++i) out.emplace_back(mapped[i], state[i].tensor.detach());
+    return out;
+}
+
+LoadStateDictResult Module::load_state_dict(const named_tensors& given, const LoadStateDictOptions& options)
+{
+    std::vector<StateEntry> state;
+    collect_state("", state);
+    const std::vector<std::string> mapped = mapped_state_names(state, options.name_map, "load_state_dict");
+
+    std::vector<std::string> problems;
+    std::map<std::string, size_t> given_at;  // a given name -> its index
+    for (size_t i = 0; i < given.size(); ++i) {
+        const auto& [name, t] = given[i];
+        if (!given_at.emplace(name, i).second)
+            problems.push_back(quote(name) + " is given twice");
+        else if (!t.defined())
+            problems.push_back(quote(name) + " is given an undefined tensor");
+    }
+    // What the model's name is called in messages: "features.1.weight" (the model's "1.weight").
+    auto spelled = [&](size_t k) {
+        return quote(mapped[k]) + (mapped[k] == state[k].name ? "" : " (the model's " + quote(state[k].name) + ")");
+    };
+    LoadStateDictResult result;
+    std::vector<std::string> missing;
+    std::vector<bool> used(given.size(), false);
+    std::vector<std::pair<Tensor, Tensor>> copies;  // (the model's tensor, the value)
+    for (size_t k = 0; k < state.size(); ++k) {
+        const Tensor& target = state[k].tensor;
+        auto it = given_at.find(mapped[k]);
+        if (it == given_at.end()) {
+            if (state[k].when_missing.defined()) {
+                copies.emplace_back(target, state[k].when_missing);
+            } else {
+                result.missing_keys.push_back(state[k].name);
+                missing.push_back(spelled(k));
+            }
+            continue;
+        }
+        used[it->second] = true;
+        const Tensor& value = given[it->second].second;
+        if (!value.defined()) continue;  // reported above
+        if (is_floating(value.dtype()) != is_floating(target.dtype()))
+            problems.push_back(spelled(k) + " is " + dtype_name(value.dtype()) + " given but " +
+                               dtype_name(target.dtype()) + " in the model");
+        else if (value.shape() != target.shape())
+            problems.push_back(spelled(k) + " has shape " + shape_str(value.shape()) + " given but " +
+                               shape_str(target.shape()) + " in the model");
+        else
+            copies.emplace_back(target, value);
+    }
+    std::vector<std::string> unexpected;
+    for (size_t i = 0; i < given.size(); ++i)
+        if (!used[i] && given_at.at(given[i].first) == i) {
+            result.unexpected_keys.push_back(given[i].first);
+            unexpected.push_back(quote(given[i].first));
+        }
+    size_t count = problems.size();
+    if (options.strict) {
+        count += missing.size() + unexpected.size();
+        if (!missing.empty()) problems.push_back("missing (the model's, not given): " + join(missing, ", "));
+        if (!unexpected.empty()) problems.push_back("unexpected (given, not the model's): " + join(unexpected, ", "));
+    }
+    if (count > 0)
+        fail("load_state_dict (", describe(), "): ", count, count == 1 ? " problem: " : " problems: ",
+             join(problems, "; "));
+
+    // Every value first, converted or copied out of memory a target shares
+    // (a state dict of the model itself, renamed), then the copies.
+    NoGradGuard off;
+    std::set<const Storage*> targets;
+    for (const auto& [target, value] : copies) targets.insert(target.impl().storage.get());
+    for (auto& [target, value] : copies) {
+        if (value.dtype() != target.dtype())
+            value = value.detach().to(target.dtype());
+        else if (targets.count(value.impl().storage.get()))
+            value = value.detach().clone();
+    }
+    for (auto& [target, value] : copies) target.copy_(value);
+    return result;
 }
 
 void Module::zero_grad()
@@ -310,18 +471,21 @@ std::string Dropout::describe() const
     return s.str();
 }
 
-BatchNorm2d::BatchNorm2d(int64_t channels, double eps, double momentum) try
+BatchNorm2d::BatchNorm2d(int64_t channels, double eps, std::optional<double> momentum) try
     : weight(register_parameter("weight", ones({channels}))),
       bias(register_parameter("bias", zeros({channels}))),
       running_mean(register_buffer("running_mean", zeros({channels}))),
       running_var(register_buffer("running_var", ones({channels}))),
+      // A state dict without it (PyTorch's before 0.4.1) loads as a count of 0, as PyTorch loads one.
+      num_batches_tracked(register_buffer("num_batches_tracked", scalar(0, int64), scalar(0, int64))),
       channels_(channels),
       eps_(eps),
       momentum_(momentum)
 {
     TG_CHECK(channels >= 1, "BatchNorm2d: channels must be positive, got ", channels);
     TG_CHECK(std::isfinite(eps) && eps >= 0, "BatchNorm2d: eps ", eps, " is not a finite number >= 0");
-    TG_CHECK(momentum >= 0 && momentum <= 1, "BatchNorm2d: momentum ", momentum, " is outside [0, 1]");
+    TG_CHECK(!momentum || (*momentum >= 0 && *momentum <= 1), "BatchNorm2d: momentum ", momentum.value_or(0),
+             " is outside [0, 1]");
 } catch (const Error&) {
     detail::rethrow_naming("BatchNorm2d");
 }
@@ -331,9 +495,13 @@ Tensor BatchNorm2d::forward(const Tensor& x)
     TG_CHECK(x.defined(), describe(), ": undefined input");
     TG_CHECK(x.dim() == 4 && x.shape()[1] == channels_, describe(), ": expected an input [N, ", channels_,
              ", H, W], got ", x.shape());
-    return batch_norm(x, running_mean, running_var, weight, bias, is_training(), momentum_, eps_);
+    return batch_norm(x, {&running_mean, &running_var, &num_batches_tracked}, weight, bias, is_training(), momentum_,
+                      eps_);
 }
-std::string BatchNorm2d::describe() const { return "BatchNorm2d(" + std::to_string(channels_) + ")"; }
+std::string BatchNorm2d::describe() const
+{
+    return "BatchNorm2d(" + std::to_string(channels_) + (momentum_ ? "" : ", momentum=None") + ")";
+}
 
 LayerNorm::LayerNorm(const shape_type& shape, double eps) try
     : weight(register_parameter("weight", ones(shape))),

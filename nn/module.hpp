@@ -4,6 +4,10 @@
 // gradcheck use.
 #pragma once
 
+#include <concepts>
+#include <functional>
+#include <initializer_list>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -15,6 +19,50 @@
 #include "../ops/options.hpp"
 
 namespace tg::nn {
+
+// How a model's tensors are named elsewhere, for state_dict and
+// load_state_dict: a Sequential's "0.weight" may be PyTorch's
+// "features.0.weight". Either entries (the model's name -> the other name)
+// or a function of the model's name. An entry renames one tensor
+// ("4.weight" -> "classifier.weight") or everything under a module
+// ("4" -> "classifier": "4.weight" and "4.bias"); the longest entry that
+// matches wins and names no entry matches stay as they are. An entry whose
+// model name is neither a tensor nor a module of the model is an error.
+class NameMap {
+public:
+    NameMap() = default;  // the names as they are
+    NameMap(std::map<std::string, std::string> entries);
+    NameMap(std::initializer_list<std::pair<const std::string, std::string>> entries)
+        : NameMap(std::map<std::string, std::string>(entries))
+    {
+    }
+    template <class F>
+        requires std::is_invocable_r_v<std::string, const F&, const std::string&>
+    NameMap(F rule) : rule_(std::move(rule))
+    {
+    }
+
+    // The other name of the model's tensor `name`.
+    std::string operator()(const std::string& name) const;
+    const std::map<std::string, std::string>& entries() const { return entries_; }
+
+private:
+    std::map<std::string, std::string> entries_;
+    std::function<std::string(const std::string&)> rule_;
+};
+
+struct LoadStateDictOptions {
+    // Every tensor of the model must be given and every given tensor must be
+    // the model's. Without it, those are returned instead of refused.
+    bool strict = true;
+    NameMap name_map = {};
+};
+
+// PyTorch's IncompatibleKeys: what strict = false let through.
+struct LoadStateDictResult {
+    std::vector<std::string> missing_keys;     // the model's names (as it names them) that were not given
+    std::vector<std::string> unexpected_keys;  // given names that are none of the model's
+};
 
 class Module {
 public:
@@ -34,6 +82,28 @@ public:
     named_tensors named_buffers() const;
     tensor_list parameters() const;
     int64_t parameter_count() const;
+
+    // PyTorch's state_dict: every parameter and buffer, each module's own
+    // parameters, then its own buffers, then its children's, in registration
+    // order, names joined with '.' and spelled by `names`. The tensors are
+    // the model's data, detached: save them (save_npz) or clone them to keep
+    // a copy.
+    named_tensors state_dict(const NameMap& names = {}) const;
+    // PyTorch's load_state_dict: copies each given tensor into the model's
+    // tensor of that name (as options.name_map spells it) in place, so the
+    // model's members and an optimizer built before see the loaded values;
+    // off the tape (the version counters record the change). float32 and
+    // float64 convert to the model's dtype; values load as they are (NaN and
+    // infinities too). Refused, with every problem in one tg::Error and
+    // nothing changed: a shape that differs, a floating tensor for an int64
+    // one or the reverse, a name given twice, an undefined tensor, two of the
+    // model's names mapped to one, and, when strict, the model's names not
+    // given and given names that are not the model's (otherwise returned).
+    // A buffer registered with a value for when it is missing (BatchNorm2d's
+    // num_batches_tracked, absent from old PyTorch checkpoints) takes that
+    // value and is not reported missing, as PyTorch loads an unversioned
+    // state dict.
+    LoadStateDictResult load_state_dict(const named_tensors& state, const LoadStateDictOptions& options = {});
 
     void zero_grad();
     // Training mode (batch statistics, dropout) or evaluation mode; recursive.
@@ -59,7 +129,9 @@ protected:
     // (`weight = register_parameter("weight", ...)`). An undefined value
     // registers nothing (an optional bias).
     Tensor register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
-    Tensor register_buffer(const std::string& name, Tensor value);
+    // `when_missing`, if defined, is the value load_state_dict gives the
+    // buffer when the state dict lacks it (instead of reporting it missing).
+    Tensor register_buffer(const std::string& name, Tensor value, Tensor when_missing = Tensor());
     template <class M>
     std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module)
     {
@@ -68,10 +140,20 @@ protected:
     }
 
 private:
+    struct StateEntry {
+        std::string name;
+        Tensor tensor, when_missing;
+    };
     void collect(const std::string& prefix, named_tensors& out, bool buffers) const;
+    void collect_state(const std::string& prefix, std::vector<StateEntry>& out) const;
+    void collect_module_names(const std::string& prefix, std::vector<std::string>& out) const;
+    // The state's names as `names` spells them, after checking its entries.
+    std::vector<std::string> mapped_state_names(const std::vector<StateEntry>& state, const NameMap& names,
+                                                const char* caller) const;
     void summarize(std::string& out, const std::string& name, int depth) const;
 
     named_tensors parameters_, buffers_;
+    std::map<std::string, Tensor> buffer_values_when_missing_;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
     bool training_ = true;
     shape_type last_output_shape_;
@@ -194,16 +276,21 @@ private:
     Generator gen_;
 };
 
+// PyTorch's BatchNorm2d (affine, tracking running statistics). Buffers
+// running_mean (zeros), running_var (ones) and num_batches_tracked (an int64
+// 0-d count, +1 per training forward). momentum std::nullopt is PyTorch's
+// None: the running statistics are the cumulative average of every batch.
 class BatchNorm2d : public Module {
 public:
-    explicit BatchNorm2d(int64_t channels, double eps = 1e-5, double momentum = 0.1);
+    explicit BatchNorm2d(int64_t channels, double eps = 1e-5, std::optional<double> momentum = 0.1);
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
-    Tensor weight, bias, running_mean, running_var;
+    Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
 private:
     int64_t channels_;
-    double eps_, momentum_;
+    double eps_;
+    std::optional<double> momentum_;
 };
 
 class LayerNorm : public Module {

@@ -190,28 +190,57 @@ TG_REGISTER_OP(BatchNormTraining);
 
 }  // namespace
 
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var, const Tensor& weight,
-                  const Tensor& bias, bool training, double momentum, double eps)
+namespace {
+// The running statistics given to batch_norm, checked against x before anything changes.
+void check_running_stats(const Tensor& x, const BatchNormRunningStats& running, bool training,
+                         const std::optional<double>& momentum)
+{
+    const int64_t c = x.shape()[1];
+    TG_CHECK((running.mean == nullptr) == (running.var == nullptr), "batch_norm: give both running_mean and ",
+             "running_var, or neither");
+    TG_CHECK(running.mean || !running.num_batches_tracked, "batch_norm: num_batches_tracked without running_mean ",
+             "and running_var");
+    if (!running.mean) return;
+    TG_CHECK(running.mean->defined() && running.var->defined(), "batch_norm: ",
+             running.mean->defined() ? "running_var" : "running_mean", " points to an undefined tensor");
+    check_parameter("batch_norm", "running_mean", *running.mean, {c}, x);
+    check_parameter("batch_norm", "running_var", *running.var, {c}, x);
+    TG_CHECK(running.mean->impl().storage != running.var->impl().storage, "batch_norm: running_mean and running_var ",
+             "share their memory: an update of one would change the other");
+    if (const Tensor* n = running.num_batches_tracked) {
+        TG_CHECK(n->defined(), "batch_norm: num_batches_tracked points to an undefined tensor");
+        TG_CHECK(n->dtype() == int64 && n->dim() == 0, "batch_norm: num_batches_tracked must be an int64 0-d tensor, ",
+                 "got ", dtype_name(n->dtype()), " of shape ", n->shape());
+        const int64_t count = *n->data<int64_t>();
+        TG_CHECK(count >= 0 && count < INT64_MAX, "batch_norm: num_batches_tracked ", count,
+                 " is not a count that can go up by one");
+    }
+    TG_CHECK(!training || momentum || running.num_batches_tracked, "batch_norm: momentum None (the cumulative ",
+             "average of every batch) needs num_batches_tracked");
+}
+}  // namespace
+
+Tensor batch_norm(const Tensor& x, const BatchNormRunningStats& running, const Tensor& weight, const Tensor& bias,
+                  bool training, std::optional<double> momentum, double eps)
 {
     TG_CHECK(x.defined(), "batch_norm: undefined input");
     TG_CHECK(x.dim() >= 2, "batch_norm: input must be [N, C, ...], got ", x.shape());
     TG_CHECK(is_floating(x.dtype()), "batch_norm: input must be float32 or float64, got ", dtype_name(x.dtype()));
     int64_t c = x.shape()[1];
-    TG_CHECK(running_mean.defined() == running_var.defined(), "batch_norm: give both running_mean and ",
-             "running_var, or neither");
-    check_parameter("batch_norm", "running_mean", running_mean, {c}, x);
-    check_parameter("batch_norm", "running_var", running_var, {c}, x);
+    check_running_stats(x, running, training, momentum);
     check_parameter("batch_norm", "weight", weight, {c}, x);
     check_parameter("batch_norm", "bias", bias, {c}, x);
     TG_CHECK(std::isfinite(eps) && eps >= 0, "batch_norm: eps ", eps, " is not a finite number >= 0");
-    TG_CHECK(momentum >= 0 && momentum <= 1, "batch_norm: momentum ", momentum, " is outside [0, 1]");
+    TG_CHECK(!momentum || (*momentum >= 0 && *momentum <= 1), "batch_norm: momentum ", momentum.value_or(0),
+             " is outside [0, 1]");
     // Per-channel values broadcast as [1, C, 1, ...].
     shape_type channel_shape(size_t(x.dim()), 1);
     channel_shape[1] = c;
     auto per_channel = [&](const Tensor& t) { return reshape(t, channel_shape); };
 
     if (!training) {
-        TG_CHECK(running_mean.defined(), "batch_norm: evaluation mode needs running_mean and running_var");
+        TG_CHECK(running.mean, "batch_norm: evaluation mode needs running_mean and running_var");
+        const Tensor &running_mean = *running.mean, &running_var = *running.var;
         // y = x·scale + shift with scale = γ/√(var + eps), shift = β - mean·scale: two full-size ops.
         Tensor scale = div(scalar(1.0, x.dtype()), sqrt(running_var + eps));
         if (weight.defined()) scale = mul(scale, weight);
@@ -229,12 +258,25 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     TG_CHECK(count != 1, "batch_norm: expected more than 1 value per channel when training, got an input of shape ",
              x.shape());
     OpResult r = call_op_kept<BatchNormTraining>({x, weight, bias}, {eps});
-    if (running_mean.defined() && count > 0) {
-        NoGradGuard off;
-        double unbiased = double(count) / double(count - 1);
-        Tensor rm = running_mean, rv = running_var;  // handles on the caller's buffers
-        rm.mul_(1 - momentum).add_(r.kept[0], momentum);
-        rv.mul_(1 - momentum).add_(r.kept[2].to(x.dtype()), momentum * unbiased);  // the biased variance
+    if (!running.mean) return r.output;
+    // Off the tape; the version counters record the changes.
+    double factor = momentum.value_or(0);
+    if (Tensor* tracked = running.num_batches_tracked) {
+        int64_t& batches = *tracked->data<int64_t>();
+        ++batches;
+        tracked->bump_version();
+        if (!momentum) factor = 1 / double(batches);
+    }
+    if (count > 0) {
+        Tensor &rm = *running.mean, &rv = *running.var;
+        TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
+            using T = scalar_t;
+            kernels::batch_norm_update_running<T>(rm.data<T>(), rv.data<T>(), r.kept[0].data<T>(),
+                                                  r.kept[2].data<double>(), c, factor,
+                                                  double(count) / double(count - 1));
+        });
+        rm.bump_version();
+        rv.bump_version();
     }
     return r.output;
 }
@@ -254,26 +296,30 @@ std::vector<OpSample> BatchNormTraining::samples()
         tg::sample("[5,3] training, affine", {real("x", {5, 3}), real("weight", {3}), real("bias", {3})},
            [](const tensor_list& x) {
                Tensor rm = channel_values(x[0], {0, 0, 0}), rv = channel_values(x[0], {1, 1, 1});
-               return batch_norm(x[0], rm, rv, x[1], x[2], true);
+               return batch_norm(x[0], {&rm, &rv}, x[1], x[2], true);
            }),
         tg::sample("[3,2,3,3] training, no affine, no running stats", {real("x", {3, 2, 3, 3})},
-           [](const tensor_list& x) { return batch_norm(x[0], Tensor(), Tensor(), Tensor(), Tensor(), true); }),
+           [](const tensor_list& x) { return batch_norm(x[0], {}, Tensor(), Tensor(), true); }),
         tg::sample("[2,3,5] training, weight only", {real("x", {2, 3, 5}), real("weight", {3})},
            [](const tensor_list& x) {
                Tensor rm = channel_values(x[0], {0.1, -0.2, 0.3}), rv = channel_values(x[0], {1, 2, 0.5});
-               return batch_norm(x[0], rm, rv, x[1], Tensor(), true, 0.2);
+               return batch_norm(x[0], {&rm, &rv}, x[1], Tensor(), true, 0.2);
            }),
-        tg::sample("[4,3,5] training, bias only", {real("x", {4, 3, 5}), real("bias", {3})},
-           [](const tensor_list& x) { return batch_norm(x[0], Tensor(), Tensor(), Tensor(), x[1], true); }),
+        tg::sample("[4,3,5] training, bias only, momentum None", {real("x", {4, 3, 5}), real("bias", {3})},
+           [](const tensor_list& x) {
+               Tensor rm = channel_values(x[0], {0.1, -0.2, 0.3}), rv = channel_values(x[0], {1, 2, 0.5});
+               Tensor tracked = scalar(3.0, int64);
+               return batch_norm(x[0], {&rm, &rv, &tracked}, Tensor(), x[1], true, std::nullopt);
+           }),
         tg::sample("[4,3,2,2] eval, affine", {real("x", {4, 3, 2, 2}), real("weight", {3}), real("bias", {3})},
            [](const tensor_list& x) {
                Tensor rm = channel_values(x[0], {0.5, -1, 0.25}), rv = channel_values(x[0], {0.8, 1.5, 2});
-               return batch_norm(x[0], rm, rv, x[1], x[2], false);
+               return batch_norm(x[0], {&rm, &rv}, x[1], x[2], false);
            }),
-        tg::sample("[3,4] eval, no affine", {real("x", {3, 4})},
+        tg::sample("[3,4] eval, no affine, momentum None", {real("x", {3, 4})},
            [](const tensor_list& x) {
                Tensor rm = channel_values(x[0], {0.5, -1, 0.25, 0}), rv = channel_values(x[0], {0.8, 1.5, 2, 1});
-               return batch_norm(x[0], rm, rv, Tensor(), Tensor(), false);
+               return batch_norm(x[0], {&rm, &rv}, Tensor(), Tensor(), false, std::nullopt);
            }),
     };
 }

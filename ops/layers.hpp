@@ -2,6 +2,8 @@
 // PyTorch's semantics and defaults.
 #pragma once
 
+#include <optional>
+
 #include "../engine/core/tensor.hpp"
 
 namespace tg {
@@ -20,15 +22,34 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen);
 // Same, drawing from the calling thread's default generator.
 Tensor dropout(const Tensor& x, double p = 0.5, bool training = true);
 
-// Batch normalisation of x [N, C, ...] per channel C.
+// The running statistics of batch_norm, which it reads in evaluation and
+// changes in place while training. Pointers, so that a call says which
+// tensors it changes: batch_norm(x, {&mean, &var, &count}, ...); `{}` for
+// none. mean and var are [C] in x's dtype, given both or neither;
+// num_batches_tracked is an int64 0-d count, optional unless momentum is
+// std::nullopt.
+struct BatchNormRunningStats {
+    Tensor* mean = nullptr;
+    Tensor* var = nullptr;
+    Tensor* num_batches_tracked = nullptr;
+};
+
+// Batch normalisation of x [N, C, ...] per channel C, PyTorch's F.batch_norm
+// and nn.BatchNorm2d's update of its buffers.
 // Training: normalises with the batch mean and (biased) variance over every
-// axis but 1, and, when running_mean/running_var are given, updates them in
-// place: running = (1 - momentum)·running + momentum·batch statistic, with the
-// unbiased variance for running_var. Evaluation: normalises with the running
-// statistics. weight (γ) and bias (β), of shape [C], are optional.
-Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& running_var,
-                  const Tensor& weight = Tensor(), const Tensor& bias = Tensor(), bool training = true,
-                  double momentum = 0.1, double eps = 1e-5);
+// axis but 1, and, when running statistics are given, first adds 1 to
+// num_batches_tracked (when given; even for an empty batch, as BatchNorm2d
+// does), then updates mean and var in place:
+//   running = (1 - factor)·running + factor·batch statistic,
+// with the unbiased variance for var, and factor = momentum, or, for momentum
+// std::nullopt, 1 / num_batches_tracked: the cumulative average of every
+// batch so far. An empty batch leaves mean and var as they are.
+// Evaluation: normalises with the running mean and var, changing nothing.
+// weight (γ) and bias (β), of shape [C], are optional. Nothing is changed
+// when an argument is refused.
+Tensor batch_norm(const Tensor& x, const BatchNormRunningStats& running, const Tensor& weight = Tensor(),
+                  const Tensor& bias = Tensor(), bool training = true, std::optional<double> momentum = 0.1,
+                  double eps = 1e-5);
 
 // Normalises over the trailing axes given by normalized_shape (mean and biased
 // variance per leading index), then scales by weight and adds bias, both of

@@ -194,7 +194,7 @@ TEST_CASE("empty: batch_norm of an empty batch is empty, with zero weight gradie
             Tensor x = leaf(xs, dt);
             Tensor w = tg::ones({3}, dt).requires_grad_(), b = tg::zeros({3}, dt).requires_grad_();
             Tensor rm = tg::from_values({0.5, 1, 2}, {3}, dt), rv = tg::from_values({1, 2, 3}, {3}, dt);
-            Tensor y = tg::batch_norm(x, rm, rv, w, b, true);
+            Tensor y = tg::batch_norm(x, {&rm, &rv}, w, b, true);
             CHECK(y.shape() == xs);
             tg::sum(y).backward();
             CHECK(w.grad().to_vector() == std::vector<double>(3, 0.0));
@@ -203,9 +203,9 @@ TEST_CASE("empty: batch_norm of an empty batch is empty, with zero weight gradie
             CHECK(rv.to_vector() == std::vector<double>{1, 2, 3});
         }
     // One value per channel has no variance: an error, as in PyTorch.
-    CHECK_THROWS_WITH(tg::batch_norm(tg::zeros({1, 3}), Tensor(), Tensor(), Tensor(), Tensor(), true),
+    CHECK_THROWS_WITH(tg::batch_norm(tg::zeros({1, 3}), {}, Tensor(), Tensor(), true),
                       doctest::Contains("more than 1 value per channel"));
-    CHECK(tg::batch_norm(tg::zeros({4, 0, 5}), Tensor(), Tensor(), Tensor(), Tensor(), true).shape() ==
+    CHECK(tg::batch_norm(tg::zeros({4, 0, 5}), {}, Tensor(), Tensor(), true).shape() ==
           shape_type{4, 0, 5});
 }
 

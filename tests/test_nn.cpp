@@ -92,7 +92,8 @@ TEST_CASE("nn: nested modules join names with '.', buffers are named the same wa
                          nn::make<nn::LayerNorm>(tg::shape_type{4, 5, 5})};
     CHECK(names_of(outer.named_parameters()) ==
           std::vector<std::string>{"0.weight", "0.bias", "1.0.weight", "1.1.weight", "1.1.bias", "3.weight", "3.bias"});
-    CHECK(names_of(outer.named_buffers()) == std::vector<std::string>{"1.1.running_mean", "1.1.running_var"});
+    CHECK(names_of(outer.named_buffers()) ==
+          std::vector<std::string>{"1.1.running_mean", "1.1.running_var", "1.1.num_batches_tracked"});
     CHECK(outer.parameter_count() == 3 * 2 + 2 + 4 * 2 * 9 + 4 + 4 + 2 * 100);
     // The buffers are the BatchNorm2d's own tensors.
     auto& bn = dynamic_cast<nn::BatchNorm2d&>(*inner_ptr->children()[1].second);
@@ -207,9 +208,13 @@ TEST_CASE("nn: BatchNorm2d updates running stats in train (momentum 0.1, unbiase
     tg::Generator gen(4);
     nn::BatchNorm2d bn(2);
     CHECK(names_of(bn.named_parameters()) == std::vector<std::string>{"weight", "bias"});
-    CHECK(names_of(bn.named_buffers()) == std::vector<std::string>{"running_mean", "running_var"});
+    CHECK(names_of(bn.named_buffers()) ==
+          std::vector<std::string>{"running_mean", "running_var", "num_batches_tracked"});
     check_equal(bn.running_mean, tg::zeros({2}));
     check_equal(bn.running_var, tg::ones({2}));
+    CHECK(bn.num_batches_tracked.dtype() == tg::int64);
+    CHECK(bn.num_batches_tracked.shape() == tg::shape_type{});
+    CHECK(bn.num_batches_tracked.item() == 0);
 
     const int64_t n = 3, c = 2, hw = 4;
     tg::Tensor x = tg::randn({n, c, 2, 2}, tg::float32, &gen) * 2.0 + 1.0;
@@ -234,8 +239,10 @@ TEST_CASE("nn: BatchNorm2d updates running stats in train (momentum 0.1, unbiase
         double y0 = y.at({0, ch, 0, 0});
         CHECK(y0 == doctest::Approx((x.at({0, ch, 0, 0}) - mean[ch]) / std::sqrt(var[ch] + 1e-5)).epsilon(1e-4));
     }
+    CHECK(bn.num_batches_tracked.item() == 1);
     // A second step compounds: r = 0.9 r + 0.1 batch.
     bn(x);
+    CHECK(bn.num_batches_tracked.item() == 2);
     for (int64_t ch = 0; ch < c; ++ch) {
         CHECK(bn.running_mean.at({ch}) == doctest::Approx(0.19 * mean[ch]).epsilon(1e-5));
         CHECK(bn.running_var.at({ch}) == doctest::Approx(0.81 + 0.19 * var[ch] * unbiased).epsilon(1e-5));
@@ -252,6 +259,7 @@ TEST_CASE("nn: BatchNorm2d updates running stats in train (momentum 0.1, unbiase
     tg::Tensor z = bn(x);
     check_equal(bn.running_mean, tg::from_values(rm));
     check_equal(bn.running_var, tg::from_values(rv));
+    CHECK(bn.num_batches_tracked.item() == 2);  // counted in training only
     Values w = {2.0, -0.5}, b = {0.25, 1.0};
     Values zv = z.to_vector();
     for (int64_t i = 0; i < n; ++i)
@@ -287,7 +295,9 @@ TEST_CASE("nn: to(float64) keeps parameters leaves that require grad, with the s
         CHECK(p.requires_grad());
         CHECK(p.to_vector() == values[i]);  // float32 → float64 is exact
     }
-    for (const auto& [name, b] : model.named_buffers()) CHECK(b.dtype() == tg::float64);
+    // Floating buffers follow; the int64 count stays a count.
+    for (const auto& [name, b] : model.named_buffers())
+        CHECK(b.dtype() == (name.ends_with("num_batches_tracked") ? tg::int64 : tg::float64));
     // The layer's weight member follows the conversion.
     auto& lin = dynamic_cast<nn::Linear&>(*model.children()[3].second);
     CHECK(lin.weight.dtype() == tg::float64);

@@ -81,6 +81,16 @@ void batch_norm_backward(const T* x, const T* g, const T* w, const T* mean, cons
     });
 }
 
+template <class T>
+void batch_norm_update_running(T* running_mean, T* running_var, const T* batch_mean, const double* batch_var,
+                               int64_t c, double factor, double unbiased)
+{
+    for (int64_t ch = 0; ch < c; ++ch) {
+        running_mean[ch] = T(factor * double(batch_mean[ch]) + (1 - factor) * double(running_mean[ch]));
+        running_var[ch] = T(factor * (batch_var[ch] * unbiased) + (1 - factor) * double(running_var[ch]));
+    }
+}
+
 template void batch_norm_forward(const float*, const float*, const float*, const ChannelView&, double, float*, float*,
                                  float*, double*);
 template void batch_norm_forward(const double*, const double*, const double*, const ChannelView&, double, double*,
@@ -89,5 +99,8 @@ template void batch_norm_backward(const float*, const float*, const float*, cons
                                   const ChannelView&, float*, float*, float*);
 template void batch_norm_backward(const double*, const double*, const double*, const double*, const double*,
                                   const ChannelView&, double*, double*, double*);
+
+template void batch_norm_update_running(float*, float*, const float*, const double*, int64_t, double, double);
+template void batch_norm_update_running(double*, double*, const double*, const double*, int64_t, double, double);
 
 }  // namespace tg::kernels

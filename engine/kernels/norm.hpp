@@ -25,4 +25,11 @@ template <class T>
 void batch_norm_backward(const T* x, const T* g, const T* w, const T* mean, const T* invstd, const ChannelView& v,
                          T* dx, T* dw, T* db);
 
+// The running statistics' update, as PyTorch computes it (in double, rounded
+// once): running = factor·batch + (1 - factor)·running, with the biased
+// batch variance times `unbiased` (n / (n - 1)) for var.
+template <class T>
+void batch_norm_update_running(T* running_mean, T* running_var, const T* batch_mean, const double* batch_var,
+                               int64_t c, double factor, double unbiased);
+
 }  // namespace tg::kernels
