@@ -302,8 +302,12 @@ int run(int argc, char** argv)
     const std::string checkpoint = s.out + "/checkpoint.tgckpt";
     if (!s.resume.empty()) {
         tg::Checkpoint ck = tg::load_checkpoint(s.resume);
-        ck.load_into(model->named_parameters(), "model.");
-        ck.load_into(model->named_buffers(), "buffers.");
+        // Parameters and buffers as one state dict: a checkpoint written
+        // before BatchNorm2d counted its batches (no num_batches_tracked)
+        // resumes with the counts at 0, as PyTorch loads one.
+        tg::named_tensors state = ck.tensors("model.");
+        for (auto& buffer : ck.tensors("buffers.")) state.push_back(buffer);
+        model->load_state_dict(state);
         optimizer->load_from(ck, "optimizer.");
         schedule.load_from(ck, "schedule.");
         loader.load_from(ck, "loader.");
