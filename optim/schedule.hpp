@@ -38,7 +38,9 @@ Schedule sequential_lr(std::vector<Schedule> schedules, std::vector<int64_t> mil
 Schedule warmup_cosine_lr(int64_t warmup, int64_t total, double eta_min = 0.0, double start_factor = 1e-3);
 
 // Drives the learning rates of an optimizer's groups. A group's base rate is
-// its rate at construction, which is then set to schedule(0, base).
+// its rate at construction, which is then set to schedule(0, base). (PyTorch
+// takes a group's initial_lr instead when an earlier scheduler on the same
+// optimizer stored one; here two schedules are chained with sequential_lr.)
 class LrScheduler {
 public:
     LrScheduler(Optimizer& optimizer, Schedule schedule);
