@@ -210,6 +210,72 @@ TEST_CASE("bad arguments: optimizers, schedules and the data loader")
                       },
                       o, [](int64_t v) { return v < 0; });
 
+    // OneCycleLR and ReduceLROnPlateau: each argument, then a few steps (a
+    // momentum the optimizer refuses is the optimizer's error).
+    auto cycle = [&](const optim::OneCycleOptions& c) {
+        optim::SGD opt(params(), {.momentum = 0.9});
+        optim::OneCycleLR sched(opt, c);
+        for (int i = 0; i < 3 && sched.last_step() < sched.total_steps(); ++i) {
+            step(opt);
+            sched.step();
+        }
+    };
+    const auto not_finite = [](double v) { return !std::isfinite(v); };
+    for (int field = 0; field < 6; ++field)
+        try_each<double>("OneCycleLR|SGD", bad_reals,
+                         [&](double v) {
+                             optim::OneCycleOptions c{.max_lr = {0.1}, .total_steps = 10};
+                             if (field == 0) c.max_lr = {v};
+                             if (field == 1) c.pct_start = v;
+                             if (field == 2) c.div_factor = v;
+                             if (field == 3) c.final_div_factor = v;
+                             if (field == 4) c.base_momentum = {v};
+                             if (field == 5) c.max_momentum = {v};
+                             cycle(c);
+                         },
+                         o,
+                         field == 0   ? std::function<bool(double)>(negative_or_nan)
+                         : field == 1 ? std::function<bool(double)>([](double v) { return !(v >= 0 && v <= 1); })
+                         : field <= 3 ? std::function<bool(double)>(not_positive)
+                                      : std::function<bool(double)>(not_finite));
+    try_each<int64_t>("OneCycleLR", bad_ints, [&](int64_t v) { cycle({.max_lr = {0.1}, .total_steps = v}); }, o,
+                      [](int64_t v) { return v <= 0; });
+    try_each<int64_t>("OneCycleLR", bad_ints, [&](int64_t v) { cycle({.max_lr = {0.1}, .epochs = v, .steps_per_epoch = 3}); },
+                      o, [](int64_t v) { return v <= 0 || v > INT64_MAX / 3; });
+    auto plateau = [&](const optim::ReduceLROnPlateauOptions& p) {
+        optim::SGD opt(params(), {.lr = 0.1});
+        optim::ReduceLROnPlateau sched(opt, p);
+        for (double m : {1.0, 1.0, 1.0, 0.5, 1.0, 1.0}) sched.step(m);
+    };
+    for (int field = 0; field < 4; ++field)
+        try_each<double>("ReduceLROnPlateau", bad_reals,
+                         [&](double v) {
+                             optim::ReduceLROnPlateauOptions p{.patience = 1};
+                             if (field == 0) p.factor = v;
+                             if (field == 1) p.threshold = v;
+                             if (field == 2) p.eps = v;
+                             if (field == 3) p.min_lr = {v};
+                             plateau(p);
+                         },
+                         o,
+                         field == 0 ? std::function<bool(double)>([](double v) { return !(v >= 0 && v < 1); })
+                                    : std::function<bool(double)>(negative_or_nan));
+    for (int field = 0; field < 2; ++field)
+        try_each<int64_t>("ReduceLROnPlateau", bad_ints,
+                          [&](int64_t v) {
+                              optim::ReduceLROnPlateauOptions p;
+                              (field == 0 ? p.patience : p.cooldown) = v;
+                              plateau(p);
+                          },
+                          o, [](int64_t v) { return v < 0; });
+    try_each<double>("clip_grad_value_", bad_reals,
+                     [&](double v) {
+                         named_tensors ps = params();
+                         sum(mul(ps[0].second, ps[0].second)).backward();
+                         optim::clip_grad_value_(ps, v);
+                     },
+                     o, negative_or_nan);
+
     // The loader: batch sizes, and datasets whose parts disagree.
     const TensorDataset data(randn({10, 3}), zeros({10}, int64));
     try_each<int64_t>("DataLoader", bad_ints,
@@ -222,5 +288,5 @@ TEST_CASE("bad arguments: optimizers, schedules and the data loader")
                       [&](int64_t v) { TensorDataset(randn({10, 3}), zeros({v}, int64)); }, o,
                       [](int64_t v) { return v != 10; });
     MESSAGE(o.tried, " optimizer, schedule and loader constructions, ", o.refused, " refused");
-    CHECK(o.tried >= 140);
+    CHECK(o.tried >= 250);
 }
