@@ -89,9 +89,9 @@ PoolParams pool_params(const char* op, const shape_type& input, Int2 kernel, Int
     TG_CHECK(h >= 1 && w >= 1, op, ": input of shape ", input, " has an empty plane");
     const int64_t ho = kernels::pool_out_size(h, kernel.h, stride.h, padding.h, dilation.h, ceil_mode);
     const int64_t wo = kernels::pool_out_size(w, kernel.w, stride.w, padding.w, dilation.w, ceil_mode);
-    TG_CHECK(ho >= 1 && wo >= 1, op, ": kernel (", kernel.h, ", ", kernel.w, ") with dilation (", dilation.h, ", ",
-             dilation.w, ") is larger than the input's plane (", h, ", ", w, ") with padding (", padding.h, ", ",
-             padding.w, ") on each side: output size (", ho, ", ", wo, ") for input shape ", input);
+    TG_CHECK(ho >= 1 && wo >= 1, op, ": kernel (", kernel.h, ", ", kernel.w, ") is larger than the input's plane (", h,
+             ", ", w, ") with padding (", padding.h, ", ", padding.w, ") on each side, at dilation (", dilation.h, ", ",
+             dilation.w, "): output size (", ho, ", ", wo, ") for input shape ", input);
     return {kernel, stride, padding, dilation, ceil_mode};
 }
 

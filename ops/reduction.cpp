@@ -189,6 +189,13 @@ namespace {
 // to that index alone, as torch.max(x, dim)'s.
 std::pair<Tensor, Tensor> extremum_with_indices(const Tensor& x, int64_t axis, bool keepdims, bool is_max)
 {
+    const char* op = is_max ? "max_with_indices" : "min_with_indices";
+    TG_CHECK(x.defined(), op, ": undefined input");
+    const int64_t d = x.dim();
+    TG_CHECK(axis >= -d && axis < d, op, ": axis ", axis, " is out of range for shape ", x.shape());
+    // As PyTorch: a reduction without identity over no elements.
+    TG_CHECK(x.shape()[size_t(axis < 0 ? axis + d : axis)] > 0, op, ": axis ", axis, " of shape ", x.shape(),
+             " is empty: no extremum to take");
     Tensor idx = is_max ? argmax(x, axis, true) : argmin(x, axis, true);
     Tensor v = gather(x, axis, idx);
     if (keepdims) return {v, idx};
