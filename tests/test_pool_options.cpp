@@ -319,3 +319,21 @@ TEST_CASE("pool options: unpooling the indices of a max pool puts each maximum b
     CHECK(m.at({0, 0, 0, 0}) == best);
     CHECK(mi.to_vector()[0] == double(at));
 }
+
+TEST_CASE("pool options: the model gradcheck replays pools with dilation, ceil_mode and divisor_override")
+{
+    Generator gen(4);
+    auto model = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
+        nn::make<nn::Conv2d>(2, 3, 3, nn::Conv2dOptions{.padding = 1}, &gen),
+        // 9x8 -> 4x4: the max pool's replay (its delta rule) steps over the taps.
+        nn::make<nn::MaxPool2d>(3, nn::MaxPool2dOptions{.stride = 2, .padding = 1, .dilation = 2, .ceil_mode = true}),
+        nn::make<nn::Tanh>(),
+        nn::make<nn::AvgPool2d>(3, nn::AvgPool2dOptions{.stride = 2, .padding = 1, .ceil_mode = true,
+                                                        .divisor_override = 4}),
+        nn::make<nn::AdaptiveMaxPool2d>(2, 2), nn::make<nn::Flatten>(), nn::make<nn::Linear>(12, 3, true, &gen)});
+    Batch batch{randn({3, 2, 9, 8}, float32, &gen), randint(0, 3, {3}, &gen)};
+    GradcheckResult r = gradcheck(*model, [](nn::Module& m, const Batch& b) { return cross_entropy(m(b.x), b.y); },
+                                  batch);
+    INFO(r.to_string());
+    CHECK(r.passed());
+}
