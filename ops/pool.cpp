@@ -734,6 +734,7 @@ Tensor distinct_indices(const shape_type& shape, int64_t plane)
 {
     TG_CHECK(shape.size() == 4 || shape.size() == 3, "distinct_indices: values of shape ", shape);
     Tensor idx = Tensor::empty(shape, int64);
+    if (idx.numel() == 0) return idx;  // (the plane's size may not fit int64 then)
     const int64_t in = shape[shape.size() - 2] * shape[shape.size() - 1];
     TG_CHECK(in <= plane && plane % 7 != 0 && plane < (int64_t(1) << 40), "distinct_indices: ", in,
              " values in a plane of ", plane);
@@ -758,6 +759,8 @@ struct MaxUnpool2d : Op<MaxUnpool2d> {
                  a.output_size.w, ") must not be negative");
         const shape_type& s = x.shape();
         Tensor y = Tensor::empty({s[0], s[1], a.output_size.h, a.output_size.w}, x.dtype(), name);
+        // No value, no index to write: zeros (the planes' sizes may not fit int64 then).
+        if (x.numel() == 0) return zeros(y.shape(), x.dtype());
         const int64_t bad = TG_DISPATCH_FLOATING(x.dtype(), name, [&] {
             return kernels::max_unpool(x.data<scalar_t>(), indices.data<int64_t>(), y.data<scalar_t>(), s[0] * s[1],
                                        s[2] * s[3], a.output_size.h * a.output_size.w);

@@ -310,6 +310,12 @@ TEST_CASE("pool options: unpooling the indices of a max pool puts each maximum b
     CHECK(m.shape() == shape_type{2, 3, 2, 3});
     CHECK(amax(x).to_vector() == m.to_vector());
     CHECK(adaptive_max_pool2d(x, {0, 3}).shape() == shape_type{2, 3, 0, 3});
+    // A batch of 0, and huge planes with it: empty outputs, no error.
+    CHECK(max_unpool2d(zeros({0, 2, 2, 2}, float64), zeros({0, 2, 2, 2}, int64), 2).shape() == shape_type{0, 2, 4, 4});
+    const int64_t huge = int64_t(1) << 40;
+    CHECK(max_unpool2d(zeros({0, 2, huge, huge}, float64), zeros({0, 2, huge, huge}, int64), 1).shape() ==
+          shape_type{0, 2, huge, huge});
+    CHECK(max_pool2d(zeros({0, 3, 7, 6}, float32), 3, 2, 1, 2, true).shape() == shape_type{0, 3, 3, 3});
     // The window of output (0, 0) covers rows [0, 3) and columns [0, 3): its maximum and argmax.
     double best = -INFINITY;
     int64_t at = -1;
