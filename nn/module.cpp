@@ -435,23 +435,64 @@ std::string pool_args(Int2 kernel, Int2 stride, Int2 padding)
 }
 }  // namespace
 
-MaxPool2d::MaxPool2d(Int2 k, Int2 s, Int2 p) : kernel_(k), stride_(s.given() ? s : k), padding_(p) {}
-Tensor MaxPool2d::forward(const Tensor& x) { return max_pool2d(x, kernel_, stride_, padding_); }
-std::string MaxPool2d::describe() const { return "MaxPool2d(" + pool_args(kernel_, stride_, padding_) + ")"; }
+MaxPool2d::MaxPool2d(Int2 k, Int2 s, Int2 p) : kernel_(k), options_{.stride = s.given() ? s : k, .padding = p} {}
+Tensor MaxPool2d::forward(const Tensor& x) { return forward_with_indices(x).first; }
+std::pair<Tensor, Tensor> MaxPool2d::forward_with_indices(const Tensor& x)
+{
+    const MaxPool2dOptions& o = options_;
+    return max_pool2d_with_indices(x, kernel_, o.stride, o.padding, o.dilation, o.ceil_mode);
+}
+std::string MaxPool2d::describe() const
+{
+    const MaxPool2dOptions& o = options_;
+    return "MaxPool2d(" + pool_args(kernel_, o.stride, o.padding) +
+           (o.dilation != 1 ? ", dilation=" + pair_str(o.dilation) : "") + (o.ceil_mode ? ", ceil_mode=true" : "") +
+           ")";
+}
 
-AvgPool2d::AvgPool2d(Int2 k, Int2 s, Int2 p, bool cip) : kernel_(k), stride_(s.given() ? s : k), padding_(p), count_include_pad_(cip)
+AvgPool2d::AvgPool2d(Int2 k, Int2 s, Int2 p, bool cip)
+    : kernel_(k), options_{.stride = s.given() ? s : k, .padding = p, .count_include_pad = cip}
 {
 }
-Tensor AvgPool2d::forward(const Tensor& x) { return avg_pool2d(x, kernel_, stride_, padding_, count_include_pad_); }
+Tensor AvgPool2d::forward(const Tensor& x)
+{
+    const AvgPool2dOptions& o = options_;
+    return avg_pool2d(x, kernel_, o.stride, o.padding, o.count_include_pad, o.ceil_mode, o.divisor_override);
+}
 std::string AvgPool2d::describe() const
 {
-    return "AvgPool2d(" + pool_args(kernel_, stride_, padding_) + (count_include_pad_ ? "" : ", count_include_pad=false") +
-           ")";
+    const AvgPool2dOptions& o = options_;
+    return "AvgPool2d(" + pool_args(kernel_, o.stride, o.padding) + (o.ceil_mode ? ", ceil_mode=true" : "") +
+           (o.count_include_pad ? "" : ", count_include_pad=false") +
+           (o.divisor_override ? ", divisor_override=" + std::to_string(*o.divisor_override) : "") + ")";
 }
 
 AdaptiveAvgPool2d::AdaptiveAvgPool2d(Int2 size) : size_(size) {}
 Tensor AdaptiveAvgPool2d::forward(const Tensor& x) { return adaptive_avg_pool2d(x, size_); }
 std::string AdaptiveAvgPool2d::describe() const { return "AdaptiveAvgPool2d(" + pair_str(size_) + ")"; }
+
+AdaptiveMaxPool2d::AdaptiveMaxPool2d(Int2 size) : size_(size) {}
+Tensor AdaptiveMaxPool2d::forward(const Tensor& x) { return adaptive_max_pool2d(x, size_); }
+std::pair<Tensor, Tensor> AdaptiveMaxPool2d::forward_with_indices(const Tensor& x)
+{
+    return adaptive_max_pool2d_with_indices(x, size_);
+}
+std::string AdaptiveMaxPool2d::describe() const { return "AdaptiveMaxPool2d(" + pair_str(size_) + ")"; }
+
+MaxUnpool2d::MaxUnpool2d(Int2 k, MaxUnpool2dOptions options) : kernel_(k), options_(options)
+{
+    if (!options_.stride.given()) options_.stride = kernel_;
+}
+Tensor MaxUnpool2d::forward(const Tensor&)
+{
+    TG_CHECK(false, describe(), ": needs the indices of the max pool: call forward(x, indices)");
+    return {};
+}
+Tensor MaxUnpool2d::forward(const Tensor& x, const Tensor& indices, const shape_type& output_size)
+{
+    return max_unpool2d(x, indices, kernel_, options_.stride, options_.padding, output_size);
+}
+std::string MaxUnpool2d::describe() const { return "MaxUnpool2d(" + pool_args(kernel_, options_.stride, options_.padding) + ")"; }
 
 Tensor ReLU::forward(const Tensor& x) { return relu(x); }
 Tensor Tanh::forward(const Tensor& x) { return tanh(x); }

@@ -197,26 +197,58 @@ private:
     Conv2dOptions options_;
 };
 
-// A stride not given is the kernel size, as in PyTorch.
+// The pools' options, as Conv2dOptions: (height, width) pairs or one number
+// for both. A stride not given is the kernel size, as in PyTorch.
+struct MaxPool2dOptions {
+    Int2 stride = Int2(), padding = 0, dilation = 1;
+    bool ceil_mode = false;
+};
+
+struct AvgPool2dOptions {
+    Int2 stride = Int2(), padding = 0;
+    bool ceil_mode = false, count_include_pad = true;
+    std::optional<int64_t> divisor_override = std::nullopt;  // not 0
+};
+
+// The options constructors are templates only so that a call with two braced
+// lists, MaxPool2d({2, 3}, {1, 2}), keeps meaning kernel and stride: a
+// non-template wins a tie, and a designated list, MaxPool2d(2, {.stride = 1,
+// .ceil_mode = true}), reaches the options (an Int2 cannot take it).
 class MaxPool2d : public Module {
 public:
     explicit MaxPool2d(Int2 kernel_size, Int2 stride = Int2(), Int2 padding = 0);
+    template <class Options = MaxPool2dOptions>
+        requires std::same_as<Options, MaxPool2dOptions>
+    MaxPool2d(Int2 kernel_size, Options options) : kernel_(kernel_size), options_(options)
+    {
+        if (!options_.stride.given()) options_.stride = kernel_;
+    }
     Tensor forward(const Tensor& x) override;
+    // PyTorch's return_indices=True: the values and each window's argmax in
+    // its input plane (for MaxUnpool2d).
+    std::pair<Tensor, Tensor> forward_with_indices(const Tensor& x);
     std::string describe() const override;
 
 private:
-    Int2 kernel_, stride_, padding_;
+    Int2 kernel_;
+    MaxPool2dOptions options_;
 };
 
 class AvgPool2d : public Module {
 public:
     explicit AvgPool2d(Int2 kernel_size, Int2 stride = Int2(), Int2 padding = 0, bool count_include_pad = true);
+    template <class Options = AvgPool2dOptions>
+        requires std::same_as<Options, AvgPool2dOptions>
+    AvgPool2d(Int2 kernel_size, Options options) : kernel_(kernel_size), options_(options)
+    {
+        if (!options_.stride.given()) options_.stride = kernel_;
+    }
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
 
 private:
-    Int2 kernel_, stride_, padding_;
-    bool count_include_pad_;
+    Int2 kernel_;
+    AvgPool2dOptions options_;
 };
 
 class AdaptiveAvgPool2d : public Module {
@@ -228,6 +260,37 @@ public:
 
 private:
     Int2 size_;
+};
+
+class AdaptiveMaxPool2d : public Module {
+public:
+    explicit AdaptiveMaxPool2d(Int2 output_size);
+    AdaptiveMaxPool2d(int64_t out_h, int64_t out_w) : AdaptiveMaxPool2d(Int2{out_h, out_w}) {}
+    Tensor forward(const Tensor& x) override;
+    std::pair<Tensor, Tensor> forward_with_indices(const Tensor& x);
+    std::string describe() const override;
+
+private:
+    Int2 size_;
+};
+
+struct MaxUnpool2dOptions {
+    Int2 stride = Int2(), padding = 0;
+};
+
+// Takes the indices of a MaxPool2d (forward_with_indices) with the same
+// kernel, stride and padding: forward(x, indices[, output_size]).
+// forward(x) alone is an error: the indices are needed.
+class MaxUnpool2d : public Module {
+public:
+    explicit MaxUnpool2d(Int2 kernel_size, MaxUnpool2dOptions options = {});
+    Tensor forward(const Tensor& x) override;
+    Tensor forward(const Tensor& x, const Tensor& indices, const shape_type& output_size = {});
+    std::string describe() const override;
+
+private:
+    Int2 kernel_;
+    MaxUnpool2dOptions options_;
 };
 
 class ReLU : public Module {

@@ -9,6 +9,7 @@
 #include "ops/elementwise_op.hpp"
 #include "engine/kernels/elementwise.hpp"
 #include "engine/kernels/indexing.hpp"
+#include "ops/indexing.hpp"
 #include "ops/shape.hpp"
 
 namespace tg {
@@ -183,6 +184,42 @@ Tensor mean(const Tensor& x, const axes_type& axes, bool keepdims)
     for (int64_t a : ax) count *= double(x.shape()[size_t(a)]);
     return div(sum(x, axes, keepdims), scalar(count, x.dtype()));
 }
+namespace {
+// The values at the index argmax (argmin) picks, gathered: the gradient goes
+// to that index alone, as torch.max(x, dim)'s.
+std::pair<Tensor, Tensor> extremum_with_indices(const Tensor& x, int64_t axis, bool keepdims, bool is_max)
+{
+    const char* op = is_max ? "max_with_indices" : "min_with_indices";
+    TG_CHECK(x.defined(), op, ": undefined input");
+    const int64_t d = x.dim();
+    TG_CHECK(axis >= -d && axis < d, op, ": axis ", axis, " is out of range for shape ", x.shape());
+    // As PyTorch: a reduction without identity over no elements.
+    TG_CHECK(x.shape()[size_t(axis < 0 ? axis + d : axis)] > 0, op, ": axis ", axis, " of shape ", x.shape(),
+             " is empty: no extremum to take");
+    Tensor idx = is_max ? argmax(x, axis, true) : argmin(x, axis, true);
+    Tensor v = gather(x, axis, idx);
+    if (keepdims) return {v, idx};
+    return {squeeze(v, axis), squeeze(idx, axis)};
+}
+}  // namespace
+
+std::pair<Tensor, Tensor> max_with_indices(const Tensor& x, int64_t axis, bool keepdims)
+{
+    return extremum_with_indices(x, axis, keepdims, true);
+}
+std::pair<Tensor, Tensor> min_with_indices(const Tensor& x, int64_t axis, bool keepdims)
+{
+    return extremum_with_indices(x, axis, keepdims, false);
+}
+TG_REGISTER_SAMPLES("max_with_indices", {
+    sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return max_with_indices(x[0], 1).first; }),
+    sample("[3,4,5] axis -1 keepdims", {real("x", {3, 4, 5})},
+           [](const tensor_list& x) { return max_with_indices(x[0], -1, true).first; }),
+});
+TG_REGISTER_SAMPLES("min_with_indices", {
+    sample("[4,3] axis 0", {real("x", {4, 3})}, [](const tensor_list& x) { return min_with_indices(x[0], 0).first; }),
+});
+
 TG_REGISTER_SAMPLES("mean", {
     sample("[3,4,5] all", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0]); }),
     sample("[3,4,5] axis -1 keepdims", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return mean(x[0], {-1}, true); }),

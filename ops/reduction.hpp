@@ -1,6 +1,8 @@
 // Reductions over all axes (axes = {}) or the given ones, with keepdims.
 #pragma once
 
+#include <utility>
+
 #include "../engine/core/tensor.hpp"
 
 namespace tg {
@@ -31,5 +33,10 @@ Tensor argmax(const Tensor& x, int64_t axis, bool keepdims = false);
 Tensor argmax(const Tensor& x);
 Tensor argmin(const Tensor& x, int64_t axis, bool keepdims = false);
 Tensor argmin(const Tensor& x);
+// torch.max(x, dim) and torch.min(x, dim): the values along `axis` and the
+// index argmax (argmin) gives; the gradient goes whole to that index (the
+// first maximum, or the first NaN), unlike max(x, {axis})'s shared one.
+std::pair<Tensor, Tensor> max_with_indices(const Tensor& x, int64_t axis, bool keepdims = false);
+std::pair<Tensor, Tensor> min_with_indices(const Tensor& x, int64_t axis, bool keepdims = false);
 
 }  // namespace tg

@@ -176,7 +176,7 @@ std::set<std::string> known_op_names()
                               "batch_norm", "layer_norm", "linear", "dropout", "binary_cross_entropy_with_logits",
                               "backward", "gradient",
                               // helpers inside samples, which shape their inputs before the call
-                              "with_nan", "with_targets", "window_indices", "repeat", "from_values"})
+                              "with_nan", "with_targets", "window_indices", "distinct_indices", "repeat", "from_values"})
         names.insert(extra);
     return names;
 }
@@ -370,7 +370,8 @@ TEST_CASE("bad attributes: every attribute of every op x sample spoiled works or
     for (const char* name : {"conv2d", "im2col", "col2im", "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d",
                              "softmax", "log_softmax", "sum", "max", "permute", "slice", "reshape", "concat",
                              "broadcast_to", "clamp", "bmm", "pick_rows", "place_rows", "unslice",
-                             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward"})
+                             "max_pool2d_backward", "avg_pool2d_backward", "adaptive_avg_pool2d_backward",
+                             "adaptive_max_pool2d"})
         CHECK_MESSAGE(per_op[name] > 0, std::string(name));
     CHECK(slowest.us < 5'000'000);
 }

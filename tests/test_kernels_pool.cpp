@@ -227,3 +227,29 @@ TEST_CASE("pool windows: 2x2 stride 2 is recognised from the tables, and no othe
     CHECK_FALSE(kernels::is_2x2_stride_2(kernels::pool_windows(1, 6, 6, {3, 3, 2, 2, 0, 0}, true)));
     CHECK(kernels::is_2x2_stride_2(kernels::adaptive_windows(1, 4, 6, 2, 3)));  // the same windows
 }
+
+TEST_CASE("pool windows: dilation steps the taps from the first one inside the input, and ceil_mode windows divide by their part of the padded input")
+{
+    // 7 rows, k3 s2 p1 d2: windows start at -1, 1, 3: taps {-1, 1, 3} -> 1, 3;
+    // {1, 3, 5}; {3, 5, 7} -> 3, 5.
+    kernels::PoolAxis a = kernels::pool_axis(7, 3, 2, 1, 2, false, true);
+    REQUIRE(a.size() == 3);
+    CHECK(a.step == 2);
+    CHECK(a.begin == std::vector<int64_t>{1, 1, 3});
+    CHECK(a.end == std::vector<int64_t>{4, 6, 6});
+    // 6 rows, k3 s2 p1 ceil_mode: 4 windows from -1, 1, 3, 5; the last covers
+    // rows 5 (and 6, padding, and 7, past the padded input): 2 inside [-1, 7).
+    kernels::PoolAxis c = kernels::pool_axis(6, 3, 2, 1, 1, true, true);
+    REQUIRE(c.size() == 4);
+    CHECK(c.begin == std::vector<int64_t>{0, 1, 3, 5});
+    CHECK(c.end == std::vector<int64_t>{2, 4, 6, 6});
+    CHECK(c.divisor == std::vector<double>{3, 3, 3, 2});
+    CHECK(kernels::pool_axis(6, 3, 2, 1, 1, true, false).divisor == std::vector<double>{2, 3, 3, 1});
+    // Sizes that overflow int64 on the way give a size, not a wrap.
+    const int64_t big = int64_t(1) << 62;
+    CHECK(kernels::pool_out_size(5, big, 1, 0, 4) < 0);
+    CHECK(kernels::pool_out_size(big, 2, big, 1, 1, true) == 2);
+    // Dilation with padding over a 1-element axis: the only window holds padding only.
+    CHECK(kernels::has_empty_window(kernels::pool_windows(1, 1, 3, {2, 1, 1, 1, 1, 0, 2, 1, false}, true)));
+    CHECK_FALSE(kernels::has_empty_window(kernels::pool_windows(1, 3, 3, {2, 1, 1, 1, 1, 0, 2, 1, false}, true)));
+}

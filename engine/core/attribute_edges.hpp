@@ -41,7 +41,7 @@ template <class T, class F>
 void for_each_field(T& t, F&& f)
 {
     constexpr size_t n = field_count<T>();
-    static_assert(n <= 6, "for_each_field: an Attrs struct of more than 6 fields (extend the bindings below)");
+    static_assert(n <= 8, "for_each_field: an Attrs struct of more than 8 fields (extend the bindings below)");
     if constexpr (n == 1) {
         auto& [a] = t;
         f(a, 0);
@@ -60,6 +60,12 @@ void for_each_field(T& t, F&& f)
     } else if constexpr (n == 6) {
         auto& [a, b, c, d, e, g] = t;
         f(a, 0), f(b, 1), f(c, 2), f(d, 3), f(e, 4), f(g, 5);
+    } else if constexpr (n == 7) {
+        auto& [a, b, c, d, e, g, h] = t;
+        f(a, 0), f(b, 1), f(c, 2), f(d, 3), f(e, 4), f(g, 5), f(h, 6);
+    } else if constexpr (n == 8) {
+        auto& [a, b, c, d, e, g, h, i] = t;
+        f(a, 0), f(b, 1), f(c, 2), f(d, 3), f(e, 4), f(g, 5), f(h, 6), f(i, 7);
     }
 }
 

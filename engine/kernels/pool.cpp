@@ -84,17 +84,36 @@ namespace tg::kernels {
 
 // --- window tables -----------------------------------------------------------------------------
 
-PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad, bool tables)
+int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode)
+{
+    // In 128 bits: d·(k - 1) and in + 2p + s pass int64 for huge attributes.
+    const __int128 span = __int128(d) * (k - 1) + 1, reach = __int128(in) + 2 * __int128(p) - span;
+    const __int128 num = reach + (ceil_mode ? s - 1 : 0);
+    __int128 out = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;  // ⌊num / s⌋ + 1
+    // ceil_mode: the last window must start inside the input or its left padding.
+    if (ceil_mode && out >= 1 && (out - 1) * s >= __int128(in) + p) --out;
+    constexpr int64_t hi = std::numeric_limits<int64_t>::max(), lo = std::numeric_limits<int64_t>::min();
+    return out > hi ? hi : out < lo ? lo : int64_t(out);
+}
+
+PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode, bool count_pad,
+                   bool tables)
 {
     PoolAxis a;
-    const int64_t out = pool_out_size(in, k, s, p);  // 2·p <= k (ops/pool.cpp): no overflow
+    const int64_t out = pool_out_size(in, k, s, p, d, ceil_mode);  // >= 1, and the windows in range (ops/pool.cpp)
     a.count = out;
+    a.step = d;
     if (!tables) return a;
     for (int64_t o = 0; o < out; ++o) {
-        int64_t b = o * s - p, e = b + k;  // e <= in + p
-        a.divisor.push_back(double(count_pad ? k : std::min(e, in) - std::max<int64_t>(b, 0)));
-        a.begin.push_back(std::max<int64_t>(b, 0));
-        a.end.push_back(std::min(e, in));
+        // b >= -p and b < in + p; the last tap b + d·(k - 1) <= in + p - 1
+        // but for a ceil_mode window, which may end past it.
+        const int64_t b = o * s - p, last = b + d * (k - 1);
+        const int64_t first_in = b >= 0 ? b : b + (-b + d - 1) / d * d;  // the first tap at or after 0
+        const int64_t last_in = last < in ? last : b + (in - 1 - b) / d * d;
+        a.begin.push_back(first_in);
+        a.end.push_back(std::max(first_in, last_in + 1));  // empty when no tap is in the input
+        // Average pools (d = 1): the window inside [-p, in + p), or inside the input.
+        a.divisor.push_back(double(count_pad ? std::min(last + 1, in + p) - b : a.end.back() - a.begin.back()));
     }
     return a;
 }
@@ -118,8 +137,8 @@ PoolAxis adaptive_axis(int64_t in, int64_t out, bool tables)
 PoolWindows pool_windows(int64_t planes, int64_t h, int64_t w, const PoolGeometry& g, bool count_pad)
 {
     const bool tables = planes > 0;
-    return {planes, h, w, pool_axis(h, g.kh, g.sh, g.ph, count_pad, tables),
-            pool_axis(w, g.kw, g.sw, g.pw, count_pad, tables)};
+    return {planes, h, w, pool_axis(h, g.kh, g.sh, g.ph, g.dh, g.ceil_mode, count_pad, tables),
+            pool_axis(w, g.kw, g.sw, g.pw, g.dw, g.ceil_mode, count_pad, tables)};
 }
 
 PoolWindows adaptive_windows(int64_t planes, int64_t h, int64_t w, int64_t ho, int64_t wo)
@@ -136,10 +155,28 @@ bool is_2x2_stride_2(const PoolWindows& win)
             if (a.begin[size_t(o)] != 2 * o || a.end[size_t(o)] != 2 * o + 2) return false;
         return true;
     };
-    return pairs(win.rows, win.h) && pairs(win.cols, win.w);
+    return win.rows.step == 1 && win.cols.step == 1 && pairs(win.rows, win.h) && pairs(win.cols, win.w);
+}
+
+bool has_empty_window(const PoolWindows& win)
+{
+    auto empty = [](const PoolAxis& a) {
+        for (size_t o = 0; o < a.begin.size(); ++o)
+            if (a.begin[o] >= a.end[o]) return true;
+        return false;
+    };
+    return empty(win.rows) || empty(win.cols);
 }
 
 // --- average pooling ---------------------------------------------------------------------------
+
+namespace {
+double divisor(const PoolWindows& win, int64_t oh, int64_t ow)
+{
+    return win.divisor_override != 0 ? win.divisor_override
+                                     : win.rows.divisor[size_t(oh)] * win.cols.divisor[size_t(ow)];
+}
+}  // namespace
 
 template <class T>
 void window_mean(const T* x, T* y, const PoolWindows& win)
@@ -156,7 +193,7 @@ void window_mean(const T* x, T* y, const PoolWindows& win)
                     for (int64_t ih = win.rows.begin[size_t(oh)]; ih < win.rows.end[size_t(oh)]; ++ih)
                         for (int64_t iw = win.cols.begin[size_t(ow)]; iw < win.cols.end[size_t(ow)]; ++iw)
                             s += xp[ih * win.w + iw];
-                    yp[oh * wo + ow] = T(s / (win.rows.divisor[size_t(oh)] * win.cols.divisor[size_t(ow)]));
+                    yp[oh * wo + ow] = T(s / divisor(win, oh, ow));
                 }
         }
     });
@@ -174,7 +211,7 @@ void window_mean_adjoint(const T* g, T* dx, const PoolWindows& win)
             std::fill(dp, dp + plane, T(0));
             for (int64_t oh = 0; oh < ho; ++oh)
                 for (int64_t ow = 0; ow < wo; ++ow) {
-                    const T v = T(gp[oh * wo + ow] / (win.rows.divisor[size_t(oh)] * win.cols.divisor[size_t(ow)]));
+                    const T v = T(gp[oh * wo + ow] / divisor(win, oh, ow));
                     for (int64_t ih = win.rows.begin[size_t(oh)]; ih < win.rows.end[size_t(oh)]; ++ih)
                         for (int64_t iw = win.cols.begin[size_t(ow)]; iw < win.cols.end[size_t(ow)]; ++iw)
                             dp[ih * win.w + iw] += v;
@@ -200,8 +237,8 @@ void window_max_scan(const T* x, T* y, int64_t* idx, const PoolWindows& win)
                     // one of the window (PyTorch's test, `u > v || isnan(u)`).
                     int64_t best = h0 * win.w + w0;
                     T v = xp[best];
-                    for (int64_t ih = h0; ih < h1; ++ih)
-                        for (int64_t iw = w0; iw < w1; ++iw) {
+                    for (int64_t ih = h0; ih < h1; ih += win.rows.step)
+                        for (int64_t iw = w0; iw < w1; iw += win.cols.step) {
                             const T u = xp[ih * win.w + iw];
                             if (u > v || std::isnan(u)) {
                                 v = u;
@@ -329,6 +366,28 @@ int64_t max_pool_gather(const T* x, const int64_t* idx, T* y, int64_t planes, in
     return bad.result();
 }
 
+template <class T>
+int64_t max_unpool(const T* x, const int64_t* idx, T* y, int64_t planes, int64_t in, int64_t plane)
+{
+    if (planes == 0) return -1;
+    FirstBad bad;
+    parallel_for(planes, plane_grain(plane), [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p) {
+            T* yp = y + p * plane;
+            std::fill(yp, yp + plane, T(0));
+            for (int64_t o = 0; o < in; ++o) {
+                const int64_t i = idx[p * in + o];
+                if (!in_plane(i, plane)) {
+                    bad.note(p * in + o);
+                    break;
+                }
+                yp[i] = x[p * in + o];
+            }
+        }
+    });
+    return bad.result();
+}
+
 template void window_mean(const float*, float*, const PoolWindows&);
 template void window_mean(const double*, double*, const PoolWindows&);
 template void window_mean_adjoint(const float*, float*, const PoolWindows&);
@@ -344,5 +403,7 @@ template int64_t max_pool_backward(const double*, const int64_t*, double*, int64
                                    int64_t);
 template int64_t max_pool_gather(const float*, const int64_t*, float*, int64_t, int64_t, int64_t);
 template int64_t max_pool_gather(const double*, const int64_t*, double*, int64_t, int64_t, int64_t);
+template int64_t max_unpool(const float*, const int64_t*, float*, int64_t, int64_t, int64_t);
+template int64_t max_unpool(const double*, const int64_t*, double*, int64_t, int64_t, int64_t);
 
 }  // namespace tg::kernels

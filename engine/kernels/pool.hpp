@@ -14,9 +14,11 @@ namespace tg::kernels {
 struct PoolAxis {
     int64_t count = 0;  // windows along the axis
     // Per window; left empty when there are no planes, so an empty input
-    // with a huge axis builds no tables of that size.
+    // with a huge axis builds no tables of that size. A window holds
+    // begin, begin + step, ... < end (step: the dilation, 1 but for max pools).
     std::vector<int64_t> begin, end;
     std::vector<double> divisor;
+    int64_t step = 1;
     int64_t size() const { return count; }
 };
 
@@ -25,20 +27,33 @@ struct PoolAxis {
 struct PoolWindows {
     int64_t planes = 0, h = 0, w = 0;  // input
     PoolAxis rows, cols;
+    // Average pools: when not 0, every window's divisor (PyTorch's
+    // divisor_override) instead of rows.divisor[oh] · cols.divisor[ow].
+    double divisor_override = 0;
     int64_t ho() const { return rows.size(); }
     int64_t wo() const { return cols.size(); }
 };
 
-// Kernel, stride and padding of a pooling, per axis (checked by the op).
+// Kernel, stride, padding and dilation of a pooling, per axis (checked by
+// the op), and whether the last window may hang over the end (ceil_mode).
 struct PoolGeometry {
     int64_t kh, kw, sh, sw, ph, pw;
+    int64_t dh = 1, dw = 1;
+    bool ceil_mode = false;
 };
 
-// The number of windows o·s - p + [0, k) along an axis of `in` (2·p <= k).
-inline int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p) { return (in - (k - 2 * p)) / s + 1; }
-// Windows o·s - p + [0, k) clipped to [0, in); the divisor is k (count_pad)
-// or the number of input elements the window covers. Only the count without `tables`.
-PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, bool count_pad, bool tables = true);
+// The number of windows o·s - p + d·[0, k) along an axis of `in`, PyTorch's
+// rule: ⌊(in + 2p - d·(k-1) - 1) / s⌋ + 1, rounded up with ceil_mode but
+// then without a last window that starts past the input and its left
+// padding. May be 0 or negative (the op rejects it); no overflow for any
+// int64 arguments with k, s, d >= 1.
+int64_t pool_out_size(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d = 1, bool ceil_mode = false);
+// Windows o·s - p + d·[0, k) clipped to [0, in). The divisor (d = 1) is,
+// with count_pad, the part of the window inside the padded input [-p, in + p)
+// (k but for a ceil_mode window hanging over), without, the number of input
+// elements it covers. Only the count without `tables`.
+PoolAxis pool_axis(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d, bool ceil_mode, bool count_pad,
+                   bool tables = true);
 // out windows [⌊o·in/out⌋, ⌈(o+1)·in/out⌉), each divided by its length.
 PoolAxis adaptive_axis(int64_t in, int64_t out, bool tables = true);
 // The window tables are built only when there are planes: the caller has then
@@ -47,6 +62,10 @@ PoolWindows pool_windows(int64_t planes, int64_t h, int64_t w, const PoolGeometr
 PoolWindows adaptive_windows(int64_t planes, int64_t h, int64_t w, int64_t ho, int64_t wo);
 // Whether the windows are 2×2 with stride 2 (kernel 2, stride 2, no padding).
 bool is_2x2_stride_2(const PoolWindows& win);
+// Whether some window holds no input element (its taps all in the padding:
+// dilation over a small input); PyTorch gives such a window -inf and an index
+// outside the plane.
+bool has_empty_window(const PoolWindows& win);
 
 // y[o] = Σ_{i in window o} x[i] / divisor(o); x is [planes, h, w], y [planes, ho, wo].
 template <class T>
@@ -91,5 +110,11 @@ bool max_unpool_2x2_plane(const float* g, const int64_t* idx, int64_t ho, int64_
 // index outside its plane, as max_pool_backward.
 template <class T>
 int64_t max_pool_gather(const T* x, const int64_t* idx, T* y, int64_t planes, int64_t plane, int64_t out);
+// max_unpool2d: y, [planes, plane], is zero but for y[idx[o]] = x[o] in each
+// plane (x and idx [planes, in]); of repeated indices the last in order
+// wins, as PyTorch. Returns -1 or the position of the first index outside
+// its plane, as max_pool_backward.
+template <class T>
+int64_t max_unpool(const T* x, const int64_t* idx, T* y, int64_t planes, int64_t in, int64_t plane);
 
 }  // namespace tg::kernels
