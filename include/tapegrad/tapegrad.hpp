@@ -19,6 +19,7 @@
 #include "engine/check/gradcheck.hpp"
 #include "engine/core/memory.hpp"
 #include "engine/core/module_scope.hpp"
+#include "engine/io/graph_dot.hpp"
 #include "engine/io/npy.hpp"
 #include "engine/io/npz.hpp"
 #include "engine/core/parallel.hpp"
