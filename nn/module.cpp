@@ -11,6 +11,7 @@
 #include <typeinfo>
 
 #include "engine/core/autograd.hpp"
+#include "engine/core/module_scope.hpp"
 #include "engine/core/op.hpp"
 #include "ops/conv.hpp"
 #include "ops/elementwise.hpp"
@@ -23,12 +24,126 @@ namespace tg::nn {
 
 // --- Module -------------------------------------------------------------------------------
 
-Tensor Module::operator()(const Tensor& x)
+namespace {
+// The module whose operator() runs on this thread: a module called inside it
+// finds its own name among its children.
+thread_local const Module* running_module = nullptr;
+
+class RunningModule {
+public:
+    explicit RunningModule(const Module* m) : previous_(running_module) { running_module = m; }
+    ~RunningModule() { running_module = previous_; }
+    const Module* previous() const { return previous_; }
+
+private:
+    const Module* previous_;
+};
+
+// This module's name in the module that called it: "" for the outermost one,
+// "(unregistered)" for one called inside a module that does not own it.
+std::string_view name_in_caller(const Module* caller, const Module* self)
 {
-    Tensor y = forward(x);
+    if (!caller) return "";
+    for (const auto& [name, child] : caller->children())
+        if (child.get() == self) return name;
+    return "(unregistered)";
+}
+}  // namespace
+
+// PyTorch's full backward hooks: the input goes through an identity whose
+// backward receives the gradient with respect to the input, the output through
+// one that receives the gradient with respect to the output. The hooks run in
+// the first, or in the second when the input needs no gradient.
+class Module::BackwardHooks {
+public:
+    BackwardHooks(Module& m, std::vector<BackwardHook> hooks)
+        : state_(std::make_shared<State>(State{&m, std::move(hooks), Tensor(), false}))
+    {
+    }
+
+    Tensor wrap_input(const Tensor& x)
+    {
+        state_->input_needs_grad = x.defined() && x.requires_grad();
+        if (!state_->input_needs_grad) return x;
+        return record("module_backward_hook_input", x.detach(), {x}, {},
+                      [s = state_](const BackwardArgs& a) -> tensor_list { return {s->run(a.grad)}; });
+    }
+
+    Tensor wrap_output(const Tensor& y)
+    {
+        if (!y.defined() || !y.requires_grad()) return y;  // no backward reaches the hooks
+        return record("module_backward_hook_output", y.detach(), {y}, {},
+                      [s = state_](const BackwardArgs& a) -> tensor_list {
+                          s->grad_output = a.grad;
+                          if (!s->input_needs_grad) s->run(Tensor());
+                          return {a.grad};
+                      });
+    }
+
+private:
+    struct State {
+        Module* module;
+        std::vector<BackwardHook> hooks;
+        Tensor grad_output;  // of the sweep under way
+        bool input_needs_grad;
+
+        Tensor run(Tensor grad_input)
+        {
+            for (const auto& hook : hooks)
+                if (Tensor r = hook(*module, grad_input, grad_output); r.defined()) {
+                    TG_CHECK(grad_input.defined() && r.shape() == grad_input.shape() &&
+                                 r.dtype() == grad_input.dtype(),
+                             "backward hook of module ", module->kind(), ": returned a gradient of shape ",
+                             r.shape(), " (", dtype_name(r.dtype()), ") for an input gradient of ",
+                             grad_input.defined() ? "shape " + shape_str(grad_input.shape()) + " (" +
+                                                        dtype_name(grad_input.dtype()) + ")"
+                                                  : std::string("none (the input needs no gradient)"));
+                    grad_input = r;
+                }
+            grad_output = Tensor();
+            return grad_input;
+        }
+    };
+    std::shared_ptr<State> state_;
+};
+
+Tensor Module::operator()(const Tensor& x_given)
+{
+    RunningModule running(this);
+    ModuleScopeGuard scope(name_in_caller(running.previous(), this), kind());
+    Tensor x = x_given;
+    if (pre_hooks_) [[unlikely]]
+        for (const auto& hook : pre_hooks_->snapshot())
+            if (Tensor r = hook(*this, x); r.defined()) x = r;
+    std::optional<BackwardHooks> backward_hooks;
+    if (backward_hooks_ && !backward_hooks_->empty() && grad_enabled()) [[unlikely]]
+        backward_hooks.emplace(*this, backward_hooks_->snapshot());
+    Tensor y = forward(backward_hooks ? backward_hooks->wrap_input(x) : x);
+    if (forward_hooks_) [[unlikely]]
+        for (const auto& hook : forward_hooks_->snapshot())
+            if (Tensor r = hook(*this, x, y); r.defined()) y = r;
+    if (backward_hooks) y = backward_hooks->wrap_output(y);
     last_output_shape_ = y.shape();
     ran_ = true;
     return y;
+}
+
+HookHandle Module::register_forward_pre_hook(ForwardPreHook hook)
+{
+    TG_CHECK(bool(hook), "register_forward_pre_hook: the hook is empty");
+    return detail::add_hook(pre_hooks_, std::move(hook));
+}
+
+HookHandle Module::register_forward_hook(ForwardHook hook)
+{
+    TG_CHECK(bool(hook), "register_forward_hook: the hook is empty");
+    return detail::add_hook(forward_hooks_, std::move(hook));
+}
+
+HookHandle Module::register_full_backward_hook(BackwardHook hook)
+{
+    TG_CHECK(bool(hook), "register_full_backward_hook: the hook is empty");
+    return detail::add_hook(backward_hooks_, std::move(hook));
 }
 
 namespace {
@@ -60,15 +175,20 @@ Tensor Module::register_buffer(const std::string& name, Tensor value, Tensor whe
     return value;
 }
 
-std::string Module::describe() const
+const std::string& Module::kind() const
 {
-    int status = 0;
-    char* demangled = abi::__cxa_demangle(typeid(*this).name(), nullptr, nullptr, &status);
-    std::string name = status == 0 && demangled ? demangled : typeid(*this).name();
-    std::free(demangled);
-    if (size_t colon = name.rfind("::"); colon != std::string::npos) name = name.substr(colon + 2);
-    return name + "()";
+    std::call_once(kind_once_, [this] {
+        int status = 0;
+        char* demangled = abi::__cxa_demangle(typeid(*this).name(), nullptr, nullptr, &status);
+        std::string name = status == 0 && demangled ? demangled : typeid(*this).name();
+        std::free(demangled);
+        if (size_t colon = name.rfind("::"); colon != std::string::npos) name = name.substr(colon + 2);
+        kind_ = name;
+    });
+    return kind_;
 }
+
+std::string Module::describe() const { return kind() + "()"; }
 
 void Module::collect(const std::string& prefix, named_tensors& out, bool buffers) const
 {

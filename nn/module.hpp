@@ -9,11 +9,13 @@
 #include <initializer_list>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "../engine/core/hooks.hpp"
 #include "../engine/core/random.hpp"
 #include "../engine/core/tensor.hpp"
 #include "../ops/options.hpp"
@@ -74,8 +76,28 @@ public:
     Module& operator=(const Module&) = delete;
 
     virtual Tensor forward(const Tensor& x) = 0;
-    // Runs forward and remembers the output shape for summary().
+    // Runs forward inside the module's scope (its path, for anomaly messages
+    // and tg::to_dot), with the hooks below, and remembers the output shape
+    // for summary().
     Tensor operator()(const Tensor& x);
+
+    // --- hooks, as PyTorch's; each returns a handle whose remove() takes it out.
+    // A hook returning an undefined Tensor changes nothing; otherwise its
+    // result replaces the input, output or input gradient. Several of a kind
+    // run in registration order, each on the previous one's result.
+    //   pre-hook: before forward, sees (and may replace) the input;
+    //   forward hook: after forward, sees the input and (may replace) the output;
+    //   full backward hook: once the gradient with respect to the module's
+    //     input is computed, sees it (undefined if the input needs no
+    //     gradient) and the gradient with respect to the output, and may
+    //     replace the first. It fires in every backward or tg::grad through
+    //     a call made while it was registered.
+    using ForwardPreHook = std::function<Tensor(Module&, const Tensor& input)>;
+    using ForwardHook = std::function<Tensor(Module&, const Tensor& input, const Tensor& output)>;
+    using BackwardHook = std::function<Tensor(Module&, const Tensor& grad_input, const Tensor& grad_output)>;
+    HookHandle register_forward_pre_hook(ForwardPreHook hook);
+    HookHandle register_forward_hook(ForwardHook hook);
+    HookHandle register_full_backward_hook(BackwardHook hook);
 
     // Recursive, in registration order, names joined with '.'.
     named_tensors named_parameters() const;
@@ -118,6 +140,8 @@ public:
     // One line describing this module alone: "Conv2d(1, 32, kernel=3, padding=1)";
     // by default the class's name.
     virtual std::string describe() const;
+    // The class's name: "Conv2d".
+    const std::string& kind() const;
     // The tree of modules with each one's last output shape and parameter
     // count; runs a forward on zeros of `input_shape` first (no tape).
     std::string summary(const shape_type& input_shape);
@@ -152,9 +176,16 @@ private:
                                                 const char* caller) const;
     void summarize(std::string& out, const std::string& name, int depth) const;
 
+    class BackwardHooks;
+
     named_tensors parameters_, buffers_;
     std::map<std::string, Tensor> buffer_values_when_missing_;
     std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+    std::shared_ptr<detail::HookList<ForwardPreHook>> pre_hooks_;
+    std::shared_ptr<detail::HookList<ForwardHook>> forward_hooks_;
+    std::shared_ptr<detail::HookList<BackwardHook>> backward_hooks_;
+    mutable std::once_flag kind_once_;
+    mutable std::string kind_;
     bool training_ = true;
     shape_type last_output_shape_;
     bool ran_ = false;

@@ -164,6 +164,7 @@ inline void own_handle(Tensor& out)
 inline void link(Node& node, const char* op, const Tensor& out, TensorRefs inputs)
 {
     node.op = op;
+    node.scope = module_scope;
     node.shape = out.shape();
     node.dtype = out.dtype();
     node.inputs.resize(inputs.size());
@@ -274,6 +275,31 @@ inline Tensor sum_grads(const Tensor& a, Tensor b) { return a.defined() ? add_gr
 namespace {
 
 std::atomic<uint64_t> sweep_counter{0};
+
+// A gradient after the hooks registered on its tensor (Tensor::register_hook).
+Tensor run_grad_hooks(const GradHookList& hooks, Tensor g, const char* whose, const shape_type& shape)
+{
+    for (const GradHook& hook : hooks.snapshot()) {
+        Tensor replaced = hook(g);
+        if (!replaced.defined()) continue;
+        TG_CHECK(replaced.shape() == g.shape() && replaced.dtype() == g.dtype(), "gradient hook on ",
+                 whose == std::string_view("a leaf") ? "a leaf" : (std::string("the output of op '") + whose + "'"),
+                 " of shape ", shape, " returned a gradient of shape ", replaced.shape(), " (",
+                 dtype_name(replaced.dtype()), ") for one of shape ", g.shape(), " (", dtype_name(g.dtype()), ")");
+        g = std::move(replaced);
+    }
+    return g;
+}
+
+// Names the entry whose rule runs, for the anomaly messages of the ops inside it.
+class RunningBackward {
+public:
+    explicit RunningBackward(const Node& n) : previous_(detail::running_backward) { detail::running_backward = &n; }
+    ~RunningBackward() { detail::running_backward = previous_; }
+
+private:
+    const Node* previous_;
+};
 
 // Only this handle sees t's elements: no other tensor shares its impl or its
 // storage, and the memory is not someone else's (an adopted xarray).
@@ -413,6 +439,8 @@ private:
 
     void deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g)
     {
+        if (leaf->hooks) [[unlikely]]
+            g = run_grad_hooks(*leaf->hooks, std::move(g), "a leaf", leaf->shape);
         if (capture_) {
             for (auto& [impl, i] : capture_leaves_)
                 if (impl == leaf.get()) results_[i] = sum_grads(results_[i], g);
@@ -425,6 +453,8 @@ private:
     {
         Tensor g = n.grad_sum;
         n.grad_sum = Tensor();
+        if (n.hooks && g.defined()) [[unlikely]]
+            g = run_grad_hooks(*n.hooks, std::move(g), n.op, n.shape);
         if (capture_)
             for (auto& [node, i] : capture_nodes_)
                 if (node == &n && g.defined()) results_[i] = sum_grads(results_[i], g);
@@ -457,7 +487,13 @@ private:
         BackwardArgs args(n, g, saved, create_graph_);
         tensor_list grads;
         try {
-            grads = n.apply(args);
+            if (detail::anomaly_options) [[unlikely]] {
+                RunningBackward running(n);
+                grads = n.apply(args);
+                detail::check_backward_anomaly(n, g, grads);
+            } else {
+                grads = n.apply(args);
+            }
         } catch (const Error& e) {
             // Say whose backward it was, unless the message already does.
             if (std::string(e.what()).find(std::string("backward of op '") + n.op + "'") != std::string::npos) throw;

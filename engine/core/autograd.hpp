@@ -19,10 +19,14 @@
 #include <tuple>
 #include <utility>
 
+#include "hooks.hpp"
 #include "memory.hpp"
+#include "module_scope.hpp"
 #include "tensor.hpp"
 
 namespace tg {
+
+struct AnomalyOptions;  // anomaly.hpp
 
 // --- grad mode ------------------------------------------------------------------
 bool grad_enabled();
@@ -113,6 +117,8 @@ enum class ReplayForm : uint8_t {
 
 struct Node {
     const char* op;                    // the op's name, for messages
+    const ModuleScope* scope = nullptr;  // the module that ran the op (module_scope.hpp)
+    std::shared_ptr<GradHookList> hooks;  // the output's gradient hooks (Tensor::register_hook)
     std::vector<Edge, detail::PoolAllocator<Edge>> inputs;  // one per input of the op, in order
     // What the rule reads back: for an op definition (engine/core/op.hpp) the
     // inputs of saved_inputs in order, then the output if saved_output, then
@@ -217,6 +223,16 @@ public:
 TapeObserver* set_tape_observer(TapeObserver* observer);
 
 namespace detail {
+// Anomaly detection (anomaly.hpp): the options while a guard is alive, else null.
+extern thread_local const AnomalyOptions* anomaly_options;
+extern thread_local const Node* running_backward;  // the entry whose rule runs, under anomaly mode
+// Raises if `out` of op `op` holds a value the options call an anomaly.
+void check_forward_anomaly(const char* op, const Tensor& out, TensorRefs inputs);
+// Raises if a gradient that `node`'s rule returned holds one.
+void check_backward_anomaly(const Node& node, const Tensor& upstream, const tensor_list& grads);
+// The flat index of the first NaN (or ±Inf when `inf`) in t, or -1.
+int64_t first_non_finite(const Tensor& t, bool nan, bool inf);
+
 extern thread_local TapeObserver* tape_observer;
 // True when an op on these inputs is recorded: grad mode is on and one requires grad.
 inline bool should_record(TensorRefs inputs)
@@ -239,6 +255,8 @@ Tensor attach(std::shared_ptr<Node> node, const char* op, Tensor out, TensorRefs
 template <class Rule>
 Tensor record(const char* op, Tensor out, TensorRefs inputs, TensorRefs save, Rule&& rule)
 {
+    if (detail::anomaly_options) [[unlikely]]
+        detail::check_forward_anomaly(op, out, inputs);
     if (!detail::should_record(inputs)) return out;
     using R = std::decay_t<Rule>;
     auto node = detail::make_pooled<RuleNode<R>>(R(std::forward<Rule>(rule)));

@@ -217,10 +217,17 @@ namespace detail {
 template <class D>
 Tensor call(TensorRefs inputs, attrs_of<D>& attrs, OpContext& ctx)
 {
+    const bool recording = should_record(inputs);
+    Tensor out;
     try {
-        const bool recording = should_record(inputs);
-        Tensor out = run_forward_untaped<D>(inputs, attrs, ctx, recording);
-        if (!recording) return out;
+        out = run_forward_untaped<D>(inputs, attrs, ctx, recording);
+    } catch (const Error&) {
+        rethrow_naming(D::name);
+    }
+    if (anomaly_options) [[unlikely]]
+        check_forward_anomaly(D::name, out, inputs);
+    if (!recording) return out;
+    try {
         auto node = make_pooled<OpNode<D>>(std::move(attrs));
         return attach_op(std::move(node), D::name, std::move(out), inputs, D::saves, ctx.kept());
     } catch (const Error&) {

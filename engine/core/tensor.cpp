@@ -100,6 +100,15 @@ void Tensor::set_grad(const Tensor& g)
 
 void Tensor::zero_grad() { impl().grad.reset(); }
 
+HookHandle Tensor::register_hook(GradHook hook)
+{
+    TG_CHECK(requires_grad(), "register_hook: a tensor of shape ", shape(),
+             " that does not require grad has no gradient to hook");
+    TG_CHECK(bool(hook), "register_hook: the hook is empty");
+    // A non-leaf's gradient is the one its producing entry receives.
+    return detail::add_hook(impl().grad_fn ? impl().grad_fn->hooks : impl().hooks, std::move(hook));
+}
+
 void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const
 {
     tg::backward(*this, gradient, retain_graph, create_graph);

@@ -16,6 +16,7 @@
 
 #include "dtype.hpp"
 #include "error.hpp"
+#include "hooks.hpp"
 
 namespace tg {
 
@@ -50,6 +51,7 @@ struct TensorImpl {
     bool requires_grad = false;
     std::shared_ptr<Node> grad_fn;       // the tape entry that produced this tensor (null for leaves)
     std::shared_ptr<TensorImpl> grad;    // accumulated gradient of a leaf
+    std::shared_ptr<GradHookList> hooks; // a leaf's gradient hooks (a non-leaf's are on its grad_fn)
 };
 
 namespace detail {
@@ -107,6 +109,14 @@ public:
     // the upstream gradient of the same shape.
     void backward(const Tensor& gradient = Tensor(), bool retain_graph = false,
                   bool create_graph = false) const;
+    // Calls `hook` with the gradient with respect to this tensor each time a
+    // backward (or tg::grad) computes it, before it is used: before a leaf's
+    // grad() accumulates it, before a non-leaf's producing op propagates it.
+    // The hook may return a replacement of the same shape and dtype (or an
+    // undefined Tensor to keep it); hooks run in registration order, each on
+    // the previous one's result. Under create_graph the gradient it sees is
+    // recorded, so what it computes is differentiated too.
+    HookHandle register_hook(GradHook hook);
     // Same data, cut from the tape.
     Tensor detach() const;
     const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }

@@ -11,11 +11,15 @@
 // relative to this file where it is installed (<prefix>/include/tapegrad/);
 // in the tree the include path finds them.
 
+#include "engine/core/anomaly.hpp"
 #include "engine/core/autograd.hpp"
 #include "engine/core/dtype.hpp"
 #include "engine/core/error.hpp"
+#include "engine/core/hooks.hpp"
 #include "engine/check/gradcheck.hpp"
 #include "engine/core/memory.hpp"
+#include "engine/core/module_scope.hpp"
+#include "engine/io/graph_dot.hpp"
 #include "engine/io/npy.hpp"
 #include "engine/io/npz.hpp"
 #include "engine/core/parallel.hpp"

@@ -4,7 +4,10 @@
 //
 //   train_fashion_mnist [--epochs 5] [--batch-size 64] [--lr 0.002] [--optimizer adamw|adam|sgd]
 //                       [--model default|ref] [--threads N] [--seed 0] [--data DIR]
-//                       [--out DIR] [--resume CHECKPOINT]
+//                       [--out DIR] [--resume CHECKPOINT] [--graph FILE]
+//
+// --graph FILE writes the tape of the first training step (Graphviz DOT: ops,
+// shapes, modules, parameters by name), and FILE.svg when Graphviz's dot is installed.
 //
 // One training step, from the model through the tape to the optimizer, is the
 // body of train_epoch() below.
@@ -34,6 +37,7 @@ struct Settings {
     std::string data = tg::fashion_mnist_dir;
     std::string out = "fashion_mnist_run";
     std::string resume;
+    std::string graph;  // DOT file for the first step's tape
 };
 
 // The default: two conv blocks of two 3×3 convolutions with batch norm, and
@@ -100,8 +104,17 @@ int64_t correct(const tg::Tensor& logits, const tg::Tensor& targets)
     return n;
 }
 
+// The first step's tape, drawn before its backward frees what it saved.
+void draw_tape(const std::string& path, const tg::Tensor& loss, const nn::Module& model)
+{
+    tg::named_tensors names = model.named_parameters();
+    const std::string svg = tg::write_dot(path, loss, {.names = names, .title = "one training step"});
+    std::printf("wrote the tape of the first step to %s%s\n", path.c_str(),
+                svg.empty() ? " (no SVG: Graphviz's dot is not installed)" : (" and " + svg).c_str());
+}
+
 EpochStats train_epoch(nn::Module& model, tg::optim::Optimizer& optimizer, tg::optim::LrScheduler& schedule,
-                       tg::DataLoader& loader, int epoch, int epochs)
+                       tg::DataLoader& loader, int epoch, int epochs, const std::string& graph = "")
 {
     model.train();
     EpochStats s;
@@ -112,6 +125,7 @@ EpochStats train_epoch(nn::Module& model, tg::optim::Optimizer& optimizer, tg::o
     for (const tg::Batch& batch : loader) {
         tg::Tensor logits = model(batch.x);                   // forward: every op is recorded on the tape
         tg::Tensor loss = tg::cross_entropy(logits, batch.y);
+        if (step == 0 && !graph.empty()) draw_tape(graph, loss, model);
         optimizer.zero_grad();
         loss.backward();                                      // reverse sweep: fills each parameter's grad()
         optimizer.step();                                     // in-place update, off the tape
@@ -238,10 +252,11 @@ Settings parse(int argc, char** argv)
         else if (a == "--data") s.data = need(i);
         else if (a == "--out") s.out = need(i);
         else if (a == "--resume") s.resume = need(i);
+        else if (a == "--graph") s.graph = need(i);
         else if (a == "--help" || a == "-h") {
             std::printf("usage: %s [--epochs N] [--batch-size N] [--lr X] [--optimizer adamw|adam|sgd]\n"
                         "          [--model default|ref] [--threads N] [--seed N] [--data DIR] [--out DIR] "
-                        "[--resume CHECKPOINT]\n",
+                        "[--resume CHECKPOINT] [--graph FILE]\n",
                         argv[0]);
             std::exit(0);
         } else
@@ -327,7 +342,8 @@ int run(int argc, char** argv)
 
     for (int epoch = first_epoch; epoch <= s.epochs; ++epoch) {
         Row row{epoch, {}, {}, optimizer->lr()};
-        row.train = train_epoch(*model, *optimizer, schedule, loader, epoch, s.epochs);
+        row.train = train_epoch(*model, *optimizer, schedule, loader, epoch, s.epochs,
+                                epoch == first_epoch ? s.graph : std::string());
         row.test = evaluate(*model, test);
         rows.push_back(row);
         std::printf("epoch %d: train loss %.4f acc %.2f%% (%.1f s, %.0f img/s) | test loss %.4f acc %.2f%% (%.1f s)\n",
