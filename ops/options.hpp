@@ -19,9 +19,10 @@ struct Int2 {
 
 // How a loss combines the losses of its elements (or targets).
 enum class Reduction {
-    none,  // one loss per element (per target)
-    mean,  // the average (for class targets: over the targets that are not ignored)
+    none,       // one loss per element (per target)
+    mean,       // the average (class targets: the weighted average over the targets that are not ignored)
     sum,
+    batchmean,  // kl_div only: the sum divided by the batch size (the first axis), as PyTorch's "batchmean"
 };
 
 }  // namespace tg

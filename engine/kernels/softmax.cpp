@@ -156,7 +156,7 @@ int64_t row_grain(int64_t classes) { return std::max<int64_t>(1, (1 << 14) / std
 
 template <class T>
 void cross_entropy_forward(const T* z, const int64_t* t, int64_t rows, int64_t classes, int64_t ignore_index,
-                           double smoothing, T* lse, T* loss)
+                           double smoothing, const T* weight, T* lse, T* loss)
 {
     const T on = T(1 - smoothing), off = T(smoothing / double(classes));
     parallel_for(rows, row_grain(classes), [&](int64_t r0, int64_t r1) {
@@ -170,9 +170,13 @@ void cross_entropy_forward(const T* z, const int64_t* t, int64_t rows, int64_t c
             const RowLse<T> l = logsumexp_row(zr, classes);
             // lse - z = (max - z) + log Σ: exact where z is near the maximum.
             T value = on * ((l.max - zr[t[r]]) + l.log_sum);
+            if (weight) value *= weight[t[r]];
             if (smoothing != 0) {
                 T s = 0;
-                for (int64_t c = 0; c < classes; ++c) s += (l.max - zr[c]) + l.log_sum;
+                if (weight)
+                    for (int64_t c = 0; c < classes; ++c) s += weight[c] * ((l.max - zr[c]) + l.log_sum);
+                else
+                    for (int64_t c = 0; c < classes; ++c) s += (l.max - zr[c]) + l.log_sum;
                 value += off * s;
             }
             lse[2 * r] = l.max;
@@ -184,9 +188,15 @@ void cross_entropy_forward(const T* z, const int64_t* t, int64_t rows, int64_t c
 
 template <class T>
 void cross_entropy_backward(const T* z, const int64_t* t, const T* lse, const T* g, bool per_row, T scale,
-                            int64_t rows, int64_t classes, int64_t ignore_index, double smoothing, T* dz)
+                            int64_t rows, int64_t classes, int64_t ignore_index, double smoothing, const T* weight,
+                            T* dz)
 {
     const T on = T(1 - smoothing), off = T(smoothing / double(classes));
+    T weight_sum = T(classes);
+    if (weight) {
+        weight_sum = 0;
+        for (int64_t c = 0; c < classes; ++c) weight_sum += weight[c];
+    }
     parallel_for(rows, row_grain(classes), [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r) {
             T* d = dz + r * classes;
@@ -194,10 +204,17 @@ void cross_entropy_backward(const T* z, const int64_t* t, const T* lse, const T*
                 std::fill(d, d + classes, T(0));
                 continue;
             }
-            T s = per_row ? g[r] : scale, so = s * off;
+            // d = softmax·(a + b·Σw) - b·w - a·onehot(t), a = s·(1-ε)·w[t], b = s·ε/C.
+            const T s = per_row ? g[r] : scale, a = s * on * (weight ? weight[t[r]] : T(1)), b = s * off;
             // softmax = exp(z - max) / Σ: the 1/Σ goes into the scale.
-            exp_row(z + r * classes, lse[2 * r], d, classes, s * std::exp(-lse[2 * r + 1]), -so);
-            d[t[r]] -= s * on;
+            if (weight) {
+                exp_row(z + r * classes, lse[2 * r], d, classes, (a + b * weight_sum) * std::exp(-lse[2 * r + 1]), T(0));
+                if (smoothing != 0)
+                    for (int64_t c = 0; c < classes; ++c) d[c] -= b * weight[c];
+            } else {
+                exp_row(z + r * classes, lse[2 * r], d, classes, s * std::exp(-lse[2 * r + 1]), -b);
+            }
+            d[t[r]] -= a;
         }
     });
 }
@@ -206,11 +223,13 @@ template void softmax_forward(const float*, float*, const AxisSplit&, bool);
 template void softmax_forward(const double*, double*, const AxisSplit&, bool);
 template void softmax_backward(const float*, const float*, float*, const AxisSplit&, bool);
 template void softmax_backward(const double*, const double*, double*, const AxisSplit&, bool);
-template void cross_entropy_forward(const float*, const int64_t*, int64_t, int64_t, int64_t, double, float*, float*);
-template void cross_entropy_forward(const double*, const int64_t*, int64_t, int64_t, int64_t, double, double*, double*);
+template void cross_entropy_forward(const float*, const int64_t*, int64_t, int64_t, int64_t, double, const float*,
+                                    float*, float*);
+template void cross_entropy_forward(const double*, const int64_t*, int64_t, int64_t, int64_t, double, const double*,
+                                    double*, double*);
 template void cross_entropy_backward(const float*, const int64_t*, const float*, const float*, bool, float, int64_t,
-                                     int64_t, int64_t, double, float*);
+                                     int64_t, int64_t, double, const float*, float*);
 template void cross_entropy_backward(const double*, const int64_t*, const double*, const double*, bool, double,
-                                     int64_t, int64_t, int64_t, double, double*);
+                                     int64_t, int64_t, int64_t, double, const double*, double*);
 
 }  // namespace tg::kernels

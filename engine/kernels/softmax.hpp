@@ -30,17 +30,20 @@ template <class T>
 void softmax_backward(const T* g, const T* y, T* dx, const AxisSplit& s, bool log);
 
 // Cross-entropy of rows of logits z [rows, classes] against class targets t,
-// with label smoothing ε: lse[r] = log Σ_c exp z[r, c] (stored as its two
-// terms, lse[2r] = max and lse[2r + 1] = log Σ exp(z - max)) and
-// loss[r] = (1-ε)·(lse - z[r, t]) + ε/C·Σ_c (lse - z[r, c]); rows whose
-// target is ignore_index get 0 for both.
+// with label smoothing ε and class weights w (nullptr: all 1):
+// lse[r] = log Σ_c exp z[r, c] (stored as its two terms, lse[2r] = max and
+// lse[2r + 1] = log Σ exp(z - max)) and
+// loss[r] = (1-ε)·w[t]·(lse - z[r, t]) + ε/C·Σ_c w[c]·(lse - z[r, c]); rows
+// whose target is ignore_index get 0 for both.
 template <class T>
 void cross_entropy_forward(const T* z, const int64_t* t, int64_t rows, int64_t classes, int64_t ignore_index,
-                           double smoothing, T* lse, T* loss);
-// dz[r, c] = (softmax(z)[r, c] - q[r, c])·scale[r], q = (1-ε)·onehot(t) + ε/C;
-// scale[r] is g[r] (per_row) or `scale`; ignored rows get 0; lse as the forward left it.
+                           double smoothing, const T* weight, T* lse, T* loss);
+// The loss's gradient times scale[r]: dz[r, c] = (softmax(z)[r, c]·Σ_k q[r, k] - q[r, c])·scale[r],
+// q[r, c] = (1-ε)·w[t]·onehot(t) + ε/C·w[c]; scale[r] is g[r] (per_row) or
+// `scale`; ignored rows get 0; lse as the forward left it.
 template <class T>
 void cross_entropy_backward(const T* z, const int64_t* t, const T* lse, const T* g, bool per_row, T scale,
-                            int64_t rows, int64_t classes, int64_t ignore_index, double smoothing, T* dz);
+                            int64_t rows, int64_t classes, int64_t ignore_index, double smoothing, const T* weight,
+                            T* dz);
 
 }  // namespace tg::kernels
