@@ -15,7 +15,9 @@ namespace tg {
 //              Both pad 1 axis of a 2-d or 3-d input, 2 axes of a 3-d or 4-d
 //              input, or 3 axes of a 4-d or 5-d input.
 //   circular   the input repeated (after the crops): each pad at most the
-//              axis; 1 to 3 axes of a batched input [N, C, ...] only.
+//              axis; 1 to 3 axes of a batched input [N, C, ...] only. A pad
+//              longer than what the crops leave is refused (PyTorch raises,
+//              or returns uninitialised memory).
 // PyTorch 1.13's other refusals too: reflect and replicate leave no padded
 // axis empty and take no empty axis but the batch; a constant pad that also
 // pads (a pad > 0) leaves no padded axis empty. The gradient of a crop is

@@ -98,8 +98,7 @@ void pad_fold(const PadLayout& p, const T* grad_out, T* grad_in)
                 T* d = grad_in + b * p.in_block + row;
                 for (int64_t j = 0; j < lo; ++j)
                     if (source[j] >= 0) d[source[j]] += g[j];
-                T* run = d + (lo - last.before);
-                for (int64_t j = lo; j < hi; ++j) run[j - lo] += g[j];
+                for (int64_t j = lo; j < hi; ++j) d[j - last.before] += g[j];
                 for (int64_t j = hi; j < width; ++j)
                     if (source[j] >= 0) d[source[j]] += g[j];
             }
