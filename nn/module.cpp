@@ -17,6 +17,7 @@
 #include "ops/elementwise.hpp"
 #include "ops/indexing.hpp"
 #include "ops/layers.hpp"
+#include "ops/padding.hpp"
 #include "ops/pool.hpp"
 #include "ops/shape.hpp"
 
@@ -470,10 +471,15 @@ double conv_bound(int64_t in, int64_t out, Int2 k, const Conv2dOptions& o)
 {
     const std::string what = "Conv2d(" + std::to_string(in) + ", " + std::to_string(out) + ", kernel=" + pair_str(k);
     TG_CHECK(in > 0 && out > 0 && k.h > 0 && k.w > 0, what, "): sizes must be positive");
-    TG_CHECK(o.stride.h >= 1 && o.stride.w >= 1 && o.dilation.h >= 1 && o.dilation.w >= 1 && o.padding.h >= 0 &&
-                 o.padding.w >= 0,
+    TG_CHECK(o.stride.h >= 1 && o.stride.w >= 1 && o.dilation.h >= 1 && o.dilation.w >= 1 &&
+                 o.padding.sizes.h >= 0 && o.padding.sizes.w >= 0,
              what, "): stride ", pair_str(o.stride), " and dilation ", pair_str(o.dilation),
-             " must be positive, padding ", pair_str(o.padding), " non-negative");
+             " must be positive, padding ", pair_str(o.padding.sizes), " non-negative");
+    TG_CHECK(o.padding.kind != ConvPadding::Kind::same || o.stride == Int2(1), what,
+             "): padding=same is not supported for strided convolutions, got stride ", pair_str(o.stride));
+    TG_CHECK(o.padding.kind <= ConvPadding::Kind::valid, what, "): unknown padding kind ", int64_t(o.padding.kind));
+    TG_CHECK(padding_mode_name(o.padding_mode) != nullptr, what, "): padding_mode must be zeros, reflect, replicate ",
+             "or circular, got ", int64_t(o.padding_mode));
     TG_CHECK(o.groups >= 1 && in % o.groups == 0 && out % o.groups == 0, what,
              "): channels must be divisible by groups = ", o.groups);
     return 1 / std::sqrt(double(in / o.groups) * double(k.h) * double(k.w));  // in doubles: the product may pass 2^63
@@ -532,17 +538,25 @@ Tensor Conv2d::forward(const Tensor& x)
     TG_CHECK((x.dim() == 4 || x.dim() == 3) && x.shape()[size_t(c_axis)] == in_, describe(), ": expected an input [N, ",
              in_, ", H, W] (or [", in_, ", H, W]), got ", x.shape());
     check_input_dtype(*this, x, weight);
-    return conv2d(x, weight, bias, options_.stride, options_.padding, options_.dilation, options_.groups);
+    const Conv2dOptions& o = options_;
+    if (o.padding_mode == PaddingMode::zeros) return conv2d(x, weight, bias, o.stride, o.padding, o.dilation, o.groups);
+    // As PyTorch: F.pad in the mode, then no padding in the convolution.
+    const auto [before, after] = conv2d_padding_sides(o.padding, kernel_, o.dilation, "Conv2d");
+    Tensor padded = pad(x, {before.w, after.w, before.h, after.h}, o.padding_mode);
+    return conv2d(padded, weight, bias, o.stride, 0, o.dilation, o.groups);
 }
 
 std::string Conv2d::describe() const
 {
     std::string s = "Conv2d(" + std::to_string(in_) + ", " + std::to_string(out_) + ", kernel=" + pair_str(kernel_);
     if (options_.stride != 1) s += ", stride=" + pair_str(options_.stride);
-    if (options_.padding != 0) s += ", padding=" + pair_str(options_.padding);
+    if (options_.padding == same) s += ", padding=same";
+    else if (options_.padding == valid) s += ", padding=valid";
+    else if (options_.padding != 0) s += ", padding=" + pair_str(options_.padding.sizes);
     if (options_.dilation != 1) s += ", dilation=" + pair_str(options_.dilation);
     if (options_.groups != 1) s += ", groups=" + std::to_string(options_.groups);
     if (!options_.bias) s += ", bias=false";
+    if (options_.padding_mode != PaddingMode::zeros) s += std::string(", padding_mode=") + padding_mode_name(options_.padding_mode);
     return s + ")";
 }
 

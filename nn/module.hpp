@@ -208,10 +208,16 @@ private:
 };
 
 // (height, width) pairs, or one number for both: {.stride = {2, 1}, .padding = 1}.
+// padding may be tg::same (stride 1 only) or tg::valid, as in PyTorch; a
+// padding_mode other than zeros pads the input with pad() in that mode, then
+// convolves without padding: {.padding = tg::same, .padding_mode = PaddingMode::reflect}.
 struct Conv2dOptions {
-    Int2 stride = 1, padding = 0, dilation = 1;
+    Int2 stride = 1;
+    ConvPadding padding = 0;
+    Int2 dilation = 1;
     int64_t groups = 1;
     bool bias = true;
+    PaddingMode padding_mode = PaddingMode::zeros;  // or reflect, replicate, circular
 };
 
 class Conv2d : public Module {

@@ -16,6 +16,7 @@ void link_indexing_ops();
 void link_layers_ops();
 void link_loss_ops();
 void link_matmul_ops();
+void link_padding_ops();
 void link_pool_ops();
 void link_reduction_ops();
 void link_shape_ops();
@@ -32,6 +33,7 @@ void link_builtin_ops()
     detail::link_layers_ops();
     detail::link_loss_ops();
     detail::link_matmul_ops();
+    detail::link_padding_ops();
     detail::link_pool_ops();
     detail::link_reduction_ops();
     detail::link_shape_ops();

@@ -10,6 +10,7 @@
 #include "engine/core/op.hpp"
 #include "engine/kernels/conv.hpp"
 #include "ops/matmul.hpp"
+#include "ops/padding.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
 
@@ -310,13 +311,45 @@ struct Conv2d : Op<Conv2d> {
 TG_REGISTER_OP(Conv2d);
 }  // namespace
 
-Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Int2 stride, Int2 padding, Int2 dilation,
-              int64_t groups)
+PaddingSides conv2d_padding_sides(ConvPadding padding, Int2 kernel, Int2 dilation, const char* op)
+{
+    switch (padding.kind) {
+    case ConvPadding::Kind::sizes: return {padding.sizes, padding.sizes};
+    case ConvPadding::Kind::valid: return {0, 0};
+    case ConvPadding::Kind::same: break;
+    }
+    TG_CHECK(padding.kind == ConvPadding::Kind::same, op, ": unknown padding kind ", int64_t(padding.kind));
+    TG_CHECK(kernel.h >= 1 && kernel.w >= 1 && dilation.h >= 1 && dilation.w >= 1, op, ": padding=same for kernel (",
+             kernel.h, ", ", kernel.w, ") and dilation (", dilation.h, ", ", dilation.w, "): both must be positive");
+    int64_t total_h = 0, total_w = 0;
+    TG_CHECK(!__builtin_mul_overflow(dilation.h, kernel.h - 1, &total_h) &&
+                 !__builtin_mul_overflow(dilation.w, kernel.w - 1, &total_w),
+             op, ": padding=same for kernel (", kernel.h, ", ", kernel.w, ") at dilation (", dilation.h, ", ",
+             dilation.w, ") overflows int64");
+    return {{total_h / 2, total_w / 2}, {total_h - total_h / 2, total_w - total_w / 2}};
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, Int2 stride, ConvPadding padding,
+              Int2 dilation, int64_t groups)
 {
     TG_CHECK(x.defined(), "conv2d: undefined input");
     if (x.dim() == 3)  // unbatched [C, H, W], as in PyTorch
         return squeeze(conv2d(unsqueeze(x, 0), weight, bias, stride, padding, dilation, groups), 0);
-    Conv2d::Attrs a{stride, padding, dilation, groups};
+    if (padding.kind != ConvPadding::Kind::sizes) {
+        TG_CHECK(padding.kind != ConvPadding::Kind::same || stride == Int2(1), "conv2d: padding=same is not supported",
+                 " for strided convolutions, got stride (", stride.h, ", ", stride.w, ")");
+        TG_CHECK(weight.defined(), "conv2d: undefined weight");
+        TG_CHECK(weight.dim() == 4, "conv2d: expected weight [out_channels, in_channels / groups, kH, kW], got shape ",
+                 weight.shape());
+        const auto [before, after] =
+            conv2d_padding_sides(padding, {weight.shape()[2], weight.shape()[3]}, dilation, "conv2d");
+        // An odd overhang: the extra row and column padded first, the rest by the kernel.
+        const Tensor padded = after == before || x.dim() != 4
+                                  ? x
+                                  : pad(x, {0, after.w - before.w, 0, after.h - before.h}, PaddingMode::constant);
+        return conv2d(padded, weight, bias, stride, before, dilation, groups);
+    }
+    Conv2d::Attrs a{stride, padding.sizes, dilation, groups};
     return bias.defined() ? Conv2d::call({x, weight, bias}, a) : Conv2d::call({x, weight}, a);
 }
 
@@ -412,6 +445,22 @@ std::vector<OpSample> Conv2d::samples()
         // The public function's unbatched form.
         tg::sample("unbatched [2,5,5] * [3,2,3,3] + b", {real("x", {2, 5, 5}), real("w", {3, 2, 3, 3}), real("b", {3})},
                    [](const tensor_list& x) { return conv2d(x[0], x[1], x[2], 1, 1); }),
+        // padding=same: an odd kernel pads both sides alike; an even one (or
+        // an odd dil·(k − 1)) pads the extra row and column first (pad).
+        tg::sample("padding same, kernel 3, odd 5x6", {real("x", {2, 2, 5, 6}), real("w", {3, 2, 3, 3}), real("b", {3})},
+                   [](const tensor_list& x) { return conv2d(x[0], x[1], x[2], 1, same); }),
+        tg::sample("padding same, kernel 2x4 (even: the extra after)",
+                   {real("x", {2, 2, 5, 6}), real("w", {2, 2, 2, 4}), real("b", {2})},
+                   [](const tensor_list& x) { return conv2d(x[0], x[1], x[2], 1, same); }),
+        tg::sample("padding same, kernel 3 at dilation 2", {real("x", {1, 2, 5, 7}), real("w", {2, 2, 3, 3})},
+                   [](const tensor_list& x) { return conv2d(x[0], x[1], Tensor(), 1, same, 2); }),
+        tg::sample("padding same, kernel (2, 3) at dilation (3, 1), groups 2",
+                   {real("x", {2, 4, 4, 5}), real("w", {4, 2, 2, 3}), real("b", {4})},
+                   [](const tensor_list& x) { return conv2d(x[0], x[1], x[2], 1, same, {3, 1}, 2); }),
+        tg::sample("padding same, unbatched, kernel 4", {real("x", {2, 5, 5}), real("w", {2, 2, 4, 4})},
+                   [](const tensor_list& x) { return conv2d(x[0], x[1], Tensor(), 1, same); }),
+        tg::sample("padding valid, stride 2", {real("x", {1, 2, 6, 5}), real("w", {3, 2, 3, 2}), real("b", {3})},
+                   [](const tensor_list& x) { return conv2d(x[0], x[1], x[2], 2, valid); }),
     };
 }
 

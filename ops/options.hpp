@@ -17,6 +17,34 @@ struct Int2 {
     constexpr bool given() const { return h != -1 || w != -1; }
 };
 
+// How pad fills the positions outside the input (torch.nn.functional.pad's
+// modes; Conv2d's padding_mode calls the constant mode zeros, as PyTorch does).
+enum class PaddingMode : uint8_t {
+    constant,          // a constant value (0 unless given)
+    zeros = constant,  // Conv2d's name for it
+    reflect,           // the input mirrored about its edge, the edge not repeated: 2 1 | 0 1 2 3 | 2 1
+    replicate,         // the edge element repeated: 0 0 | 0 1 2 3 | 3 3
+    circular,          // the input repeated periodically: 2 3 | 0 1 2 3 | 0 1
+};
+
+// conv2d's padding: sizes ({.padding = 1}, {.padding = {1, 0}}), or one of
+// PyTorch's two strings: tg::same (the output as large as the input, stride 1
+// only; when dilation·(kernel − 1) is odd the extra row and column go to the
+// bottom and right) and tg::valid (no padding).
+struct ConvPadding {
+    enum class Kind : uint8_t { sizes, same, valid };
+    Kind kind = Kind::sizes;
+    Int2 sizes = 0;  // for Kind::sizes
+    constexpr ConvPadding() = default;
+    constexpr ConvPadding(int64_t v) : sizes(v) {}
+    constexpr ConvPadding(int64_t h, int64_t w) : sizes(h, w) {}
+    constexpr ConvPadding(Int2 v) : sizes(v) {}
+    constexpr explicit ConvPadding(Kind k) : kind(k) {}
+    constexpr bool operator==(const ConvPadding&) const = default;
+};
+inline constexpr ConvPadding same{ConvPadding::Kind::same};
+inline constexpr ConvPadding valid{ConvPadding::Kind::valid};
+
 // How a loss combines the losses of its elements (or targets).
 enum class Reduction {
     none,       // one loss per element (per target)

@@ -35,6 +35,8 @@
 //   fused_backward  the same gradients through kernels; the engine runs it
 //                   instead of backward when no graph is being built
 //   replay          ReplayForm::index_map for ops that only move elements
+//                   (or replay_form(const Attrs&), where the attributes decide:
+//                   pad, whose constant is not an element)
 //   delta           bool delta(DeltaArgs&, const Attrs&): the output after a
 //                   few input elements changed (engine/check/replay.hpp)
 //
@@ -173,7 +175,8 @@ struct OpNode final : Node {
 
     ReplayForm replay_form() const override
     {
-        if constexpr (requires { D::replay; }) return D::replay;
+        if constexpr (requires { D::replay_form(attrs); }) return D::replay_form(attrs);
+        else if constexpr (requires { D::replay; }) return D::replay;
         else if constexpr (requires(const double* p) { D::pointwise(p); }) return ReplayForm::pointwise;
         else if constexpr (requires(DeltaArgs& d) { D::delta(d, attrs); }) return ReplayForm::delta;
         else return ReplayForm::dense;

@@ -30,6 +30,7 @@
 #include "ops/elementwise.hpp"
 #include "ops/indexing.hpp"
 #include "ops/matmul.hpp"
+#include "ops/padding.hpp"
 #include "ops/reduction.hpp"
 #include "ops/shape.hpp"
 #include "nn/module.hpp"
