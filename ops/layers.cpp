@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/core/activation_checkpoint.hpp"
 #include "engine/core/op.hpp"
 #include "engine/core/parallel.hpp"
 #include "engine/core/random.hpp"
@@ -76,6 +77,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen)
     TG_CHECK(p >= 0 && p <= 1, "dropout: probability p = ", p, " is outside [0, 1]");
     if (!training || p == 0) return x;
     // The mask holds 0 or 1/(1-p), so the output is one mul and its gradient g·mask.
+    detail::note_draw(gen);
     Tensor mask = Tensor::empty(x.shape(), x.dtype());
     TG_DISPATCH_FLOATING(x.dtype(), "dropout", [&] {
         scalar_t* m = mask.data<scalar_t>();
@@ -229,7 +231,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& running_mean, const Tensor& run
     TG_CHECK(count != 1, "batch_norm: expected more than 1 value per channel when training, got an input of shape ",
              x.shape());
     OpResult r = call_op_kept<BatchNormTraining>({x, weight, bias}, {eps});
-    if (running_mean.defined() && count > 0) {
+    // An activation checkpoint's recomputation of this forward leaves them
+    // alone: they move once per step, as without the checkpoint.
+    if (running_mean.defined() && count > 0 && !checkpoint_recomputing()) {
         NoGradGuard off;
         double unbiased = double(count) / double(count - 1);
         Tensor rm = running_mean, rv = running_var;  // handles on the caller's buffers
