@@ -1,6 +1,8 @@
 // checkpoint_bench: the peak memory and time of one training step of the
 // reference CNN (nn::reference_cnn, samples/train_fashion_mnist) with its two
-// conv blocks under tg::checkpoint, against the same step without.
+// conv blocks under tg::checkpoint, against the same step without; and of a
+// deeper net (eight conv 16->16 + ReLU at 28x28, then the head), one
+// checkpoint per two of them, where the saving shows.
 //
 //   checkpoint_bench [--steps 7] [--batches 64 256]
 #include <algorithm>
@@ -33,10 +35,35 @@ tg::Tensor run_children(tg::nn::Sequential& model, size_t begin, size_t end, tg:
     return x;
 }
 
-Measure measure(int64_t batch, bool checkpointed, int steps)
+// conv 1->16, then eight blocks of conv 16->16 + ReLU, pool, linear.
+std::shared_ptr<tg::nn::Sequential> deep_cnn(tg::Generator* gen)
+{
+    using namespace tg::nn;
+    auto s = std::make_shared<Sequential>();
+    s->add(make<Conv2d>(1, 16, 3, Conv2dOptions{.padding = 1}, gen));
+    for (int i = 0; i < 8; ++i) {
+        s->add(make<Conv2d>(16, 16, 3, Conv2dOptions{.padding = 1}, gen));
+        s->add(make<ReLU>());
+    }
+    s->add(make<MaxPool2d>(4));
+    s->add(make<Flatten>());
+    s->add(make<Linear>(16 * 7 * 7, 10, true, gen));
+    return s;
+}
+
+// The children each checkpoint covers: [begin, end) pairs, then the rest runs plainly.
+std::vector<std::pair<size_t, size_t>> blocks_of(bool deep)
+{
+    if (!deep) return {{0, 3}, {3, 6}};  // conv, relu, pool twice
+    std::vector<std::pair<size_t, size_t>> b;
+    for (size_t i = 0; i < 4; ++i) b.emplace_back(1 + 4 * i, 5 + 4 * i);  // two conv + ReLU each
+    return b;
+}
+
+Measure measure(bool deep, int64_t batch, bool checkpointed, int steps)
 {
     tg::Generator gen(0), mgen(0);
-    auto model = tg::nn::reference_cnn(&mgen);
+    auto model = deep ? deep_cnn(&mgen) : tg::nn::reference_cnn(&mgen);
     tg::optim::SGD opt(model->named_parameters(), {.lr = 0.01, .momentum = 0.9});
     tg::Tensor x = tg::randn({batch, 1, 28, 28}, tg::float32, &gen);
     tg::Tensor y = tg::randint(0, 10, {batch}, &gen);
@@ -44,16 +71,13 @@ Measure measure(int64_t batch, bool checkpointed, int steps)
     auto block = [&m](size_t begin, size_t end) {
         return [&m, begin, end](const tg::tensor_list& in) { return run_children(m, begin, end, in[0]); };
     };
+    const auto blocks = blocks_of(deep);
     auto step = [&] {
         opt.zero_grad();
-        tg::Tensor h = x;
-        if (checkpointed) {
-            h = tg::checkpoint(block(0, 3), {h});  // conv, relu, pool
-            h = tg::checkpoint(block(3, 6), {h});
-        } else {
-            h = run_children(m, 0, 6, h);
-        }
-        h = run_children(m, 6, m.children().size(), h);
+        tg::Tensor h = run_children(m, 0, blocks.front().first, x);
+        for (auto [begin, end] : blocks)
+            h = checkpointed ? tg::checkpoint(block(begin, end), {h}) : run_children(m, begin, end, h);
+        h = run_children(m, blocks.back().second, m.children().size(), h);
         tg::cross_entropy(h, y).backward();
         opt.step();
     };
@@ -87,13 +111,16 @@ int main(int argc, char** argv)
             return 2;
         }
     }
-    std::printf("reference CNN training step, median of %d (threads %d)\n", steps, tg::num_threads());
-    std::printf("%6s  %-13s %10s %14s\n", "batch", "blocks", "ms/step", "peak MiB");
-    for (int64_t b : batches)
-        for (bool c : {false, true}) {
-            Measure m = measure(b, c, steps);
-            std::printf("%6lld  %-13s %10.1f %14.1f\n", (long long)b, c ? "checkpointed" : "kept",
-                        m.seconds * 1e3, double(m.peak_bytes) / (1 << 20));
-        }
+    std::printf("training step, median of %d (threads %d); peak: above what was live before the step\n", steps,
+                tg::num_threads());
+    std::printf("%-14s %6s  %-13s %10s %14s\n", "model", "batch", "blocks", "ms/step", "peak MiB");
+    for (bool deep : {false, true})
+        for (int64_t b : batches)
+            for (bool c : {false, true}) {
+                Measure m = measure(deep, b, c, steps);
+                std::printf("%-14s %6lld  %-13s %10.1f %14.1f\n", deep ? "deep 8x16ch" : "reference CNN",
+                            (long long)b, c ? "checkpointed" : "kept", m.seconds * 1e3,
+                            double(m.peak_bytes) / (1 << 20));
+            }
     return 0;
 }
