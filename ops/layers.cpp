@@ -112,32 +112,6 @@ TG_REGISTER_SAMPLES("dropout", {
            }),
 });
 
-// tg::checkpoint (engine/core/activation_checkpoint.hpp) in the sweep: its
-// gradients, first and second order, are those of the function. A generator
-// made inside the function draws the same mask on every run and is not replayed.
-TG_REGISTER_SAMPLES("checkpoint", {
-    sample("dropout(tanh(x*w)), p 0.3, generator made inside", {real("x", {3, 4}), real("w", {4})},
-           [](const tensor_list& in) {
-               return checkpoint(
-                   [](const tensor_list& z) {
-                       Generator gen(5);
-                       return dropout(tanh(mul(z[0], z[1])), 0.3, true, gen);
-                   },
-                   in);
-           }),
-    sample("w read from outside the function (a parameter)", {real("x", {2, 3}), real("w", {2, 3})},
-           [](const tensor_list& in) {
-               Tensor w = in[1];
-               return checkpoint([w](const tensor_list& z) { return exp(mul(sin(z[0]), w)); }, {in[0]});
-           }),
-    sample("two outputs, summed after", {real("x", {3}), real("y", {2, 3})},
-           [](const tensor_list& in) {
-               tensor_list out = checkpoint(
-                   [](const tensor_list& z) { return tensor_list{tanh(z[0]), mul(z[1], z[0])}; }, in);
-               return add(mul(out[0], out[0]), out[1]);
-           }),
-});
-
 // --- batch_norm ------------------------------------------------------------------------------
 
 namespace {
