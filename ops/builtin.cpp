@@ -10,6 +10,7 @@ namespace detail {
 // Each is empty, defined at the end of the file it names.
 void link_tensor_ops();
 void link_autograd_ops();
+void link_activation_checkpoint_ops();
 void link_conv_ops();
 void link_elementwise_ops();
 void link_indexing_ops();
@@ -27,6 +28,7 @@ void link_builtin_ops()
 {
     detail::link_tensor_ops();
     detail::link_autograd_ops();
+    detail::link_activation_checkpoint_ops();
     detail::link_conv_ops();
     detail::link_elementwise_ops();
     detail::link_indexing_ops();

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "engine/core/activation_checkpoint.hpp"
 #include "engine/core/op.hpp"
 #include "engine/core/parallel.hpp"
 #include "engine/core/random.hpp"
@@ -76,6 +77,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen)
     TG_CHECK(p >= 0 && p <= 1, "dropout: probability p = ", p, " is outside [0, 1]");
     if (!training || p == 0) return x;
     // The mask holds 0 or 1/(1-p), so the output is one mul and its gradient g·mask.
+    detail::note_draw(gen);
     Tensor mask = Tensor::empty(x.shape(), x.dtype());
     TG_DISPATCH_FLOATING(x.dtype(), "dropout", [&] {
         scalar_t* m = mask.data<scalar_t>();
@@ -258,7 +260,9 @@ Tensor batch_norm(const Tensor& x, const BatchNormRunningStats& running, const T
     TG_CHECK(count != 1, "batch_norm: expected more than 1 value per channel when training, got an input of shape ",
              x.shape());
     OpResult r = call_op_kept<BatchNormTraining>({x, weight, bias}, {eps});
-    if (!running.mean) return r.output;
+    // An activation checkpoint's recomputation of this forward leaves the
+    // statistics alone: they move once per step, as without the checkpoint.
+    if (!running.mean || checkpoint_recomputing()) return r.output;
     // Off the tape; the version counters record the changes.
     double factor = momentum.value_or(0);
     if (Tensor* tracked = running.num_batches_tracked) {

@@ -351,12 +351,12 @@ public:
     {
         std::vector<Node*> stack;
         for (const Tensor& r : roots)
-            if (r.grad_fn()) visit(r.grad_fn().get(), stack);
+            if (r.grad_fn() && !at_bound(r.grad_fn().get())) visit(r.grad_fn().get(), stack);
         while (!stack.empty()) {
             Node* n = stack.back();
             stack.pop_back();
             for (Edge& e : n->inputs) {
-                if (!e.node) continue;
+                if (!e.node || at_bound(e.node.get())) continue;
                 visit(e.node.get(), stack);
                 e.node->pending++;
             }
@@ -367,7 +367,9 @@ public:
 
     void seed(const Tensor& root, const Tensor& g)
     {
-        if (root.grad_fn()) {
+        if (root.grad_fn() && at_bound(root.grad_fn().get())) {
+            capture_at(root.grad_fn().get(), g);
+        } else if (root.grad_fn()) {
             Node* n = root.grad_fn().get();
             n->grad_sum = sum_grads(n->grad_sum, g);
         } else {
@@ -381,7 +383,7 @@ public:
         std::vector<Node*> ready;
         for (const Tensor& r : roots) {
             Node* n = r.grad_fn().get();
-            if (n && n->pending == 0) {
+            if (n && !at_bound(n) && n->pending == 0) {
                 n->pending = -1;  // queued
                 ready.push_back(n);
             }
@@ -393,7 +395,9 @@ public:
             for (size_t i = 0; i < n->inputs.size(); ++i) {
                 Edge& e = n->inputs[i];
                 Tensor g = i < grads.size() ? std::move(grads[i]) : Tensor();
-                if (e.node) {
+                if (e.node && at_bound(e.node.get())) {
+                    if (g.defined()) capture_at(e.node.get(), std::move(g));
+                } else if (e.node) {
                     Node* next = e.node.get();
                     if (g.defined()) next->grad_sum = sum_grads(next->grad_sum, std::move(g));
                     if (--next->pending == 0) {
@@ -412,10 +416,13 @@ public:
         }
     }
 
-    // tg::grad mode: gradients are captured for these tensors and no grad() is touched.
-    void capture(const tensor_list& inputs)
+    // tg::grad mode: gradients are captured for these tensors and no grad() is
+    // touched. `bounded`: their entries bound the sweep, which captures what
+    // reaches them and goes no further (detail::grad_bounded).
+    void capture(const tensor_list& inputs, bool bounded = false)
     {
         capture_ = true;
+        bounded_ = bounded;
         for (size_t i = 0; i < inputs.size(); ++i) {
             if (inputs[i].grad_fn())
                 capture_nodes_.emplace_back(inputs[i].grad_fn().get(), i);
@@ -427,6 +434,19 @@ public:
     tensor_list& results() { return results_; }
 
 private:
+    bool at_bound(const Node* n) const
+    {
+        if (!bounded_) return false;
+        for (const auto& c : capture_nodes_)
+            if (c.first == n) return true;
+        return false;
+    }
+    void capture_at(const Node* n, const Tensor& g)
+    {
+        for (auto& [node, i] : capture_nodes_)
+            if (node == n) results_[i] = sum_grads(results_[i], g);
+    }
+
     void visit(Node* n, std::vector<Node*>& stack)
     {
         if (n->epoch_seen == epoch_) return;
@@ -521,7 +541,7 @@ private:
     bool keep_graph_, create_graph_;
     uint64_t epoch_;
     std::vector<Node*> nodes_;
-    bool capture_ = false;
+    bool capture_ = false, bounded_ = false;
     std::vector<std::pair<Node*, size_t>> capture_nodes_;
     std::vector<std::pair<TensorImpl*, size_t>> capture_leaves_;
     tensor_list results_;
@@ -570,8 +590,10 @@ void backward(const Tensor& root, const Tensor& gradient, bool retain_graph, boo
     sweep.run(roots);
 }
 
-tensor_list grad(const tensor_list& outputs, const tensor_list& inputs,
-                 const tensor_list& grad_outputs, GradOptions options)
+namespace {
+// tg::grad without the zeros for the inputs nothing reached.
+tensor_list captured_gradients(const tensor_list& outputs, const tensor_list& inputs,
+                               const tensor_list& grad_outputs, GradOptions options, bool bounded)
 {
     TG_CHECK(!outputs.empty(), "grad: no outputs");
     tensor_list grads = root_gradients(outputs, grad_outputs, "grad");
@@ -585,11 +607,26 @@ tensor_list grad(const tensor_list& outputs, const tensor_list& inputs,
     std::optional<NoGradGuard> off;
     if (options.create_graph) on.emplace(); else off.emplace();
     Sweep sweep(keep, options.create_graph);
-    sweep.capture(inputs);
+    sweep.capture(inputs, bounded);
     sweep.discover(outputs);
     for (size_t i = 0; i < outputs.size(); ++i) sweep.seed(outputs[i], grads[i]);
     sweep.run(outputs);
-    tensor_list results = std::move(sweep.results());
+    return std::move(sweep.results());
+}
+}  // namespace
+
+tensor_list detail::grad_bounded(const tensor_list& outputs, const tensor_list& inputs,
+                                 const tensor_list& grad_outputs, bool create_graph)
+{
+    GradOptions options;
+    options.create_graph = create_graph;
+    return captured_gradients(outputs, inputs, grad_outputs, options, true);
+}
+
+tensor_list grad(const tensor_list& outputs, const tensor_list& inputs,
+                 const tensor_list& grad_outputs, GradOptions options)
+{
+    tensor_list results = captured_gradients(outputs, inputs, grad_outputs, options, false);
     for (size_t i = 0; i < inputs.size(); ++i)
         if (!results[i].defined()) results[i] = zeros_like(inputs[i]);
     return results;

@@ -276,6 +276,16 @@ struct GradOptions {
 tensor_list grad(const tensor_list& outputs, const tensor_list& inputs,
                  const tensor_list& grad_outputs = {}, GradOptions options = {});
 
+namespace detail {
+// tg::grad for a backward rule that sweeps a piece of the graph it recomputed
+// (engine/core/activation_checkpoint.cpp): the entries of `inputs` bound the
+// sweep, which captures the gradient reaching them and goes no further, so the
+// graph around the piece is not touched; an input nothing reached gets an
+// undefined tensor.
+tensor_list grad_bounded(const tensor_list& outputs, const tensor_list& inputs, const tensor_list& grad_outputs,
+                         bool create_graph);
+}  // namespace detail
+
 // Forward mode: fn's output at `inputs` and its directional derivative J·v
 // along `tangents` (one per input; undefined for an input not moved). Built
 // from the backward rules twice: g(u) = Jᵀu is linear in u, so J·v is the

@@ -139,6 +139,8 @@ MemoryStats memory_stats()
 
 void release_cached_memory() { cache().clear(); }
 
+void reset_peak_memory() { peak_bytes.store(live_bytes.load(std::memory_order_relaxed), std::memory_order_relaxed); }
+
 }  // namespace tg
 
 namespace tg::detail {

@@ -20,6 +20,8 @@ struct MemoryStats {
 MemoryStats memory_stats();
 // Returns the cached buffers to the system.
 void release_cached_memory();
+// Starts peak_bytes again from the bytes live now (to measure one phase).
+void reset_peak_memory();
 
 namespace detail {
 // The largest buffer allocate() attempts: 256 TiB, past the user address space

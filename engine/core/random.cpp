@@ -1,5 +1,6 @@
 #include "engine/core/random.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 namespace tg {
@@ -72,6 +73,24 @@ int64_t Generator::integer(int64_t low, int64_t high)
     return low + int64_t(x % range);
 }
 
+thread_local detail::GeneratorLog* detail::generator_log = nullptr;
+
+void detail::log_birth(const Generator& gen)
+{
+    for (GeneratorLog* log = generator_log; log; log = log->outer)
+        if (std::find(log->born.begin(), log->born.end(), &gen) == log->born.end()) log->born.push_back(&gen);
+}
+
+void detail::log_draw(Generator& gen)
+{
+    for (GeneratorLog* log = generator_log; log; log = log->outer) {
+        if (std::find(log->born.begin(), log->born.end(), &gen) != log->born.end()) continue;
+        auto same = [&](const GeneratorLog::Use& u) { return u.generator == &gen; };
+        if (std::find_if(log->uses.begin(), log->uses.end(), same) == log->uses.end())
+            log->uses.push_back({&gen, gen.state()});
+    }
+}
+
 Generator& default_generator()
 {
     thread_local Generator g(0);
@@ -96,18 +115,21 @@ Tensor fill_with(const shape_type& shape, Dtype dtype, const char* op, F draw)
 Tensor rand(const shape_type& shape, Dtype dtype, Generator* gen)
 {
     Generator& g = gen ? *gen : default_generator();
+    detail::note_draw(g);
     return fill_with(shape, dtype, "rand", [&] { return g.uniform(); });
 }
 
 Tensor randn(const shape_type& shape, Dtype dtype, Generator* gen)
 {
     Generator& g = gen ? *gen : default_generator();
+    detail::note_draw(g);
     return fill_with(shape, dtype, "randn", [&] { return g.normal(); });
 }
 
 Tensor randint(int64_t low, int64_t high, const shape_type& shape, Generator* gen)
 {
     Generator& g = gen ? *gen : default_generator();
+    detail::note_draw(g);
     Tensor t = Tensor::empty(shape, int64);
     int64_t* p = t.data<int64_t>();
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = g.integer(low, high);
@@ -117,6 +139,7 @@ Tensor randint(int64_t low, int64_t high, const shape_type& shape, Generator* ge
 Tensor randperm(int64_t n, Generator* gen)
 {
     Generator& g = gen ? *gen : default_generator();
+    detail::note_draw(g);
     TG_CHECK(n >= 0, "randperm(", n, "): negative size");
     Tensor t = Tensor::empty({n}, int64);
     int64_t* p = t.data<int64_t>();

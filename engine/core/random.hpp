@@ -5,14 +5,29 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "tensor.hpp"
 
 namespace tg {
 
+class Generator;
+namespace detail {
+struct GeneratorLog;
+extern thread_local GeneratorLog* generator_log;
+void log_birth(const Generator& gen);
+}  // namespace detail
+
 class Generator {
 public:
-    explicit Generator(uint64_t seed = 0) { seed_(seed); }
+    explicit Generator(uint64_t seed = 0)
+    {
+        seed_(seed);
+        if (detail::generator_log) [[unlikely]]
+            detail::log_birth(*this);
+    }
+    Generator(const Generator& other) : Generator(0) { *this = other; }  // a birth too
+    Generator& operator=(const Generator&) = default;
     void manual_seed(uint64_t seed) { seed_(seed); }
 
     uint64_t next_u64();
@@ -34,6 +49,31 @@ private:
     bool has_spare_ = false;
     double spare_ = 0;
 };
+
+namespace detail {
+// The generators drawn from while it is installed, each with its state before
+// its first draw: how an activation checkpoint (activation_checkpoint.hpp)
+// makes its function draw the same numbers again when it recomputes it.
+// Installed only around a checkpointed function: elsewhere a draw costs one
+// thread-local test.
+struct GeneratorLog {
+    struct Use {
+        Generator* generator;
+        Generator::State before;
+    };
+    std::vector<Use> uses;                // each generator once, in the order of first use
+    std::vector<const Generator*> born;   // made while installed: they die with the function
+    GeneratorLog* outer = nullptr;        // an enclosing checkpoint's log, told too
+};
+void log_draw(Generator& gen);
+// What a function drawing from `gen` calls once before it draws (dropout,
+// rand, ...), so that a checkpoint recomputing it replays the same numbers.
+inline void note_draw(Generator& gen)
+{
+    if (generator_log) [[unlikely]]
+        log_draw(gen);
+}
+}  // namespace detail
 
 // The calling thread's default generator.
 Generator& default_generator();

@@ -11,6 +11,7 @@
 // relative to this file where it is installed (<prefix>/include/tapegrad/);
 // in the tree the include path finds them.
 
+#include "engine/core/activation_checkpoint.hpp"
 #include "engine/core/anomaly.hpp"
 #include "engine/core/autograd.hpp"
 #include "engine/core/dtype.hpp"
