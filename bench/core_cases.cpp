@@ -23,6 +23,21 @@ TG_BENCH_GROUP("tiny", [] {
                      }});
     cases.push_back({"100x add 1x1 fwd (graph) [per op]", 1, 0, 0, 100, [chain] { chain(); }});
     cases.push_back({"100x add 1x1 fwd+bwd [per op]", 1, 0, 0, 100, [chain, x] { tg::grad({chain()}, {x}); }});
+    // The debugging tools' cost: a hook that only looks, registered on the
+    // leaf (called once a backward, not once an op), and anomaly detection on.
+    tg::Tensor hooked = tg::ones({1, 1}).requires_grad_();
+    hooked.register_hook([](const tg::Tensor&) { return tg::Tensor(); });
+    auto hooked_chain = [hooked, c] {
+        tg::Tensor y = hooked;
+        for (int i = 0; i < 100; ++i) y = y + c;
+        return y;
+    };
+    cases.push_back({"100x add 1x1 fwd+bwd, a hook on the leaf [per op]", 1, 0, 0, 100,
+                     [hooked_chain, hooked] { tg::grad({hooked_chain()}, {hooked}); }});
+    cases.push_back({"100x add 1x1 fwd+bwd, anomaly detection on [per op]", 1, 0, 0, 100, [chain, x] {
+                         tg::DetectAnomalyGuard anomaly;
+                         tg::grad({chain()}, {x});
+                     }});
     return cases;
 });
 

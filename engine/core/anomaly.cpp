@@ -101,7 +101,7 @@ void check_forward_anomaly(const char* op, const Tensor& out, TensorRefs inputs)
             already = "; input " + std::to_string(i) + " already held " + where(t, bad) +
                       " (it came from outside the ops checked: the data, or an op run without anomaly detection)";
     }
-    fail(msg.str(), already);
+    throw AnomalyError("tapegrad: " + msg.str() + already);
 }
 
 void check_backward_anomaly(const Node& node, const Tensor& upstream, const tensor_list& grads)
@@ -126,7 +126,7 @@ void check_backward_anomaly(const Node& node, const Tensor& upstream, const tens
         if (const int64_t bad = first_non_finite(upstream, o.nan, o.inf); bad >= 0)
             msg << "; the gradient it received already held " << where(upstream, bad)
                 << " (an upstream gradient given to backward, or a hook's)";
-        fail(msg.str());
+        throw AnomalyError("tapegrad: " + msg.str());
     }
 }
 

@@ -514,6 +514,8 @@ private:
             } else {
                 grads = n.apply(args);
             }
+        } catch (const detail::AnomalyError&) {
+            throw;  // it names the rule already
         } catch (const Error& e) {
             // Say whose backward it was, unless the message already does.
             if (std::string(e.what()).find(std::string("backward of op '") + n.op + "'") != std::string::npos) throw;

@@ -226,6 +226,12 @@ namespace detail {
 // Anomaly detection (anomaly.hpp): the options while a guard is alive, else null.
 extern thread_local const AnomalyOptions* anomaly_options;
 extern thread_local const Node* running_backward;  // the entry whose rule runs, under anomaly mode
+// What the checks throw: a tg::Error that already says which op it is about,
+// so an op's forward passes it on as it is.
+class AnomalyError : public Error {
+public:
+    using Error::Error;
+};
 // Raises if `out` of op `op` holds a value the options call an anomaly.
 void check_forward_anomaly(const char* op, const Tensor& out, TensorRefs inputs);
 // Raises if a gradient that `node`'s rule returned holds one.

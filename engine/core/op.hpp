@@ -220,19 +220,16 @@ namespace detail {
 template <class D>
 Tensor call(TensorRefs inputs, attrs_of<D>& attrs, OpContext& ctx)
 {
-    const bool recording = should_record(inputs);
-    Tensor out;
     try {
-        out = run_forward_untaped<D>(inputs, attrs, ctx, recording);
-    } catch (const Error&) {
-        rethrow_naming(D::name);
-    }
-    if (anomaly_options) [[unlikely]]
-        check_forward_anomaly(D::name, out, inputs);
-    if (!recording) return out;
-    try {
+        const bool recording = should_record(inputs);
+        Tensor out = run_forward_untaped<D>(inputs, attrs, ctx, recording);
+        if (anomaly_options) [[unlikely]]
+            check_forward_anomaly(D::name, out, inputs);
+        if (!recording) return out;
         auto node = make_pooled<OpNode<D>>(std::move(attrs));
         return attach_op(std::move(node), D::name, std::move(out), inputs, D::saves, ctx.kept());
+    } catch (const AnomalyError&) {
+        throw;
     } catch (const Error&) {
         rethrow_naming(D::name);
     }
