@@ -105,7 +105,8 @@ TEST_CASE("pool options: values, indices, gradients and Hessian-vector products 
     for_each_case_and_dtype(pool_option_cases, tapegrad_ops(), [](const PoolOptionCase& c, const Fn& op, Dtype dt) {
         const bool f64 = dt == float64;
         const double rtol = f64 ? 1e-12 : 1e-5;
-        // Floors of 1, or of the largest gradient.
+        // Outputs within rtol of the value or of 1; gradients and Hessian products of
+        // the value or of their largest (at least 1).
         const Bound values{rtol, [](const Values&) { return 1.0; }};
         const Bound gradients{rtol, [](const Values& v) { return std::max(largest_finite(v), 1.0); }};
         const Bound hessian{f64 ? 1e-12 : 1e-4, gradients.floor};
