@@ -19,6 +19,7 @@
 #include <tapegrad/tapegrad.hpp>
 
 #include "tests/helpers.hpp"
+#include "tests/torch_fixtures.hpp"
 
 using namespace tg;
 
@@ -157,99 +158,23 @@ const std::map<std::string, Fn>& tapegrad_losses()
     return fns;
 }
 
-// Equal where PyTorch's value is ±inf or NaN; else within rtol of it (with
-// an absolute floor of rtol·scale for values that cancel to near 0).
-void check_near(const Values& got, const Values& want, double rtol, double scale, const std::string& what)
-{
-    INFO(what);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-        INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-        if (std::isnan(want[i]))
-            CHECK(std::isnan(got[i]));
-        else if (std::isinf(want[i]))
-            CHECK(got[i] == want[i]);
-        else
-            CHECK(std::abs(got[i] - want[i]) <= rtol * std::max(std::abs(want[i]), scale));
-    }
-}
-
-double largest(const Values& v)
-{
-    double m = 0;
-    for (double x : v)
-        if (std::isfinite(x)) m = std::max(m, std::abs(x));
-    return m;
-}
-
-Tensor counting(const Tensor& like)
-{
-    Values v(size_t(like.numel()));
-    for (size_t i = 0; i < v.size(); ++i) v[i] = double(i + 1);
-    return from_values(v, like.shape(), like.dtype());
-}
-
-Tensor sequence(const Tensor& like, double first, double ratio)
-{
-    Values v(size_t(like.numel()));
-    double a = first;
-    for (double& x : v) x = a, a *= ratio;
-    return from_values(v, like.shape(), like.dtype());
-}
-
 Tensor targets(std::vector<double> v, shape_type s) { return from_values(v, s, int64); }
 
 }  // namespace
 
 TEST_CASE("losses: values, gradients and Hessian-vector products agree with PyTorch in float64 and float32")
 {
-    int cases = 0;
-    for (const LossCase& c : loss_cases) {
-        const std::string name = c.name;
-        CAPTURE(name);
-        const auto it = tapegrad_losses().find(c.name);
-        REQUIRE_MESSAGE(it != tapegrad_losses().end(), "no tapegrad function for the fixture's case");
-        for (Dtype dt : {float64, float32}) {
-            const std::string dtype = dtype_name(dt);
-            CAPTURE(dtype);
-            const bool f64 = dt == float64;
-            const double rtol = f64 ? 1e-12 : 1e-5;
-            tensor_list xs, cs;
-            for (size_t k = 0; k < c.inputs.size(); ++k) xs.push_back(from_values(c.inputs[k], c.shapes[k], dt).requires_grad_());
-            for (size_t k = 0; k < c.constants.size(); ++k) cs.push_back(from_values(c.constants[k], c.constant_shapes[k], dt));
-            Tensor index = c.has_index ? from_values(Values(c.index.begin(), c.index.end()), c.index_shape, int64) : Tensor();
-            Tensor y = it->second(xs, index, cs);
-            REQUIRE(y.shape() == c.y_shape);
-            const Values& want_y = f64 ? c.y : c.y32;
-            auto floor = [f64](const Values& v) { return f64 ? largest(v) * 1e-3 : 1.0; };
-            check_near(y.to_vector(), want_y, rtol, floor(want_y), "output");
-
-            tensor_list g = grad({y}, xs, {counting(y)}, {.create_graph = true});
-            const std::vector<Values>& want_g = f64 ? c.grads : c.grads32;
-            for (size_t k = 0; k < xs.size(); ++k)
-                check_near(g[k].to_vector(), want_g[k], rtol, floor(want_g[k]), "gradient " + std::to_string(k));
-            Tensor second;
-            for (const Tensor& gk : g) {
-                if (!gk.requires_grad()) continue;
-                Tensor term = sum(mul(gk, sequence(gk, 0.5, -0.5)));
-                second = second.defined() ? add(second, term) : term;
-            }
-            const std::vector<Values>& want_h = f64 ? c.hv : c.hv32;
-            tensor_list h = second.defined() ? grad({second}, xs) : tensor_list{};
-            for (size_t k = 0; k < xs.size(); ++k) {
-                Values got = h.empty() || !h[k].defined() ? Values(size_t(xs[k].numel()), 0.0) : h[k].to_vector();
-                check_near(got, want_h[k], f64 ? 1e-11 : 1e-4, f64 ? std::max(largest(want_h[k]), 1.0) * 1e-3 : 1.0,
-                           "Hessian-vector product " + std::to_string(k));
-            }
-            // The fused first-order backward (no graph) agrees with the recorded one.
-            tensor_list fused = grad({it->second(xs, index, cs)}, xs, {counting(y)});
-            for (size_t k = 0; k < xs.size(); ++k)
-                check_near(fused[k].to_vector(), want_g[k], rtol, floor(want_g[k]), "fused gradient " + std::to_string(k));
-        }
-        ++cases;
-    }
-    MESSAGE(cases, " cases from PyTorch, each in two dtypes");
-    CHECK(cases == int(tapegrad_losses().size()));
+    for_each_case_and_dtype(loss_cases, tapegrad_losses(), [](const LossCase& c, const Fn& loss, Dtype dt) {
+        tensor_list xs = inputs_in(c.inputs, c.shapes, dt);
+        tensor_list cs = constants_in(c.constants, c.constant_shapes, dt);
+        Tensor index = c.has_index ? int64_tensor(c.index, c.index_shape) : Tensor();
+        Tensor y = loss(xs, index, cs);
+        const TorchResult want = torch_result(c, dt);
+        const Bounds bounds = torch_bounds(dt);
+        check_against_torch(xs, y, want, bounds);
+        // The fused first-order backward (no graph) agrees with the recorded one.
+        check_each_near(grad({loss(xs, index, cs)}, xs, {counting(y)}), want.grads, bounds.values, "fused gradient");
+    });
 }
 
 TEST_CASE("losses: the options struct and the positional arguments are the same call")

@@ -15,6 +15,7 @@
 #include <tapegrad/tapegrad.hpp>
 
 #include "tests/helpers.hpp"
+#include "tests/torch_fixtures.hpp"
 
 using namespace tg;
 
@@ -73,99 +74,15 @@ const std::map<std::string, Fn>& tapegrad_ops()
     return ops;
 }
 
-// Equal where PyTorch's value is 0, ±inf or NaN; else within rtol of it (with
-// an absolute floor of rtol·scale for values that cancel to near 0).
-void check_close(const Values& got, const Values& want, double rtol, double scale, const std::string& what)
-{
-    INFO(what);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-        INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-        if (std::isnan(want[i]))
-            CHECK(std::isnan(got[i]));
-        else if (std::isinf(want[i]))
-            CHECK(got[i] == want[i]);
-        else
-            CHECK(std::abs(got[i] - want[i]) <= rtol * std::max(std::abs(want[i]), scale));
-    }
-}
-
-double largest(const Values& v)
-{
-    double m = 0;
-    for (double x : v)
-        if (std::isfinite(x)) m = std::max(m, std::abs(x));
-    return m;
-}
-
-// 1, 2, 3, ... shaped like `like`: the upstream gradient.
-Tensor counting(const Tensor& like)
-{
-    Values v(size_t(like.numel()));
-    for (size_t i = 0; i < v.size(); ++i) v[i] = double(i + 1);
-    return from_values(v, like.shape(), like.dtype());
-}
-
-// first, first·ratio, first·ratio², ...: the direction of the Hessian product.
-Tensor sequence(const Tensor& like, double first, double ratio)
-{
-    Values v(size_t(like.numel()));
-    double a = first;
-    for (double& x : v) x = a, a *= ratio;
-    return from_values(v, like.shape(), like.dtype());
-}
-
 }  // namespace
 
 TEST_CASE("new ops: values, gradients and Hessian-vector products agree with PyTorch in float64 and float32")
 {
-    int cases = 0;
-    for (const NewOpCase& c : new_op_cases) {
-        const std::string name = c.name;
-        CAPTURE(name);
-        const auto it = tapegrad_ops().find(c.name);
-        REQUIRE_MESSAGE(it != tapegrad_ops().end(), "no tapegrad function for the fixture's case");
-        for (Dtype dt : {float64, float32}) {
-            const std::string dtype = dtype_name(dt);
-            CAPTURE(dtype);
-            const bool f64 = dt == float64;
-            // float32 inputs are PyTorch's: the float64 values rounded.
-            const double rtol = f64 ? 1e-12 : 1e-5;
-            tensor_list xs;
-            for (size_t k = 0; k < c.inputs.size(); ++k) xs.push_back(from_values(c.inputs[k], c.shapes[k], dt).requires_grad_());
-            Tensor index = c.has_index ? from_values(Values(c.index.begin(), c.index.end()), c.index_shape, int64) : Tensor();
-            Tensor y = it->second(xs, index);
-            REQUIRE(y.shape() == c.y_shape);
-            const Values& want_y = f64 ? c.y : c.y32;
-            // float32 differs from PyTorch's own float32 kernels by rounding:
-            // the bound is then 1e-5 of the value or of 1, whichever is larger.
-            auto floor = [f64](const Values& v) { return f64 ? largest(v) * 1e-3 : 1.0; };
-            check_close(y.to_vector(), want_y, rtol, floor(want_y), "output");
-
-            // First order, recorded, then <g, v> differentiated again.
-            tensor_list g = grad({y}, xs, {counting(y)}, {.create_graph = true});
-            const std::vector<Values>& want_g = f64 ? c.grads : c.grads32;
-            for (size_t k = 0; k < xs.size(); ++k)
-                check_close(g[k].to_vector(), want_g[k], rtol, floor(want_g[k]), "gradient " + std::to_string(k));
-            Tensor second;
-            for (const Tensor& gk : g) {
-                if (!gk.requires_grad()) continue;
-                Tensor term = sum(mul(gk, sequence(gk, 0.5, -0.5)));
-                second = second.defined() ? add(second, term) : term;
-            }
-            const std::vector<Values>& want_h = f64 ? c.hv : c.hv32;
-            tensor_list h = second.defined() ? grad({second}, xs) : tensor_list{};
-            for (size_t k = 0; k < xs.size(); ++k) {
-                Values got = h.empty() ? Values(size_t(xs[k].numel()), 0.0) : h[k].to_vector();
-                // The Hessian products sum many terms: float32 gets a looser bound.
-                check_close(got, want_h[k], f64 ? 1e-11 : 1e-4, f64 ? std::max(largest(want_h[k]), 1.0) * 1e-3 : 1.0,
-                            "Hessian-vector product " + std::to_string(k));
-            }
-        }
-        ++cases;
-    }
-    MESSAGE(cases, " cases from PyTorch, each in two dtypes");
-    CHECK(cases == int(tapegrad_ops().size()));
+    for_each_case_and_dtype(new_op_cases, tapegrad_ops(), [](const NewOpCase& c, const Fn& op, Dtype dt) {
+        tensor_list xs = inputs_in(c.inputs, c.shapes, dt);
+        Tensor index = c.has_index ? int64_tensor(c.index, c.index_shape) : Tensor();
+        check_against_torch(xs, op(xs, index), torch_result(c, dt), torch_bounds(dt));
+    });
 }
 
 TEST_CASE("new ops: edges as PyTorch has them: NaN, infinities, empty slices")

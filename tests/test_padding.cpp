@@ -16,6 +16,7 @@
 #include <tapegrad/tapegrad.hpp>
 
 #include "tests/helpers.hpp"
+#include "tests/torch_fixtures.hpp"
 
 using namespace tg;
 
@@ -135,40 +136,6 @@ const std::map<std::string, Fn>& tapegrad_functions()
     return fns;
 }
 
-// Equal where PyTorch's value is 0; else within rtol of it (with an absolute
-// floor of rtol·scale for values that cancel to near 0).
-void check_close(const Values& got, const Values& want, double rtol, double scale, const std::string& what)
-{
-    INFO(what);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-        INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-        CHECK(std::abs(got[i] - want[i]) <= rtol * std::max(std::abs(want[i]), scale));
-    }
-}
-
-double largest(const Values& v)
-{
-    double m = 0;
-    for (double x : v) m = std::max(m, std::abs(x));
-    return m;
-}
-
-Tensor counting(const Tensor& like)
-{
-    Values v(size_t(like.numel()));
-    for (size_t i = 0; i < v.size(); ++i) v[i] = double(i + 1);
-    return from_values(v, like.shape(), like.dtype());
-}
-
-Tensor sequence(const Tensor& like, double first, double ratio)
-{
-    Values v(size_t(like.numel()));
-    double a = first;
-    for (double& x : v) x = a, a *= ratio;
-    return from_values(v, like.shape(), like.dtype());
-}
-
 // 1, 2, ... n shaped `shape`: PyTorch's arange inputs of padding_calls.
 Tensor numbered(const shape_type& shape, Dtype dtype = float64)
 {
@@ -218,48 +185,13 @@ Values reference_pad(const Tensor& x, const axes_type& pads, PaddingMode mode, d
 
 TEST_CASE("padding: values, gradients and Hessian-vector products agree with PyTorch in float64 and float32")
 {
-    int cases = 0;
-    for (const PaddingCase& c : padding_cases) {
-        const std::string name = c.name;
-        CAPTURE(name);
-        const auto it = tapegrad_functions().find(c.name);
-        REQUIRE_MESSAGE(it != tapegrad_functions().end(), "no tapegrad function for the fixture's case");
-        for (Dtype dt : {float64, float32}) {
-            const std::string dtype = dtype_name(dt);
-            CAPTURE(dtype);
-            const bool f64 = dt == float64;
-            const double rtol = f64 ? 1e-12 : 1e-5;
-            tensor_list xs;
-            for (size_t k = 0; k < c.inputs.size(); ++k)
-                xs.push_back(from_values(c.inputs[k], c.shapes[k], dt).requires_grad_());
-            Tensor y = it->second(xs);
-            REQUIRE(y.shape() == c.y_shape);
-            const Values& want_y = f64 ? c.y : c.y32;
-            auto floor = [f64](const Values& v) { return f64 ? largest(v) * 1e-3 : std::max(largest(v) * 1e-2, 1.0); };
-            check_close(y.to_vector(), want_y, rtol, floor(want_y), "output");
-
-            tensor_list g = grad({y}, xs, {counting(y)}, {.create_graph = true});
-            const std::vector<Values>& want_g = f64 ? c.grads : c.grads32;
-            for (size_t k = 0; k < xs.size(); ++k)
-                check_close(g[k].to_vector(), want_g[k], rtol, floor(want_g[k]), "gradient " + std::to_string(k));
-            Tensor second;
-            for (const Tensor& gk : g) {
-                if (!gk.requires_grad()) continue;
-                Tensor term = sum(mul(gk, sequence(gk, 0.5, -0.5)));
-                second = second.defined() ? add(second, term) : term;
-            }
-            const std::vector<Values>& want_h = f64 ? c.hv : c.hv32;
-            tensor_list h = second.defined() ? grad({second}, xs) : tensor_list{};
-            for (size_t k = 0; k < xs.size(); ++k) {
-                Values got = h.empty() || !h[k].defined() ? Values(size_t(xs[k].numel()), 0.0) : h[k].to_vector();
-                check_close(got, want_h[k], f64 ? 1e-11 : 1e-4, f64 ? std::max(largest(want_h[k]), 1.0) * 1e-3 : 1.0,
-                            "Hessian-vector product " + std::to_string(k));
-            }
-        }
-        ++cases;
-    }
-    MESSAGE(cases, " cases from PyTorch, each in two dtypes");
-    CHECK(cases == int(tapegrad_functions().size()));
+    for_each_case_and_dtype(padding_cases, tapegrad_functions(), [](const PaddingCase& c, const Fn& f, Dtype dt) {
+        tensor_list xs = inputs_in(c.inputs, c.shapes, dt);
+        Bounds bounds = torch_bounds(dt);
+        // In float32 the floor of values and gradients grows with them: 1e-2 of the largest, at least 1.
+        if (dt == float32) bounds.values.floor = [](const Values& v) { return std::max(largest_finite(v) * 1e-2, 1.0); };
+        check_against_torch(xs, f(xs), torch_result(c, dt), bounds);
+    });
 }
 
 TEST_CASE("padding: pad accepts and refuses the calls PyTorch accepts and refuses")

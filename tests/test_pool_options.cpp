@@ -15,6 +15,7 @@
 #include <tapegrad/tapegrad.hpp>
 
 #include "tests/helpers.hpp"
+#include "tests/torch_fixtures.hpp"
 
 using namespace tg;
 
@@ -87,39 +88,6 @@ const std::map<std::string, Fn>& tapegrad_ops()
     return ops;
 }
 
-// Within rtol of PyTorch's value, with an absolute floor of rtol·scale.
-void check_close(const Values& got, const Values& want, double rtol, double scale, const std::string& what)
-{
-    INFO(what);
-    REQUIRE(got.size() == want.size());
-    for (size_t i = 0; i < got.size(); ++i) {
-        INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-        CHECK(std::abs(got[i] - want[i]) <= rtol * std::max(std::abs(want[i]), scale));
-    }
-}
-
-double largest(const Values& v)
-{
-    double m = 0;
-    for (double x : v) m = std::max(m, std::abs(x));
-    return std::max(m, 1.0);
-}
-
-Tensor counting(const Tensor& like)
-{
-    Values v(size_t(like.numel()));
-    for (size_t i = 0; i < v.size(); ++i) v[i] = double(i + 1);
-    return from_values(v, like.shape(), like.dtype());
-}
-
-Tensor sequence(const Tensor& like, double first, double ratio)
-{
-    Values v(size_t(like.numel()));
-    double a = first;
-    for (double& x : v) x = a, a *= ratio;
-    return from_values(v, like.shape(), like.dtype());
-}
-
 std::string message_of(const std::function<void()>& f)
 {
     try {
@@ -134,45 +102,35 @@ std::string message_of(const std::function<void()>& f)
 
 TEST_CASE("pool options: values, indices, gradients and Hessian-vector products agree with PyTorch in float64 and float32")
 {
-    int cases = 0;
-    for (const PoolOptionCase& c : pool_option_cases) {
-        const std::string name = c.name;
-        CAPTURE(name);
-        const auto it = tapegrad_ops().find(c.name);
-        REQUIRE_MESSAGE(it != tapegrad_ops().end(), "no tapegrad function for the fixture's case");
-        for (Dtype dt : {float64, float32}) {
-            const std::string dtype = dtype_name(dt);
-            CAPTURE(dtype);
-            const bool f64 = dt == float64;
-            // Every float32 path runs on each instruction set (the 2×2 kernels have SIMD copies).
-            on_every_isa([&] {
-                const double rtol = f64 ? 1e-12 : 1e-5;
-                Tensor x = from_values(c.x, c.x_shape, dt).requires_grad_();
-                Tensor index = c.index.empty() && c.index_shape.empty()
-                                   ? Tensor()
-                                   : from_values(Values(c.index.begin(), c.index.end()), c.index_shape, int64);
-                auto [y, idx] = it->second(x, index);
-                REQUIRE(y.shape() == c.y_shape);
-                check_close(y.to_vector(), f64 ? c.y : c.y32, rtol, 1.0, "output");
-                REQUIRE(idx.defined() == c.has_indices);
-                if (c.has_indices) {
-                    CHECK(idx.dtype() == int64);
-                    CHECK(idx.to_vector() == Values(c.indices.begin(), c.indices.end()));
-                }
-                // The first order through the fused backward, then recorded and differentiated again.
-                Tensor g = grad({y}, {x}, {counting(y)}, {.retain_graph = true})[0];
-                const Values& want_g = f64 ? c.grad : c.grad32;
-                check_close(g.to_vector(), want_g, rtol, largest(want_g), "gradient");
-                Tensor g2 = grad({y}, {x}, {mul(mul(y, counting(y)), scalar(2.0, dt))}, {.create_graph = true})[0];
-                Tensor h = grad({sum(mul(g2, sequence(g2, 0.5, -0.5)))}, {x})[0];
-                const Values& want_h = f64 ? c.hv : c.hv32;
-                check_close(h.to_vector(), want_h, f64 ? 1e-12 : 1e-4, largest(want_h), "Hessian-vector product");
-            });
-        }
-        ++cases;
-    }
-    MESSAGE(cases, " cases from PyTorch, each in two dtypes");
-    CHECK(cases == int(tapegrad_ops().size()));
+    for_each_case_and_dtype(pool_option_cases, tapegrad_ops(), [](const PoolOptionCase& c, const Fn& op, Dtype dt) {
+        const bool f64 = dt == float64;
+        const double rtol = f64 ? 1e-12 : 1e-5;
+        // Outputs within rtol of the value or of 1; gradients and Hessian products of
+        // the value or of their largest (at least 1).
+        const Bound values{rtol, [](const Values&) { return 1.0; }};
+        const Bound gradients{rtol, [](const Values& v) { return std::max(largest_finite(v), 1.0); }};
+        const Bound hessian{f64 ? 1e-12 : 1e-4, gradients.floor};
+        // Every float32 path runs on each instruction set (the 2×2 kernels have SIMD copies).
+        on_every_isa([&] {
+            Tensor x = from_values(c.x, c.x_shape, dt).requires_grad_();
+            Tensor index = c.index.empty() && c.index_shape.empty() ? Tensor() : int64_tensor(c.index, c.index_shape);
+            auto [y, idx] = op(x, index);
+            REQUIRE(y.shape() == c.y_shape);
+            check_near(y.to_vector(), f64 ? c.y : c.y32, values, "output");
+            REQUIRE(idx.defined() == c.has_indices);
+            if (c.has_indices) {
+                CHECK(idx.dtype() == int64);
+                CHECK(idx.to_vector() == Values(c.indices.begin(), c.indices.end()));
+            }
+            // The first order through the fused backward; the pools are piecewise
+            // linear, so the second order goes through the gradient of y·y.
+            Tensor g = grad({y}, {x}, {counting(y)}, {.retain_graph = true})[0];
+            check_near(g.to_vector(), f64 ? c.grad : c.grad32, gradients, "gradient");
+            Tensor g2 = grad({y}, {x}, {mul(mul(y, counting(y)), scalar(2.0, dt))}, {.create_graph = true})[0];
+            Tensor h = hessian_vector_product({g2}, {x})[0];
+            check_near(h.to_vector(), f64 ? c.hv : c.hv32, hessian, "Hessian-vector product");
+        });
+    });
 }
 
 TEST_CASE("pool options: bad options and indices are errors naming the op, the argument and the shapes")
