@@ -69,12 +69,13 @@ struct Bounds {
 // 1e-12 in float64 (floor 1e-3 of the largest value). In float32 the inputs
 // are PyTorch's (the float64 values rounded) and tapegrad's kernels round
 // differently from PyTorch's own float32 ones: 1e-5 of the value or of 1,
-// whichever is larger. The Hessian products sum many terms: 1e-11 and 1e-4.
+// whichever is larger. The Hessian products: 1e-12 in float64 (floor 1e-3 of
+// the largest value or of 1), 1e-4 in float32.
 inline Bounds torch_bounds(tg::Dtype dtype)
 {
     if (dtype == tg::float64)
         return {{1e-12, [](const Values& v) { return largest_finite(v) * 1e-3; }},
-                {1e-11, [](const Values& v) { return std::max(largest_finite(v), 1.0) * 1e-3; }}};
+                {1e-12, [](const Values& v) { return std::max(largest_finite(v), 1.0) * 1e-3; }}};
     return {{1e-5, [](const Values&) { return 1.0; }}, {1e-4, [](const Values&) { return 1.0; }}};
 }
 
