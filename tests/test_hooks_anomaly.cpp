@@ -97,13 +97,15 @@ TEST_CASE("tensor hooks: second order differentiates what a hook computes")
 {
     // hook g -> g·x on y = Σ x²: the gradient is 2x·x = 2x², whose gradient is 4x.
     tg::Tensor x = leaf({1, -2, 3});
-    x.register_hook([x](const tg::Tensor& g) { return g * x; });
+    // The hook holds x and x holds the hook: removed at the end, or the two leak.
+    tg::HookHandle hook = x.register_hook([x](const tg::Tensor& g) { return g * x; });
     tg::Tensor gx = tg::grad({tg::sum(x * x)}, {x}, {}, {.create_graph = true, .retain_graph = std::nullopt})[0];
     CHECK(gx.to_vector() == Values{2, 8, 18});
     REQUIRE(gx.requires_grad());
     // The second sweep also reaches x: its hook multiplies by x once more (4x · x).
     tg::Tensor ggx = tg::grad({tg::sum(gx)}, {x})[0];
     CHECK(ggx.to_vector() == Values{4, 16, 36});
+    hook.remove();
 }
 
 TEST_CASE("tensor hooks: bad hooks and tensors are errors that say so")

@@ -1040,7 +1040,7 @@ void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r, const Te
     {
         std::string detail;
         for (size_t i = 0; i < p.xs.size() && detail.empty(); ++i)
-            if (std::memcmp(before[i].data(), p.xs[i].raw_data(), before[i].size()) != 0)
+            if (!before[i].empty() && std::memcmp(before[i].data(), p.xs[i].raw_data(), before[i].size()) != 0)
                 detail = "input '" + p.names[i] + "' was modified in place";
         record_check("inputs unchanged by forward and backward", detail.empty(), detail);
     }
