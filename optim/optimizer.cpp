@@ -563,7 +563,8 @@ std::string OptimizerWith<Options, Overrides>::check_group_options(size_t group,
     std::set<std::string> seen;
     for (const auto& [n, v] : values) {
         const auto fields = Traits<Options>::fields();
-        auto f = std::find_if(fields.begin(), fields.end(), [&](const Field& x) { return n == x.name; });
+        const std::string& wanted = n;  // (clang 14 cannot capture a structured binding)
+        auto f = std::find_if(fields.begin(), fields.end(), [&](const Field& x) { return wanted == x.name; });
         if (f == fields.end()) {
             problems.push_back("unknown hyperparameter " + quote(n) + " (" + name() + " has " + field_list<Options>() + ")");
             continue;
