@@ -116,17 +116,26 @@ void LrScheduler::step()
     set_last_step(t_ + 1);
 }
 
-void LrScheduler::set_last_step(int64_t t)
+namespace {
+// Puts a schedule at step t; when applying it there throws, it stays where it was.
+template <class Apply>
+void move_to_step(int64_t& step, int64_t t, Apply&& apply)
 {
-    TG_CHECK(t >= 0, "LrScheduler::set_last_step: negative step ", t);
-    const int64_t before = t_;
-    t_ = t;
+    const int64_t before = step;
+    step = t;
     try {
         apply();
     } catch (...) {
-        t_ = before;
+        step = before;
         throw;
     }
+}
+}  // namespace
+
+void LrScheduler::set_last_step(int64_t t)
+{
+    TG_CHECK(t >= 0, "LrScheduler::set_last_step: negative step ", t);
+    move_to_step(t_, t, [this] { apply(); });
 }
 
 void LrScheduler::save_to(Checkpoint& ckpt, const std::string& prefix) const
@@ -272,14 +281,7 @@ void OneCycleLR::set_last_step(int64_t t)
 {
     TG_CHECK(t >= 0 && t <= total_steps_, "OneCycleLR::set_last_step: step ", t, " is outside [0, ", total_steps_,
              "]");
-    const int64_t before = t_;
-    t_ = t;
-    try {
-        apply();
-    } catch (...) {
-        t_ = before;
-        throw;
-    }
+    move_to_step(t_, t, [this] { apply(); });
 }
 
 void OneCycleLR::save_to(Checkpoint& ckpt, const std::string& prefix) const
