@@ -5,6 +5,8 @@
 #include <map>
 #include <mutex>
 
+#include <sys/sysinfo.h>
+
 #include "engine/core/error.hpp"
 
 namespace tg {
@@ -59,6 +61,20 @@ void note_alloc(size_t bytes)
     allocations.fetch_add(1, std::memory_order_relaxed);
 }
 
+// Physical memory plus swap: a single buffer larger than that can never be
+// backed, whatever the allocator or overcommit policy says (glibc may hand
+// out the address range, ASan refuses it outright), so it is refused here
+// with the same error everywhere. 0 when the kernel does not say.
+size_t machine_memory_bytes()
+{
+    static const size_t bytes = [] {
+        struct sysinfo info {};
+        if (sysinfo(&info) != 0) return size_t(0);
+        return (size_t(info.totalram) + size_t(info.totalswap)) * size_t(info.mem_unit);
+    }();
+    return bytes;
+}
+
 }  // namespace
 
 namespace detail {
@@ -67,6 +83,9 @@ void* allocate(size_t bytes)
 {
     TG_CHECK(bytes <= max_buffer_bytes, "cannot allocate ", bytes, " bytes, more than the ", max_buffer_bytes,
              " a buffer may have");
+    size_t machine = machine_memory_bytes();
+    TG_CHECK(machine == 0 || bytes <= machine, "out of memory allocating ", bytes, " bytes, more than the ", machine,
+             " bytes of memory and swap this machine has");
     if (bytes == 0) bytes = 1;
     if (bytes >= cache_threshold) {
         size_t size = bucket_size(bytes);
