@@ -172,7 +172,8 @@ std::vector<SpoiledAttrs<Attrs>> spoiled_attrs(const Attrs& attrs)
     Attrs probe = attrs;
     for_each_field(probe, [&](auto& field, size_t index) {
         using Field = std::decay_t<decltype(field)>;
-        for (const Field value : spoiled_values(field)) {  // a copy: vector<bool> hands out proxies
+        for (auto&& element : spoiled_values(field)) {
+            const Field value = element;  // a copy: vector<bool> hands out proxies
             Attrs spoiled = attrs;
             size_t k = 0;
             for_each_field(spoiled, [&](auto& target, size_t) {

@@ -273,7 +273,7 @@ Tensor record(const char* op, Tensor out, TensorRefs inputs, TensorRefs save, Ru
 
 struct GradOptions {
     bool create_graph = false;              // record the backward sweep for higher orders
-    std::optional<bool> retain_graph;       // keep saved tensors (default: create_graph)
+    std::optional<bool> retain_graph = {};  // keep saved tensors (default: create_graph)
 };
 
 // Gradients of `outputs` (weighted by `grad_outputs`, ones for scalars) with

@@ -83,9 +83,6 @@ void* allocate(size_t bytes)
 {
     TG_CHECK(bytes <= max_buffer_bytes, "cannot allocate ", bytes, " bytes, more than the ", max_buffer_bytes,
              " a buffer may have");
-    size_t machine = machine_memory_bytes();
-    TG_CHECK(machine == 0 || bytes <= machine, "out of memory allocating ", bytes, " bytes, more than the ", machine,
-             " bytes of memory and swap this machine has");
     if (bytes == 0) bytes = 1;
     if (bytes >= cache_threshold) {
         size_t size = bucket_size(bytes);
@@ -101,6 +98,9 @@ void* allocate(size_t bytes)
                 return p;
             }
         }
+        size_t machine = machine_memory_bytes();
+        TG_CHECK(machine == 0 || bytes <= machine, "out of memory allocating ", bytes, " bytes, more than the ",
+                 machine, " bytes of memory and swap this machine has");
         void* p = std::aligned_alloc(64, size);
         TG_CHECK(p, "out of memory allocating ", bytes, " bytes");
         note_alloc(bytes);

@@ -17,8 +17,8 @@
 namespace tg {
 
 struct DotOptions {
-    named_tensors names;  // leaves to name (model.named_parameters(), an input)
-    std::string title;    // the graph's label; none if empty
+    named_tensors names = {};  // leaves to name (model.named_parameters(), an input)
+    std::string title = {};  // the graph's label; none if empty
 };
 
 std::string to_dot(const Tensor& root, const DotOptions& options = {});
