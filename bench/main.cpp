@@ -3,6 +3,11 @@
 //
 //   tapegrad_bench [--threads 1 2] [--groups tiny matmul ...] [--samples 7]
 //                  [--min-sample 0.1] [--json FILE] [--cases SUBSTRING] [--list]
+//                  [--calls N]
+//
+// --calls N runs each chosen case N times untimed, for an instruction count
+// that the machine's load does not move: under callgrind, the per-call cost
+// is (I(N2) - I(N1)) / (N2 - N1), the set-up and warm-up cancelling out.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -54,6 +59,7 @@ struct Options {
     std::string json;
     std::string cases;
     bool list = false;
+    long calls = 0;  // > 0: run each case this many times, untimed
 };
 
 [[noreturn]] void usage(const char* msg)
@@ -61,7 +67,8 @@ struct Options {
     if (msg) std::fprintf(stderr, "tapegrad_bench: %s\n", msg);
     std::fprintf(stderr,
                  "usage: tapegrad_bench [--threads N ...] [--groups G ...] [--samples 7]\n"
-                 "                      [--min-sample 0.1] [--json FILE] [--cases SUBSTRING] [--list]\n");
+                 "                      [--min-sample 0.1] [--json FILE] [--cases SUBSTRING] [--list]\n"
+                 "                      [--calls N]\n");
     std::exit(msg ? 2 : 0);
 }
 
@@ -95,6 +102,9 @@ Options parse(int argc, char** argv)
             o.json = value(i);
         } else if (a == "--cases") {
             o.cases = value(i);
+        } else if (a == "--calls") {
+            o.calls = std::atol(value(i));
+            if (o.calls < 1) usage("--calls must be >= 1");
         } else if (a == "--list") {
             o.list = true;
         } else if (a == "--help" || a == "-h") {
@@ -238,8 +248,9 @@ int main(int argc, char** argv)
                 env.c_str());
     std::printf("# threads = tg::set_num_threads(n); OpenBLAS is pinned to 1 thread and tapegrad splits "
                 "GEMMs across its own pool (thr/ob column: tapegrad threads / OpenBLAS threads)\n");
-    std::printf("%-46s %5s %5s %10s %10s %10s %6s  %s\n", "case", "thr/ob", "batch", "median_ms", "min_ms",
-                "max_ms", "inner", "derived(median)");
+    if (o.calls == 0)
+        std::printf("%-46s %5s %5s %10s %10s %10s %6s  %s\n", "case", "thr/ob", "batch", "median_ms", "min_ms",
+                    "max_ms", "inner", "derived(median)");
     std::fflush(stdout);
 
     FILE* jf = nullptr;
@@ -266,6 +277,18 @@ int main(int argc, char** argv)
                 }
                 for (const Case& c : cases) {
                     if (!o.cases.empty() && c.name.find(o.cases) == std::string::npos) continue;
+                    if (o.calls > 0) {
+                        try {
+                            for (long i = 0; i < o.calls; ++i) c.fn();
+                        } catch (const std::exception& e) {
+                            std::fprintf(stderr, "%s: failed: %s\n", c.name.c_str(), e.what());
+                            ++failures;
+                            continue;
+                        }
+                        std::printf("%-46s %2d     %ld calls, untimed\n", c.name.c_str(), n, o.calls);
+                        std::fflush(stdout);
+                        continue;
+                    }
                     Timing t;
                     try {
                         t = time_case(c.fn, o.samples, o.min_sample);
