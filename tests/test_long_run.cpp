@@ -44,6 +44,9 @@ int64_t resident_kib()
 
 struct Watch {
     int64_t rss_after_warmup = 0, rss_max_after = 0, live_after_warmup = 0, cached_peak = 0;
+    // The cache starts empty, so its peak is this run's, not what the test
+    // cases before it in the same process left there.
+    Watch() { tg::release_cached_memory(); }
     void sample(int step, int warmup)
     {
         const tg::MemoryStats m = tg::memory_stats();
