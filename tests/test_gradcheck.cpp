@@ -491,6 +491,37 @@ TEST_CASE("gradcheck: structural checks catch what finite differences cannot")
     }
 }
 
+TEST_CASE("gradcheck: a structural failure names the element and the values it saw")
+{
+    // The backward is 2·u except at element 2, where it is 5 whatever u is:
+    // not linear there, and not zero for a zero upstream gradient. Both checks
+    // must name element 2 and print what it gave, exactly (α + β = −0.5).
+    Tensor x = randn_leaf({5}, 25);
+    auto fn = [](const tensor_list& v) {
+        return record("constant_at_2", untaped([&] { return mul(v[0], scalar(2.0, float64)); }), {v[0]}, {},
+                      [](const BackwardArgs& g) -> tensor_list {
+                          Tensor keep = ones(g.grad.shape(), float64), five = zeros(g.grad.shape(), float64);
+                          {
+                              NoGradGuard off;
+                              keep.data<double>()[2] = 0;
+                              five.data<double>()[2] = 5;
+                          }
+                          return {add(mul(mul(g.grad, scalar(2.0, float64)), keep), five)};
+                      });
+    };
+    GradcheckOptions o = named({"x"});
+    GradcheckResult r = gradcheck(fn, {x}, o);
+    INFO(r.to_string());
+    CHECK_FALSE(r.passed());
+    const StructuralCheck& linear = structural(r, "linear");
+    CHECK_FALSE(linear.passed);
+    CHECK(linear.detail == "'x' [2]: vjp(α·u+β·v) = 5, α·vjp(u)+β·vjp(v) = -2.5");
+    const StructuralCheck& zero = structural(r, "zero upstream");
+    CHECK_FALSE(zero.passed);
+    CHECK(zero.detail == "'x' [2] got 5");
+    CHECK(structural(r, "deterministic").passed);
+}
+
 TEST_CASE("gradcheck: a vacuous check is flagged")
 {
     Tensor x = randn_leaf({3}, 21);
