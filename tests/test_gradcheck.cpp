@@ -900,6 +900,58 @@ TEST_CASE("gradcheck: output elements that are infinite and stay so do not stop 
     CHECK(r.inputs[0].worst[0].index == shape_type{2});
 }
 
+TEST_CASE("jvp: J·v of a function of two inputs, one of them not moved")
+{
+    // f(x, y) = sin(x)·y + x: J·v = (cos(x)·y + 1)·vx + sin(x)·vy.
+    Tensor x = randn_leaf({2, 3}, 30), y = randn_leaf({2, 3}, 31);
+    Tensor vx = randn_leaf({2, 3}, 32).detach(), vy = randn_leaf({2, 3}, 33).detach();
+    auto fn = [](const tensor_list& v) { return add(mul(sin(v[0]), v[1]), v[0]); };
+    JvpResult both = jvp(fn, {x, y}, {vx, vy}), only_x = jvp(fn, {x, y}, {vx, Tensor()});
+    const std::vector<double> xs = x.to_vector(), ys = y.to_vector(), ax = vx.to_vector(), ay = vy.to_vector();
+    const std::vector<double> out = both.output.to_vector(), t = both.tangent.to_vector(), tx = only_x.tangent.to_vector();
+    REQUIRE(both.tangent.shape() == shape_type{2, 3});
+    for (size_t i = 0; i < 6; ++i) {
+        CAPTURE(i);
+        CHECK(out[i] == doctest::Approx(std::sin(xs[i]) * ys[i] + xs[i]).epsilon(1e-14));
+        const double along_x = (std::cos(xs[i]) * ys[i] + 1) * ax[i];
+        CHECK(t[i] == doctest::Approx(along_x + std::sin(xs[i]) * ay[i]).epsilon(1e-13));
+        CHECK(tx[i] == doctest::Approx(along_x).epsilon(1e-13));
+    }
+    CHECK(live_tape_entries() == 0);
+}
+
+TEST_CASE("gradcheck: forward_ad finds a backward whose value is right but whose own derivative is not")
+{
+    // sin(50·x), whose central differences need the extrapolation. The planted
+    // rule returns g·cos(50x)·50 exactly, but as (1 + 1e-4)·that minus 1e-4·that
+    // with g detached in the second term: reverse mode cannot see it, forward
+    // mode (built from the rule's own backward) is off by 1e-4 of itself.
+    Tensor x = randn_leaf({9}, 34);
+    auto correct = [](const tensor_list& v) { return sin(mul(v[0], scalar(50.0, float64))); };
+    auto planted = [](const tensor_list& v) {
+        Tensor out = untaped([&] { return sin(mul(v[0], scalar(50.0, float64))); });
+        return record("sin50_forward_wrong", out, {v[0]}, {v[0]}, [](const BackwardArgs& g) -> tensor_list {
+            Tensor slope = mul(cos(mul(g.saved[0], scalar(50.0, float64))), scalar(50.0, float64));
+            Tensor right = mul(g.grad, slope);
+            return {sub(mul(right, scalar(1 + 1e-4, float64)), mul(mul(g.grad.detach(), slope), scalar(1e-4, float64)))};
+        });
+    };
+    GradcheckOptions o;
+    o.forward_ad = true;
+    GradcheckResult ok = gradcheck(correct, {x}, o);
+    INFO(ok.to_string());
+    CHECK(ok.passed());
+    CHECK(structural(ok, "forward mode").passed);
+    GradcheckOptions reverse_only;
+    CHECK(gradcheck(planted, {x}, reverse_only).passed());
+    GradcheckResult r = gradcheck(planted, {x}, o);
+    INFO(r.to_string());
+    CHECK_FALSE(r.passed());
+    const StructuralCheck& fwd = structural(r, "forward mode");
+    CHECK_FALSE(fwd.passed);
+    CHECK(has(fwd.detail, "output ["));
+}
+
 TEST_CASE("gradcheck: projections onto 4 to 8 cotangents")
 {
     // exp(x)·c for a [6, 5] output: correct, then wrong in one output row's
