@@ -424,6 +424,27 @@ TEST_CASE("gradcheck: an element no finite stencil reaches is unchecked, and the
     CHECK(edge.verdict == Verdict::pass);
 }
 
+TEST_CASE("gradcheck: an element whose only step is below the floor reports that step's difference, unchecked")
+{
+    // log at 1e-13: the first step that fits (a quarter of x) is already below
+    // the floor, so nothing can be refined. The element is unchecked, and the
+    // report still shows the central difference it took, with an error
+    // estimate that covers its distance to the true 1e13.
+    Tensor x = leaf({1e-13, 0.5}, {2});
+    GradcheckResult r = gradcheck([](const tensor_list& v) { return log(v[0]); }, {x});
+    INFO(r.to_string());
+    CHECK(r.verdict == Verdict::incomplete);
+    CHECK(r.inputs[0].unchecked == 1);
+    CHECK(r.inputs[0].failures == 0);
+    const ElementReport& e = r.inputs[0].worst[0];
+    CHECK(e.index == shape_type{0});
+    CHECK(e.verdict == ElementVerdict::unchecked);
+    CHECK(e.step > 0);
+    CHECK(e.step <= 0.25e-13);
+    CHECK(e.numeric / e.analytic == doctest::Approx(1.0).epsilon(0.05));
+    CHECK(std::abs(e.numeric - e.analytic) <= e.error_estimate);
+}
+
 TEST_CASE("gradcheck: structural checks catch what finite differences cannot")
 {
     Tensor x = randn_leaf({4}, 20);
@@ -491,26 +512,28 @@ TEST_CASE("gradcheck: structural checks catch what finite differences cannot")
     }
 }
 
-TEST_CASE("gradcheck: a structural failure names the element and the values it saw")
+TEST_CASE("gradcheck: a structural failure names the input, the element and the values it saw")
 {
-    // The backward is 2·u except at element 2, where it is 5 whatever u is:
-    // not linear there, and not zero for a zero upstream gradient. Both checks
-    // must name element 2 and print what it gave, exactly (α + β = −0.5).
-    Tensor x = randn_leaf({5}, 25);
+    // f(x, y) = 2x + y, whose rule for x is 2·u except at element 2, where it
+    // is 5 whatever u is: not linear there, and not zero for a zero upstream
+    // gradient. Both checks must name x's element 2 and print what it gave,
+    // exactly (α + β = −0.5).
+    Tensor x = randn_leaf({5}, 25), y = randn_leaf({5}, 26);
     auto fn = [](const tensor_list& v) {
-        return record("constant_at_2", untaped([&] { return mul(v[0], scalar(2.0, float64)); }), {v[0]}, {},
-                      [](const BackwardArgs& g) -> tensor_list {
-                          Tensor keep = ones(g.grad.shape(), float64), five = zeros(g.grad.shape(), float64);
-                          {
-                              NoGradGuard off;
-                              keep.data<double>()[2] = 0;
-                              five.data<double>()[2] = 5;
-                          }
-                          return {add(mul(mul(g.grad, scalar(2.0, float64)), keep), five)};
-                      });
+        Tensor doubled =
+            record("constant_at_2", untaped([&] { return mul(v[0], scalar(2.0, float64)); }), {v[0]}, {},
+                   [](const BackwardArgs& g) -> tensor_list {
+                       Tensor keep = ones(g.grad.shape(), float64), five = zeros(g.grad.shape(), float64);
+                       {
+                           NoGradGuard off;
+                           keep.data<double>()[2] = 0;
+                           five.data<double>()[2] = 5;
+                       }
+                       return {add(mul(mul(g.grad, scalar(2.0, float64)), keep), five)};
+                   });
+        return add(doubled, v[1]);
     };
-    GradcheckOptions o = named({"x"});
-    GradcheckResult r = gradcheck(fn, {x}, o);
+    GradcheckResult r = gradcheck(fn, {x, y}, named({"x", "y"}));
     INFO(r.to_string());
     CHECK_FALSE(r.passed());
     const StructuralCheck& linear = structural(r, "linear");
