@@ -367,6 +367,49 @@ TEST_CASE("gradcheck: kinks are non-differentiable points, not failures")
     CHECK(bad.inputs[0].worst[0].analytic != doctest::Approx(0.0));
 }
 
+TEST_CASE("gradcheck: at a kink, a slope just outside the one-sided derivatives fails and any inside passes")
+{
+    // relu with slope s at 0: [0, 1] are its subgradients. The slack is the
+    // tolerance and the sides' own error estimates (tiny: relu is piecewise
+    // linear), so 1e-3 outside fails, in a scalar output and a projected one.
+    auto relu_with = [](double s) {
+        return [s](const tensor_list& v) {
+            const Tensor& x = v[0];
+            Tensor y = record("relu_slope_at_0", untaped([&] { return relu(x); }), {x}, {x},
+                              [s](const BackwardArgs& g) -> tensor_list {
+                                  const Tensor& x0 = g.saved[0];
+                                  Tensor slope = add(gt(x0, 0.0), mul(eq(x0, zeros_like(x0)), scalar(s, float64)));
+                                  return {mul(g.grad, slope)};
+                              });
+            return y;
+        };
+    };
+    Tensor x = leaf({-1.0, 0.0, 0.5}, {3});
+    for (bool scalar_output : {true, false}) {
+        CAPTURE(scalar_output);
+        auto run = [&](double s) {
+            auto f = relu_with(s);
+            return scalar_output ? gradcheck([f](const tensor_list& v) { return sum(f(v)); }, {x})
+                                 : gradcheck(f, {x});
+        };
+        for (double s : {0.0, 0.5, 1.0}) {
+            CAPTURE(s);
+            GradcheckResult r = run(s);
+            INFO(r.to_string());
+            CHECK(r.verdict == Verdict::nondifferentiable);
+        }
+        for (double s : {1.001, -0.001}) {
+            CAPTURE(s);
+            GradcheckResult r = run(s);
+            INFO(r.to_string());
+            CHECK(r.verdict == Verdict::fail);
+            CHECK(r.inputs[0].failures == 1);
+            REQUIRE(!r.inputs[0].worst.empty());
+            CHECK(r.inputs[0].worst[0].index == shape_type{1});
+        }
+    }
+}
+
 TEST_CASE("gradcheck: the one-sided derivatives at a kink are extrapolated, not first-order differences")
 {
     // |x|·e^x at 0: the sides -x·e^x and x·e^x are curved, so a one-sided
