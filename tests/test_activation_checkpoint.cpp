@@ -330,6 +330,32 @@ TEST_CASE("activation checkpoint: several outputs, unused inputs, inputs without
     b.set_grad(tg::Tensor());
     w.set_grad(tg::Tensor());
 
+    // One output requires grad and it is not the first: its values and its
+    // gradient, as without the checkpoint.
+    auto second_only = [&](const tg::tensor_list& in) {
+        return tg::tensor_list{tg::argmax(in[0], 1), tg::tanh(in[0]), tg::argmin(in[0], 1)};
+    };
+    for (bool checkpointed : {false, true}) {
+        CAPTURE(checkpointed);
+        tg::tensor_list one = checkpointed ? tg::checkpoint(second_only, {c}) : second_only({c});
+        CHECK_FALSE(one[1].requires_grad());
+    }
+    tg::tensor_list kept = second_only({a}), chk = tg::checkpoint(second_only, {a});
+    REQUIRE(chk.size() == 3);
+    CHECK(chk[1].requires_grad());
+    CHECK(same_bits(chk[1].detach(), kept[1].detach()));
+    CHECK(same_bits(chk[0], kept[0]));
+    CHECK(same_bits(chk[2], kept[2]));
+    CHECK(same_bits(tg::grad({tg::sum(chk[1])}, {a})[0], tg::grad({tg::sum(kept[1])}, {a})[0]));
+
+    // An undefined input reaches fn as it is (PyTorch passes None through).
+    auto maybe = [&](const tg::tensor_list& in) {
+        return tg::tensor_list{in[1].defined() ? tg::mul(in[0], in[1]) : tg::exp(in[0])};
+    };
+    tg::tensor_list none = tg::checkpoint(maybe, {a, tg::Tensor()});
+    CHECK(same_bits(none[0].detach(), tg::exp(a).detach()));
+    CHECK(same_bits(tg::grad({tg::sum(none[0])}, {a})[0], tg::exp(a).detach()));
+
     // Nothing requires grad: the function's outputs as they are, nothing recorded.
     const int64_t entries = tg::live_tape_entries();
     tg::tensor_list plain_out = tg::checkpoint([&](const tg::tensor_list& in) { return tg::tensor_list{tg::exp(in[0])}; }, {c});
