@@ -934,21 +934,14 @@ TEST_CASE("gradcheck: a probe whose output turns non-finite escalates to the ful
 
 TEST_CASE("gradcheck: output elements that are infinite and stay so do not stop the check")
 {
-    // [x², -inf, inf, NaN]: the constant non-finite outputs cancel out of
-    // every difference; each element of x is still checked, and a wrong one found.
+    // [-inf, inf, NaN, x²] and [x², -inf, inf, NaN]: the constant non-finite
+    // outputs cancel out of every difference; each element of x is still
+    // checked, and a wrong one found, with 2 cotangents and with 8.
     Tensor x = randn_leaf({7}, 19);
     const Tensor stuck = from_values({-INFINITY, INFINITY, NAN}, {3}, float64);
-    auto fn = [&](const tensor_list& v) { return concat({mul(v[0], v[0]), stuck}); };
-    GradcheckOptions o;
-    o.mode = GradcheckMode::full;
-    GradcheckResult ok = gradcheck(fn, {x}, o);
-    INFO(ok.to_string());
-    CHECK(ok.passed());
-    CHECK(ok.inputs[0].elements == 7);
-    CHECK(ok.inputs[0].unchecked == 0);
-    auto wrong_at_2 = [&](const tensor_list& v) {
-        Tensor sq = untaped([&] { return mul(v[0], v[0]); });
-        Tensor rec = record("square_wrong_at_2", sq, {v[0]}, {v[0]}, [](const BackwardArgs& g) -> tensor_list {
+    auto wrong_at_2 = [](const Tensor& v) {
+        Tensor sq = untaped([&] { return mul(v, v); });
+        return record("square_wrong_at_2", sq, {v}, {v}, [](const BackwardArgs& g) -> tensor_list {
             Tensor scale = full(g.saved[0].shape(), 2.0, float64);
             {
                 NoGradGuard off;
@@ -956,14 +949,28 @@ TEST_CASE("gradcheck: output elements that are infinite and stay so do not stop 
             }
             return {mul(g.grad, mul(g.saved[0], scale))};
         });
-        return concat({rec, stuck});
     };
-    GradcheckResult r = gradcheck(wrong_at_2, {x}, o);
-    INFO(r.to_string());
-    CHECK_FALSE(r.passed());
-    CHECK(r.inputs[0].failures == 1);
-    REQUIRE(!r.inputs[0].worst.empty());
-    CHECK(r.inputs[0].worst[0].index == shape_type{2});
+    for (bool stuck_first : {false, true}) {
+        for (int cotangents : {2, 8}) {
+            CAPTURE(stuck_first);
+            CAPTURE(cotangents);
+            auto join = [&](const Tensor& sq) { return stuck_first ? concat({stuck, sq}) : concat({sq, stuck}); };
+            GradcheckOptions o;
+            o.mode = GradcheckMode::full;
+            o.cotangents = cotangents;
+            GradcheckResult ok = gradcheck([&](const tensor_list& v) { return join(mul(v[0], v[0])); }, {x}, o);
+            INFO(ok.to_string());
+            CHECK(ok.passed());
+            CHECK(ok.inputs[0].elements == 7);
+            CHECK(ok.inputs[0].unchecked == 0);
+            GradcheckResult r = gradcheck([&](const tensor_list& v) { return join(wrong_at_2(v[0])); }, {x}, o);
+            INFO(r.to_string());
+            CHECK_FALSE(r.passed());
+            CHECK(r.inputs[0].failures == 1);
+            REQUIRE(!r.inputs[0].worst.empty());
+            CHECK(r.inputs[0].worst[0].index == shape_type{2});
+        }
+    }
 }
 
 TEST_CASE("jvp: J·v of a function of two inputs, one of them not moved")
