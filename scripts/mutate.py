@@ -199,6 +199,16 @@ CAUGHT_BY_SANITIZER: dict[str, str] = {
     "engine/check/gradcheck.cpp|for (int c = 0; c < C; ++c) out[c] += (o[i] - o0[i]) * u[i * C + c];|< -> <=|1":
         "stack-buffer-overflow in project(), test_gradcheck 'output elements that are infinite and stay so' with "
         "8 cotangents (one past the projections of the last one)",
+    "engine/check/gradcheck.cpp|sigma[i] = std::max(sigma[i], std::max(eps * size[i], local));|[i] -> [i - 1]|3":
+        "UBSan: index -1 out of bounds for double[8] in local_noise, any test that checks an element (test_gradcheck 'correct ops pass')",
+    "engine/check/gradcheck.cpp|Generator gen(mix_seed(o.seed, k, tasks[size_t(t)].group, uint64_t(tasks[size_t(t)].probe)));|[size_t(t)] -> [(size_t(t)) + 1]|2":
+        "ASan: heap-buffer-overflow reading the task after the last, any fast-mode check (test_gradcheck 'fast mode passes correct large inputs')",
+    "engine/check/gradcheck.cpp|q.analytic[c] = N[f][c] - D[f][c];|[c] -> [c - 1]|1":
+        "UBSan: index -1 out of bounds for double[8] in a probe, any fast-mode check (test_gradcheck 'fast mode passes correct large inputs')",
+    "engine/check/gradcheck.cpp|for (int64_t e = 0; e < n; ++e) scale = std::max(scale, std::abs(alpha * g0[e]) + std::abs(beta * g1[e]));|[e] -> [e + 1]|1":
+        "ASan: heap-buffer-overflow one past the gradient in the linearity check, any structural check (test_gradcheck 'correct ops pass')",
+    "engine/core/activation_checkpoint.cpp|value = outputs[recipe.differentiable[0]].detach();|0 -> 1|1":
+        "ASan: heap-buffer-overflow one past the list of differentiable outputs, any checkpoint with one (test_activation_checkpoint 'tg::grad captures through it')",
 }
 
 # --------------------------------------------------------------------------------------------
