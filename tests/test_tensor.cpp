@@ -434,3 +434,36 @@ TEST_CASE("tensor: a value without an int64 value is an error, not a cast")
           std::vector<double>{-0x1p62, 2, -2});  // toward zero, as a C++ cast
     CHECK(tg::full({1}, -0x1p63, tg::int64).data<int64_t>()[0] == INT64_MIN);
 }
+
+TEST_CASE("memory: live bytes come back to the same count for empty, small, pooled and cached buffers")
+{
+    for (int64_t n : {int64_t(0), int64_t(1), int64_t(3), int64_t(200), int64_t(100000)}) {
+        CAPTURE(n);
+        const int64_t before = tg::memory_stats().live_bytes;
+        {
+            tg::Tensor t = tg::zeros({n}, tg::float64);
+            CHECK(tg::memory_stats().live_bytes >= before + 8 * n);
+            tg::Tensor e = tg::Tensor::empty({n, 0}, tg::float32, "test");
+        }
+        CHECK(tg::memory_stats().live_bytes == before);
+    }
+}
+
+TEST_CASE("memory: the fresh-buffer fill reaches reused buffers too, 0x00 included")
+{
+    const int64_t n = 50000;  // a cached size: the same buffer comes back
+    for (int fill : {0x00, 0xff, 0x5a}) {
+        CAPTURE(fill);
+        {
+            tg::Tensor old = tg::full({n}, 1.0, tg::float64);  // leaves non-fill bytes in the cache
+        }
+        tg::detail::set_fresh_buffer_fill(fill);
+        tg::Tensor t = tg::Tensor::empty({n}, tg::float64, "test");
+        tg::detail::set_fresh_buffer_fill(-1);
+        const auto* bytes = static_cast<const unsigned char*>(t.raw_data());
+        int64_t wrong = 0;
+        for (int64_t i = 0; i < n * 8; ++i) wrong += bytes[i] != fill;
+        CHECK(wrong == 0);
+    }
+    CHECK(tg::detail::fresh_buffer_fill() == -1);
+}
