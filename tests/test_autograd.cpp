@@ -548,3 +548,23 @@ TEST_CASE("matmul: second order with one operand detached equals that part of th
         CHECK(size > 0.1);  // not vacuous
     }
 }
+
+TEST_CASE("autograd: an op with more inputs than the saved-input mask has bits (concat of 40)")
+{
+    // Inputs past the 32nd are never saved as inputs; the entry still records
+    // all of them and the backward reaches each.
+    tg::tensor_list parts;
+    for (int i = 0; i < 40; ++i) parts.push_back(tg::full({1, 2}, double(i), tg::float64).requires_grad_());
+    tg::Tensor y = tg::concat(parts, 0);
+    REQUIRE(y.shape() == tg::shape_type{40, 2});
+    tg::Tensor w = tg::arange(80, tg::float64);
+    tg::tensor_list g = tg::grad({tg::sum(tg::mul(y, tg::reshape(w, {40, 2})))}, parts);
+    for (int i = 0; i < 40; ++i) {
+        CAPTURE(i);
+        CHECK(g[size_t(i)].to_vector() == std::vector<double>{2.0 * i, 2.0 * i + 1});
+    }
+    tg::GradcheckResult r = tg::gradcheck([](const tg::tensor_list& v) { return tg::concat(v, 1); },
+                                          tg::tensor_list(parts.begin(), parts.begin() + 33));
+    INFO(r.to_string());
+    CHECK(r.passed());
+}
