@@ -175,6 +175,19 @@ TEST_CASE("new ops: bad indices, axes and options are errors naming the op")
     CHECK_THROWS_WITH(gelu(zeros({2}, int64)), doctest::Contains("gelu: expected a float32"));
 }
 
+TEST_CASE("new ops: embedding's padding_idx 0, and its negative form, stop the gradient at row 0")
+{
+    const Tensor indices = from_values({0, 2, 0, 1}, {4}, int64);
+    for (int64_t pad : {int64_t(0), int64_t(-3)}) {
+        CAPTURE(pad);
+        Tensor w = from_values({1, 2, 3, 4, 5, 6}, {3, 2}, float64).requires_grad_();
+        Tensor y = embedding(indices, w, pad);
+        CHECK(y.to_vector() == Values{1, 2, 5, 6, 1, 2, 3, 4});  // the values are not masked
+        sum(y).backward();
+        CHECK(w.grad().to_vector() == Values{0, 0, 1, 1, 1, 1});
+    }
+}
+
 TEST_CASE("new ops: the modules compute their ops, start as PyTorch's, and pass the model gradcheck")
 {
     Generator gen(7);
