@@ -128,3 +128,17 @@ TEST_CASE("replay: clear errors")
     tg::Tensor f = tg::ones({3}).requires_grad_();
     CHECK(contains(error_of([&] { tg::ReplayTape t(capture, y, {f}); }), "float64"));
 }
+
+TEST_CASE("replay: rounding_difference allows rel of each element plus of_scale of the largest finite one")
+{
+    // Outputs of 1e-10: the allowance scales with them, it is not an absolute 1e-12.
+    const tg::Tensor want = tg::from_values({1e-10, -2e-10, INFINITY}, {3}, tg::float64);
+    auto with = [&](double second) { return tg::from_values({1e-10, second, INFINITY}, {3}, tg::float64); };
+    CHECK(tg::rounding_difference(want, want, 1e-12, 1e-12) == "");
+    CHECK(tg::rounding_difference(with(-2e-10 * (1 + 1e-13)), want, 1e-12, 1e-12) == "");
+    CHECK(tg::rounding_difference(with(-2e-10 - 1e-13), want, 1e-12, 1e-12).rfind("element [1]", 0) == 0);
+    // of_scale is of the largest |element| (2e-10 here): 2e-22 more allowed with rel 0 and of_scale 1e-12.
+    CHECK(tg::rounding_difference(with(-2e-10 - 1e-22), want, 0, 1e-12) == "");
+    CHECK(tg::rounding_difference(with(-2e-10 - 4e-22), want, 0, 1e-12) != "");
+    CHECK(tg::rounding_difference(with(NAN), want, 1e-12, 1e-12) != "");
+}
