@@ -188,6 +188,16 @@ EQUIVALENT: dict[str, str] = {
     "engine/kernels/conv.cpp|const int64_t per_part = (dw ? s.out_channels * s.k() : 0) + (db ? s.out_channels : 0);"
     "|0 -> 1|2":
         "each part one element larger when there is no bias gradient; the extra element is never written or read",
+    "engine/check/replay.cpp|constexpr int max_rank = 8, max_inputs = 4;|8 -> 9|1":
+        "the bound and the arrays it sizes move together: a rank-9 pointwise op would take the delta path instead of the dense replay, with the same values",
+    "engine/core/memory.cpp|return (bytes + step - 1) / step * step;|- -> +|1":
+        "performance only: a large buffer rounded up one bucket step further when its size is a step's multiple minus one; it still holds the request",
+    "engine/core/memory.cpp|constexpr size_t pool_classes = 32;            // blocks up to 1 KiB|32 -> 33|1":
+        "performance only: one more small-block size class; every block still holds its request",
+    "engine/kernels/gemm_simd.inl|else if (n >= 2 * lanes) tile.template operator()<2, false>(n - 2 * lanes, 2 * lanes);|* -> /|3":
+        "the column count of a full tile (Tail false) is never read: only a partial last vector uses it",
+    "engine/kernels/gemm_simd.inl|else if (n > lanes) tile.template operator()<2, true>(0, n);|> -> >=|1":
+        "n == lanes never reaches this branch: rest <= lanes && n >= lanes above takes it with the same one-vector tile",
 }
 
 # Mutants that are undefined behaviour (an access out of bounds) which the
