@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -76,4 +77,20 @@ TEST_CASE("softmax kernels: log-sum-exp of finite, -inf, +inf and NaN rows of ev
     }
     kernels::set_isa(chosen);
     CHECK(variants == int(kernels::supported_isas().size()));
+}
+
+TEST_CASE("kernels: SSE2 is always there, and TG_ISA pins the instruction set the kernels use")
+{
+    // The suite runs again under TG_ISA=sse2 (.ci/run): if the pin were
+    // ignored, that run would test the AVX2 kernels twice and say nothing.
+    using tg::kernels::Isa;
+    CHECK(tg::kernels::cpu_supports(Isa::sse2));
+    const std::vector<Isa> isas = tg::kernels::supported_isas();
+    REQUIRE(!isas.empty());
+    CHECK(isas.front() == Isa::sse2);
+    if (const char* pin = std::getenv("TG_ISA")) {
+        bool known = false;
+        for (Isa i : isas) known = known || std::string(pin) == tg::kernels::isa_name(i);
+        if (known) CHECK(std::string(tg::kernels::isa_name(tg::kernels::isa())) == pin);
+    }
 }
