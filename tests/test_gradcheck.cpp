@@ -171,6 +171,16 @@ void check_fails_on(const GradcheckResult& r, const std::string& bad)
     CHECK(has(r.to_string(), bad));
 }
 
+// The first input fails at exactly one element, `where`, which the report names first.
+void check_one_failure_at(const GradcheckResult& r, const shape_type& where)
+{
+    INFO(r.to_string());
+    CHECK_FALSE(r.passed());
+    CHECK(r.inputs[0].failures == 1);
+    REQUIRE(!r.inputs[0].worst.empty());
+    CHECK(r.inputs[0].worst[0].index == where);
+}
+
 }  // namespace
 
 TEST_CASE("gradcheck: correct ops pass, with small errors and every structural check")
@@ -884,12 +894,8 @@ TEST_CASE("gradcheck: fast-mode probes hold each tolerance group to its own smal
     const int64_t bad = 9 * 321 + 1;  // weight 10^-5
     REQUIRE(w.data<double>()[bad] == doctest::Approx(1e-5));
     GradcheckResult r = gradcheck([&](const tensor_list& v) { return weighted_squares(v[0], w, bad, 1e-3); }, {x}, o);
-    INFO(r.to_string());
-    CHECK_FALSE(r.passed());
     CHECK(r.inputs[0].checked_by == CheckedBy::fast_then_full);
-    CHECK(r.inputs[0].failures == 1);
-    REQUIRE(!r.inputs[0].worst.empty());
-    CHECK(r.inputs[0].worst[0].index == shape_type{bad});
+    check_one_failure_at(r, shape_type{bad});
 }
 
 TEST_CASE("gradcheck: a probe whose output turns non-finite escalates to the full check")
@@ -925,11 +931,7 @@ TEST_CASE("gradcheck: a probe whose output turns non-finite escalates to the ful
         });
     };
     GradcheckResult r = gradcheck(bad_log, {x}, o);
-    INFO(r.to_string());
-    CHECK_FALSE(r.passed());
-    CHECK(r.inputs[0].failures == 1);
-    REQUIRE(!r.inputs[0].worst.empty());
-    CHECK(r.inputs[0].worst[0].index == shape_type{3});
+    check_one_failure_at(r, shape_type{3});
 }
 
 TEST_CASE("gradcheck: output elements that are infinite and stay so do not stop the check")
@@ -964,11 +966,7 @@ TEST_CASE("gradcheck: output elements that are infinite and stay so do not stop 
             CHECK(ok.inputs[0].elements == 7);
             CHECK(ok.inputs[0].unchecked == 0);
             GradcheckResult r = gradcheck([&](const tensor_list& v) { return join(wrong_at_2(v[0])); }, {x}, o);
-            INFO(r.to_string());
-            CHECK_FALSE(r.passed());
-            CHECK(r.inputs[0].failures == 1);
-            REQUIRE(!r.inputs[0].worst.empty());
-            CHECK(r.inputs[0].worst[0].index == shape_type{2});
+            check_one_failure_at(r, shape_type{2});
         }
     }
 }
