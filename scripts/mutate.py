@@ -984,6 +984,9 @@ def main():
     ap.add_argument("--list", action="store_true", help="print the chosen mutants and their keys, run nothing")
     ap.add_argument("--summary", action="store_true",
                     help="print the report of the results file (of the chosen mutants, with a selection), run nothing")
+    ap.add_argument("--skip", type=int, default=0, metavar="N",
+                    help="skip the first N mutants to run, in run order (resuming a run whose results file was "
+                         "lost); with --list, print the ones left")
     ap.add_argument("--rerun-survivors", action="store_true",
                     help="run again the chosen mutants that survived in the results file")
     ap.add_argument("--build-root", default=os.path.join(REPO, "build-mut"))
@@ -1023,7 +1026,7 @@ def main():
             results = sorted(done.values(), key=lambda r: (r["file"], r["line"]))
         print(summary(results))
         return
-    if args.list:
+    if args.list and not args.skip:
         for m in chosen:
             status = done[m.key]["status"] if m.key in done else "not run"
             print(f"{m.file}:{m.line}: [{m.kind}] {m.desc}   ({status})\n      - {m.original}\n"
@@ -1047,6 +1050,17 @@ def main():
     turns = [f for k in range(max(map(len, by_area.values()), default=0)) for a in sorted(by_area)
              for f in by_area[a][k:k + 1]]
     todo.sort(key=lambda m: (turns.index(m.file), m.start))
+    if args.skip:  # the results of the first N were lost: run the rest, and say what was skipped
+        skipped, todo = todo[:args.skip], todo[args.skip:]
+        per_area = defaultdict(int)
+        for m in skipped:
+            per_area[m.area] += 1
+        print(f"skipping the first {len(skipped)} in run order: "
+              + ", ".join(f"{a} {n}" for a, n in sorted(per_area.items())), flush=True)
+        if args.list:
+            for m in todo:
+                print(f"{m.file}:{m.line}: [{m.kind}] {m.desc}")
+            return
     print(f"mutate.py (pid {os.getpid()}): {len(chosen)} mutants chosen (seed {args.seed}), {len(todo)} to run",
           flush=True)
     if not todo:
