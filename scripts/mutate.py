@@ -198,6 +198,18 @@ EQUIVALENT: dict[str, str] = {
         "the column count of a full tile (Tail false) is never read: only a partial last vector uses it",
     "engine/kernels/gemm_simd.inl|else if (n > lanes) tile.template operator()<2, true>(0, n);|> -> >=|1":
         "n == lanes never reaches this branch: rest <= lanes && n >= lanes above takes it with the same one-vector tile",
+    "engine/check/replay.cpp|bool is_leaf_source(int s) { return s <= -2; }|2 -> 1|1":
+        "its one caller, state(), is never asked for constant_source (-1): propagate() skips constant inputs first",
+    "engine/core/memory.cpp|TG_CHECK(machine == 0 || bytes <= machine, \"out of memory allocating \", bytes, "
+    "\" bytes, more than the \",|0 -> 1|1":
+        "machine is 0 only when sysinfo() fails, which it does not on Linux, and is never 1",
+    "engine/core/parallel.cpp|for (int spin = 0; done_chunks_.load(std::memory_order_acquire) < chunks; ++spin) {|0 -> 1|1":
+        "timing only: the caller spins 2000 times instead of 2001 before it sleeps on the counter",
+    "engine/core/parallel.cpp|threads_.store(threads < 1 ? 1 : threads, std::memory_order_relaxed);|1 -> 0|2":
+        "unreachable: both callers pass at least 1 (default_threads() clamps, set_num_threads() checks)",
+    "ops/loss.cpp|TG_CHECK(z.dim() == 2 && is_floating(z.dtype()), op, \": expected float rows [M, C], got \", "
+    "dtype_name(z.dtype()),|&& -> |||1":
+        "both primitives that call count_valid get their rows from as_rows(), which checks the dtype and makes the rank 2 first",
 }
 
 # Mutants that are undefined behaviour (an access out of bounds) which the

@@ -233,6 +233,13 @@ TEST_CASE("overflow: element and byte counts past int64 or the largest buffer ar
     // and swap (CI once saw ASan abort on it), so the same error with or without ASan.
     CHECK_THROWS_WITH_AS(tg::zeros({int64_t(1) << 42}, tg::float32),
                          doctest::Contains("bytes of memory and swap this machine has"), tg::Error);
+    // The largest buffer itself (2^48 bytes) is attempted, so it meets the machine's
+    // memory; four bytes more are refused as larger than any buffer may be.
+    CHECK_THROWS_WITH_AS(tg::zeros({int64_t(1) << 46}, tg::float32),
+                         doctest::Contains("bytes of memory and swap this machine has"), tg::Error);
+    CHECK_THROWS_WITH_AS(tg::zeros({(int64_t(1) << 46) + 1}, tg::float32),
+                         doctest::Contains("281474976710660 bytes, more than the 281474976710656 a buffer may have"),
+                         tg::Error);
     CHECK_THROWS_WITH_AS(tg::reshape(tg::ones({4}), {int64_t(1) << 62, 4}),
                          doctest::Contains("reshape: shape [4611686018427387904, 4] has more than"), tg::Error);
     CHECK_THROWS_AS(tg::zeros({-1}), tg::Error);

@@ -3,8 +3,11 @@
 // kinks included, must pass.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include <tapegrad/tapegrad.hpp>
 
@@ -800,6 +803,25 @@ Tensor jittery_backward(const Tensor& x)
         return {mul(g.grad, scalar(3.0 * jitter, g.grad.dtype()))};
     });
 }
+
+// A backward whose gradient is [1, 0.5] the first time it sees an upstream
+// gradient and [1 + 2^-30, 0.5] each time it sees the same one again: its
+// nondeterminism is exactly 2^-30 of the gradient's largest element.
+using SeenUpstream = std::shared_ptr<std::vector<std::vector<double>>>;
+Tensor repeats_differ(const Tensor& x, SeenUpstream seen)
+{
+    Tensor out;
+    {
+        NoGradGuard off;
+        out = mul(x, x);
+    }
+    return record("repeats_differ", out, {x}, {}, [seen](const BackwardArgs& g) -> tensor_list {
+        const std::vector<double> up = g.grad.to_vector();
+        const bool again = std::find(seen->begin(), seen->end(), up) != seen->end();
+        if (!again) seen->push_back(up);
+        return {from_values({again ? 1 + std::ldexp(1.0, -30) : 1.0, 0.5}, {2}, float64)};
+    });
+}
 }  // namespace
 
 TEST_CASE("gradcheck: a forward that raises is reported, a backward that raises is a failure naming the op")
@@ -842,6 +864,25 @@ TEST_CASE("gradcheck: nondet_tol allows a backward that is nondeterministic in t
     CHECK(gradcheck(fn, {x}, o).passed());
     o.nondet_tol = 1e-17;  // tighter than the jitter
     CHECK_FALSE(gradcheck(fn, {x}, o).passed());
+}
+
+TEST_CASE("gradcheck: nondet_tol allows differences up to and including nondet_tol times the largest gradient")
+{
+    auto deterministic = [](const GradcheckResult& r) {
+        for (const StructuralCheck& c : r.structural)
+            if (c.name == "backward is deterministic") return c.passed;
+        FAIL("no determinism check ran");
+        return false;
+    };
+    auto check = [&](double nondet_tol) {
+        auto seen = std::make_shared<std::vector<std::vector<double>>>();
+        GradcheckOptions o;
+        o.nondet_tol = nondet_tol;
+        return deterministic(gradcheck([seen](const tensor_list& v) { return repeats_differ(v[0], seen); },
+                                       {randn_leaf({2}, 7)}, o));
+    };
+    CHECK(check(std::ldexp(1.0, -30)));  // the difference exactly
+    CHECK_FALSE(check(std::ldexp(1.0, -31)));
 }
 
 // --- the checker's own paths, each against a planted error of its own ------------------
@@ -1021,6 +1062,40 @@ TEST_CASE("gradcheck: forward_ad finds a backward whose value is right but whose
     const StructuralCheck& fwd = structural(r, "forward mode");
     CHECK_FALSE(fwd.passed);
     CHECK(has(fwd.detail, "output ["));
+}
+
+TEST_CASE("gradcheck: forward_ad's extrapolated differences are tight enough to see a 2e-4 error on every input")
+{
+    // One element of sin(50·x): central differences along v are off by about
+    // 2.5e-5·v² of J·v at the check's step, the extrapolation removes it. The
+    // planted rule's J·v is off by 2e-4 of itself (reverse mode cannot see it):
+    // caught at every seed, for |v| up to about 4, only if the extrapolated value
+    // and its error estimate are the tight ones.
+    auto correct = [](const tensor_list& v) { return sin(mul(v[0], scalar(50.0, float64))); };
+    auto planted = [](const tensor_list& v) {
+        Tensor out = untaped([&] { return sin(mul(v[0], scalar(50.0, float64))); });
+        return record("sin50_forward_2e-4", out, {v[0]}, {v[0]}, [](const BackwardArgs& g) -> tensor_list {
+            Tensor slope = mul(cos(mul(g.saved[0], scalar(50.0, float64))), scalar(50.0, float64));
+            Tensor right = mul(g.grad, slope);
+            return {sub(mul(right, scalar(1 + 2e-4, float64)), mul(mul(g.grad.detach(), slope), scalar(2e-4, float64)))};
+        });
+    };
+    int caught = 0, passed = 0;
+    for (uint64_t seed = 0; seed < 20; ++seed) {
+        CAPTURE(seed);
+        Tensor x = randn_leaf({1}, 200 + seed);
+        GradcheckOptions o;
+        o.forward_ad = true;
+        o.seed = seed;
+        GradcheckResult ok = gradcheck(correct, {x}, o);
+        INFO(ok.to_string());
+        passed += ok.passed();
+        GradcheckResult r = gradcheck(planted, {x}, o);
+        INFO(r.to_string());
+        caught += !structural(r, "forward mode").passed;
+    }
+    CHECK(passed == 20);
+    CHECK(caught == 20);
 }
 
 TEST_CASE("gradcheck: projections onto 4 to 8 cotangents")

@@ -130,6 +130,16 @@ TEST_CASE("new ops: edges as PyTorch has them: NaN, infinities, empty slices")
 
         // cumsum of empty and int64.
         CHECK(cumsum(zeros({0, 4}, dt), 1).shape() == shape_type{0, 4});
+
+        // group_norm of no elements: an empty batch, and a batch with an empty
+        // spatial axis (groups of no elements), keep their shape, as PyTorch's.
+        for (const shape_type& shape : {shape_type{0, 6, 3}, shape_type{2, 6, 0}}) {
+            Tensor g = zeros(shape, dt).requires_grad_();
+            Tensor y = group_norm(g, 3, ones({6}, dt), zeros({6}, dt));
+            CHECK(y.shape() == shape);
+            sum(y).backward();
+            CHECK(g.grad().shape() == shape);
+        }
     }
     CHECK(cumsum(from_values({1, 2, 3}, {3}, int64), 0).to_vector() == Values{1, 3, 6});
 }

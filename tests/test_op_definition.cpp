@@ -61,6 +61,31 @@ struct ForgetsToSave : tg::Op<ForgetsToSave> {
     static std::vector<tg::OpSample> samples() { return {}; }
 };
 
+// y = x0 · Σ_k x_k over 40 inputs: saves input 0 and its output and keeps the
+// sum, so the saved list holds exactly those three, however many inputs
+// there are (the save mask has 32 bits; inputs from 32 on are never saved).
+struct ScaledSum40 : tg::Op<ScaledSum40> {
+    static constexpr const char* name = "test_scaled_sum";
+    static constexpr tg::Saves saves = tg::save_input(0) | tg::save_output;
+    static tg::Tensor forward(tg::TensorRefs in, const tg::NoAttrs&, tg::OpContext& ctx)
+    {
+        tg::Tensor s = in[0];
+        for (size_t k = 1; k < in.size(); ++k) s = tg::add(s, in[k]);
+        ctx.keep(s);
+        return tg::mul(in[0], s);
+    }
+    static tg::tensor_list backward(const tg::BackwardArgs& g)
+    {
+        CHECK(contains(error_of([&] { (void)g.input(32); }), "reads input 32, which its definition does not save"));
+        CHECK(contains(error_of([&] { (void)g.input(1); }), "reads input 1"));
+        CHECK(g.output().to_vector() == tg::mul(g.input(0), g.kept(0)).to_vector());
+        tg::tensor_list grads(g.inputs(), tg::mul(g.grad, g.input(0)));
+        grads[0] = tg::mul(g.grad, tg::add(g.kept(0), g.input(0)));
+        return grads;
+    }
+    static std::vector<tg::OpSample> samples() { return {}; }
+};
+
 }  // namespace
 
 TEST_CASE("op definition: recorded, and its backward reads inputs, output and kept tensors by name")
@@ -118,6 +143,19 @@ TEST_CASE("op definition: a rule that reads what its definition does not save na
     tg::Tensor y = ForgetsToSave::call({x});
     std::string msg = error_of([&] { tg::grad({tg::sum(y)}, {x}); });
     CHECK(contains(msg, "backward of op 'test_forgets_to_save' reads input 0, which its definition does not save"));
+}
+
+TEST_CASE("op definition: an op of 40 inputs saves what its definition says, and input 32 is not saved")
+{
+    tg::tensor_list xs;
+    for (int k = 0; k < 40; ++k) xs.push_back(tg::full({3}, 0.25 * (k + 1), tg::float64).requires_grad_());
+    tg::Tensor y = ScaledSum40::call(xs);
+    REQUIRE(y.grad_fn() != nullptr);
+    CHECK(y.grad_fn()->saved.size() == 3);  // input 0, the output, the kept sum
+    tg::tensor_list g = tg::grad({tg::sum(y)}, xs);
+    const double sum = 0.25 * 40 * 41 / 2;
+    CHECK(g[0].at({1}) == doctest::Approx(sum + 0.25));
+    for (int k : {1, 31, 32, 39}) CHECK(g[size_t(k)].at({2}) == 0.25);
 }
 
 TEST_CASE("op definition: an entry replays its forward with the attributes it was recorded with")

@@ -105,6 +105,27 @@ TEST_CASE("replay: delta rules touch only what the change reaches")
     CHECK(replayer.run().item() == base);
 }
 
+TEST_CASE("replay: after an op replayed densely, only the elements that changed go on as deltas")
+{
+    // log_softmax has no delta rule: it runs again whole. Moving x[2, 3]
+    // changes row 2 only (5 of 40 elements), which the scan of its output finds,
+    // so exp and the sum after it take deltas of those 5, not dense replays.
+    tg::Generator gen(5);
+    tg::Tensor x = tg::randn({8, 5}, tg::float64, &gen).requires_grad_();
+    tg::Tensor out;
+    tg::ReplayCapture capture;
+    out = tg::sum(tg::exp(tg::mul(tg::log_softmax(x, 1), tg::scalar(0.5, tg::float64))));
+    capture.stop();
+    tg::ReplayTape tape(capture, out, {x});
+    tg::Replayer replayer(tape);
+    const double moved = replayer.run_element(0, 13, x.data<double>()[13] - 0.75).item();
+    CHECK(replayer.dense_replays() == 1);
+    CHECK(replayer.delta_replays() == 3);  // mul, exp, sum
+    tg::Tensor x2 = x.detach().clone();
+    x2.data<double>()[13] -= 0.75;
+    CHECK(moved == doctest::Approx(tg::sum(tg::exp(tg::mul(tg::log_softmax(x2, 1), tg::scalar(0.5, tg::float64)))).item()).epsilon(1e-13));
+}
+
 TEST_CASE("replay: clear errors")
 {
     tg::Tensor w = tg::ones({3}, tg::float64).requires_grad_();

@@ -447,6 +447,14 @@ TEST_CASE("memory: live bytes come back to the same count for empty, small, pool
         }
         CHECK(tg::memory_stats().live_bytes == before);
     }
+    // The allocator itself asked for 0 bytes (tensors keep those inline) gives a
+    // real buffer, counted once and returned once.
+    const int64_t before = tg::memory_stats().live_bytes;
+    void* p = tg::detail::allocate(0);
+    CHECK(p != nullptr);
+    CHECK(tg::memory_stats().live_bytes == before + 1);
+    tg::detail::deallocate(p, 0);
+    CHECK(tg::memory_stats().live_bytes == before);
 }
 
 TEST_CASE("memory: the fresh-buffer fill reaches reused buffers too, 0x00 included")
