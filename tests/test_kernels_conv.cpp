@@ -38,7 +38,8 @@ std::vector<float> random_floats(size_t n, uint64_t seed)
 }
 
 // The largest |got − want| relative to the largest |want| (1 when that is below 1).
-double worst_error(const std::vector<float>& got, const std::vector<double>& want)
+template <class T>
+double worst_error(const std::vector<T>& got, const std::vector<double>& want)
 {
     REQUIRE(got.size() == want.size());
     double scale = 1, worst = 0;
@@ -165,8 +166,9 @@ struct ConvReference {
     std::vector<double> y, dx, dw, db;
 };
 
-ConvReference reference(const kernels::ConvShape& s, const std::vector<float>& x, const std::vector<float>& w,
-                        const std::vector<float>& b, const std::vector<float>& gy)
+template <class T>
+ConvReference reference(const kernels::ConvShape& s, const std::vector<T>& x, const std::vector<T>& w,
+                        const std::vector<T>& b, const std::vector<T>& gy)
 {
     const kernels::Geometry& g = s.g;
     const int64_t cg = s.cg(), og = s.og();
@@ -264,9 +266,15 @@ struct ThreadsGuard {
     ~ThreadsGuard() { set_num_threads(chosen); }
 };
 
-}  // namespace
+template <class T>
+std::vector<T> random_values(size_t n, uint64_t seed)
+{
+    const std::vector<float> f = random_floats(n, seed);
+    return {f.begin(), f.end()};
+}
 
-TEST_CASE("conv2d kernels: each gradient alone equals the full backward, on one thread, many, and nested")
+template <class T>
+void each_gradient_alone()
 {
     // conv_backward skips dx, dw or db when its pointer is null: the workspace
     // and the per-part buffers then shrink, and the parts (one on one thread
@@ -276,16 +284,17 @@ TEST_CASE("conv2d kernels: each gradient alone equals the full backward, on one 
         {"col2im, 2 -> 3, padding 1", 3, 2, 5, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1},
         {"transposed dx, 8 -> 4", 3, 8, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1},
     };
+    const double tol = std::is_same_v<T, float> ? 2e-6 : 1e-14;
     ThreadsGuard threads;
     for (const KernelConv& c : cases) {
         CAPTURE(c.label);
         const kernels::Geometry g = kernels::make_geometry("conv2d", {c.n, c.c, c.h, c.w}, {c.kh, c.kw},
                                                            {c.sh, c.sw}, {c.ph, c.pw}, {c.dh, c.dw});
         const kernels::ConvShape s{g, c.groups, c.o, c.block_bytes};
-        const std::vector<float> x = random_floats(size_t(g.n * g.c * g.h * g.w), 11);
-        const std::vector<float> w = random_floats(size_t(c.o * s.k()), 12);
-        const std::vector<float> b = random_floats(size_t(c.o), 13);
-        const std::vector<float> gy = random_floats(size_t(g.n * c.o * g.columns()), 14);
+        const std::vector<T> x = random_values<T>(size_t(g.n * g.c * g.h * g.w), 11);
+        const std::vector<T> w = random_values<T>(size_t(c.o * s.k()), 12);
+        const std::vector<T> b = random_values<T>(size_t(c.o), 13);
+        const std::vector<T> gy = random_values<T>(size_t(g.n * c.o * g.columns()), 14);
         const ConvReference want = reference(s, x, w, b, gy);
         for (int nthreads : {1, 2}) {
             CAPTURE(nthreads);
@@ -295,9 +304,9 @@ TEST_CASE("conv2d kernels: each gradient alone equals the full backward, on one 
                 for (int mask = 1; mask < 8; ++mask) {  // which of dx, dw, db to compute
                     CAPTURE(mask);
                     const bool want_dx = mask & 1, want_dw = mask & 2, want_db = mask & 4;
-                    std::vector<float> dx(x.size(), -7.0f), dw(w.size(), -7.0f), db(b.size(), -7.0f);
+                    std::vector<T> dx(x.size(), T(-7)), dw(w.size(), T(-7)), db(b.size(), T(-7));
                     auto run = [&] {
-                        std::vector<float> workspace(
+                        std::vector<T> workspace(
                             size_t(kernels::conv_backward_workspace(s, want_dx, want_dw, want_db)));
                         kernels::conv_backward(s, x.data(), w.data(), gy.data(), want_dx ? dx.data() : nullptr,
                                                want_dw ? dw.data() : nullptr, want_db ? db.data() : nullptr,
@@ -310,16 +319,26 @@ TEST_CASE("conv2d kernels: each gradient alone equals the full backward, on one 
                     else
                         run();
                     // What is skipped stays untouched; what is computed matches the loops.
-                    if (want_dx) CHECK(worst_error(dx, want.dx) <= 2e-6 * double(s.og() * g.kk()));
-                    else CHECK(std::all_of(dx.begin(), dx.end(), [](float v) { return v == -7.0f; }));
-                    if (want_dw) CHECK(worst_error(dw, want.dw) <= 2e-6 * double(g.n * g.columns()));
-                    else CHECK(std::all_of(dw.begin(), dw.end(), [](float v) { return v == -7.0f; }));
-                    if (want_db) CHECK(worst_error(db, want.db) <= 2e-6 * double(g.n * g.columns()));
-                    else CHECK(std::all_of(db.begin(), db.end(), [](float v) { return v == -7.0f; }));
+                    if (want_dx) CHECK(worst_error(dx, want.dx) <= tol * double(s.og() * g.kk()));
+                    else CHECK(std::all_of(dx.begin(), dx.end(), [](T v) { return v == T(-7); }));
+                    if (want_dw) CHECK(worst_error(dw, want.dw) <= tol * double(g.n * g.columns()));
+                    else CHECK(std::all_of(dw.begin(), dw.end(), [](T v) { return v == T(-7); }));
+                    if (want_db) CHECK(worst_error(db, want.db) <= tol * double(g.n * g.columns()));
+                    else CHECK(std::all_of(db.begin(), db.end(), [](T v) { return v == T(-7); }));
                 }
             }
         }
     }
+}
+
+}  // namespace
+
+TEST_CASE("conv2d kernels: each gradient alone equals the full backward, on one thread, many, and nested")
+{
+    // In both dtypes: the op asks the float64 kernel for every gradient its
+    // inputs need, so only here does float64 skip one.
+    each_gradient_alone<float>();
+    each_gradient_alone<double>();
 }
 
 namespace {
