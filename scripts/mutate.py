@@ -198,6 +198,8 @@ EQUIVALENT: dict[str, str] = {
         "the column count of a full tile (Tail false) is never read: only a partial last vector uses it",
     "engine/kernels/gemm_simd.inl|else if (n > lanes) tile.template operator()<2, true>(0, n);|> -> >=|1":
         "n == lanes never reaches this branch: rest <= lanes && n >= lanes above takes it with the same one-vector tile",
+    "engine/core/tensor.cpp|size_t nbytes = 0;|0 -> 1|1":
+        "__builtin_mul_overflow always writes its result, overflow or not: the initial value is never read",
     "engine/check/replay.cpp|bool is_leaf_source(int s) { return s <= -2; }|2 -> 1|1":
         "its one caller, state(), is never asked for constant_source (-1): propagate() skips constant inputs first",
     "engine/core/memory.cpp|TG_CHECK(machine == 0 || bytes <= machine, \"out of memory allocating \", bytes, "

@@ -8,6 +8,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include <tapegrad/tapegrad.hpp>
@@ -205,4 +207,42 @@ TEST_CASE("aliasing: under create_graph a shared gradient with a graph is copied
     CHECK(values(b.grad()) == Values{1, 4});
     // d/dx Σ b.grad = d/dx Σ x² = 2x, through the copy.
     CHECK(values(grad({sum(b.grad())}, {x})[0]) == Values{2, -4});
+}
+
+TEST_CASE("aliasing: relu's backward masks in place only a gradient nothing else holds")
+{
+    // relu's fused backward writes the mask into its incoming gradient when
+    // that is a temporary of the sweep. Here the op after relu hands relu, as
+    // its gradient, a fresh tensor whose memory the test still sees: a reshape
+    // of the test's tensor (shared storage), or memory the test adopted. And
+    // the caller's own upstream tensor, given to relu directly. Each is left
+    // alone, and the gradient is right.
+    const Values xs{1, -2, 3, -4}, up{10, 20, 30, 40}, want{10, 0, 30, 0};
+    const Tensor held = from_values(up, {2, 2}, float64);
+    std::vector<double> memory = up;
+    auto hands_out = [](const Tensor& h, std::function<Tensor()> gradient) {
+        return record("hands_out", h.detach(), {h}, {},
+                      [gradient](const BackwardArgs&) -> tensor_list { return {gradient()}; });
+    };
+    const std::vector<std::pair<const char*, std::function<Tensor()>>> makers = {
+        {"a reshape sharing the test's storage", [&] { return reshape(held, {4}); }},
+        {"adopted memory", [&] {
+             return detail::adopt(memory.data(), {4}, float64, std::shared_ptr<void>(memory.data(), [](void*) {}));
+         }},
+        {"a fresh tensor that requires grad", [&] { return f64(up).requires_grad_(); }},
+    };
+    for (const auto& [name, make] : makers) {
+        const std::string what = name;
+        CAPTURE(what);
+        Tensor x = f64(xs).requires_grad_();
+        CHECK(values(tg::grad({sum(hands_out(relu(x), make))}, {x})[0]) == want);
+        CHECK(values(held) == up);
+        CHECK(memory == up);
+    }
+    Tensor x = f64(xs).requires_grad_();
+    const Tensor g = f64(up);
+    CHECK(values(tg::grad({relu(x)}, {x}, {g})[0]) == want);
+    CHECK(values(g) == up);
+    // A temporary of the sweep (mul's input gradient) is masked in its own buffer.
+    CHECK(values(tg::grad({mul(relu(x), scalar(2.0, float64))}, {x}, {f64(up)})[0]) == Values{20, 0, 60, 0});
 }

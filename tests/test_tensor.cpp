@@ -475,3 +475,19 @@ TEST_CASE("memory: the fresh-buffer fill reaches reused buffers too, 0x00 includ
     }
     CHECK(tg::detail::fresh_buffer_fill() == -1);
 }
+
+TEST_CASE("tensor: set_grad takes a gradient of the tensor's shape and dtype, and names both otherwise")
+{
+    tg::Tensor w = tg::zeros({2, 3}, tg::float64).requires_grad_();
+    w.set_grad(tg::ones({2, 3}, tg::float64));
+    CHECK(w.grad().to_vector() == std::vector<double>(6, 1.0));
+    CHECK_THROWS_WITH_AS(w.set_grad(tg::ones({3, 2}, tg::float64)),
+                         "tapegrad: set_grad: gradient of shape [3, 2] (float64) for a tensor of shape [2, 3] (float64)",
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(w.set_grad(tg::ones({2, 3}, tg::float32)),
+                         "tapegrad: set_grad: gradient of shape [2, 3] (float32) for a tensor of shape [2, 3] (float64)",
+                         tg::Error);
+    CHECK(w.grad().to_vector() == std::vector<double>(6, 1.0));  // a refused gradient changes nothing
+    w.set_grad(tg::Tensor());
+    CHECK_FALSE(w.grad().defined());
+}
