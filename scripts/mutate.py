@@ -1001,6 +1001,9 @@ def main():
     ap.add_argument("--skip", type=int, default=0, metavar="N",
                     help="skip the first N mutants to run, in run order (resuming a run whose results file was "
                          "lost); with --list, print the ones left")
+    ap.add_argument("--at", action="append", metavar="FILE:LINE",
+                    help="only the chosen mutants on this line (repeatable): to run again the survivors of a "
+                         "sample whose results file was lost")
     ap.add_argument("--rerun-survivors", action="store_true",
                     help="run again the chosen mutants that survived in the results file")
     ap.add_argument("--build-root", default=os.path.join(REPO, "build-mut"))
@@ -1031,6 +1034,8 @@ def main():
     if args.kinds:
         pool = [m for m in pool if m.kind in args.kinds.split(",")]
     chosen = take_sample(pool, args.seed, args.sample, args.per_file) if args.sample or args.per_file else pool
+    if args.at:  # a selection within the sample, so the mutants keep their sample's identity
+        chosen = [m for m in chosen if f"{m.file}:{m.line}" in set(args.at)]
 
     done = load_results(results_path)
     if args.summary:  # the chosen mutants that have a result; all of them without a selection

@@ -454,6 +454,29 @@ TEST_CASE("gradcheck: where the first step is too coarse, the refined estimate a
     CHECK(e.error_estimate <= 1e-10 * std::abs(e.analytic));
 }
 
+TEST_CASE("gradcheck: an extrapolated entry's error is its distance to the farther of the two entries it came from")
+{
+    // x³ at 0: the central difference at step h is exactly h², the first
+    // extrapolation exactly 0. The analytic gradient is off by half the
+    // tolerance, so the first step does not settle it; one level refines it,
+    // and that entry is the best. Its error estimate is max(h²/4, h²) = h²
+    // (plus a negligible noise), not the 3h²/4 between the two lower entries.
+    const double atol = 1e-8;
+    Tensor x = leaf({0.0}, {1});
+    GradcheckOptions o;
+    o.atol = atol;
+    GradcheckResult r = gradcheck(
+        [&](const tensor_list& v) { return sum(mul(mul(v[0], v[0]), v[0]) + (v[0].detach() - v[0]) * (atol / 2)); },
+        {x}, o);
+    INFO(r.to_string());
+    CHECK(r.passed());
+    REQUIRE(r.inputs[0].worst.size() == 1);
+    const ElementReport& e = r.inputs[0].worst[0];
+    CHECK(e.analytic / (-atol / 2) == doctest::Approx(1.0).epsilon(1e-12));
+    CHECK(std::abs(e.numeric) <= 1e-20);
+    CHECK(e.error_estimate / (e.step * e.step) == doctest::Approx(1.0).epsilon(0.01));
+}
+
 TEST_CASE("gradcheck: an element no finite stencil reaches is unchecked, and the check does not pass")
 {
     // sqrt at 0: every step leaves the domain on one side.

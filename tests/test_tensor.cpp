@@ -206,6 +206,20 @@ TEST_CASE("tensor: large tensors are summarized with ...")
     // The threshold: up to 1000 elements are printed whole, from 1001 on summarized.
     CHECK(tg::zeros({1000}, tg::float64).to_string().find("...") == std::string::npos);
     CHECK(tg::zeros({1001}, tg::float64).to_string().find("...") != std::string::npos);
+
+    // Summarized: the first three and the last three along every axis, exactly.
+    CHECK(tg::arange(0.0, 1001.0, 1.0, tg::float64).to_string() ==
+          "tensor([    0.0000,     1.0000,     2.0000, ...,   998.0000,   999.0000,  1000.0000], "
+          "shape=[1001], dtype=float64)");
+    CHECK(tg::reshape(tg::arange(0.0, 1400.0, 1.0, tg::float64), {7, 200}).to_string() ==
+          "tensor([[    0.0000,     1.0000,     2.0000, ...,   197.0000,   198.0000,   199.0000],\n"
+          "        [  200.0000,   201.0000,   202.0000, ...,   397.0000,   398.0000,   399.0000],\n"
+          "        [  400.0000,   401.0000,   402.0000, ...,   597.0000,   598.0000,   599.0000],\n"
+          "        ...,\n"
+          "        [  800.0000,   801.0000,   802.0000, ...,   997.0000,   998.0000,   999.0000],\n"
+          "        [ 1000.0000,  1001.0000,  1002.0000, ...,  1197.0000,  1198.0000,  1199.0000],\n"
+          "        [ 1200.0000,  1201.0000,  1202.0000, ...,  1397.0000,  1398.0000,  1399.0000]], "
+          "shape=[7, 200], dtype=float64)");
 }
 
 // --- in-place changes -----------------------------------------------------------------------
