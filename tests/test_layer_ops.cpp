@@ -65,7 +65,7 @@ TEST_CASE("dropout: reseeded generator gives the same mask, scaling, eval, p = 0
         dropped += v == 0.0;
         total += v;
     }
-    CHECK(double(dropped) / double(av.size()) == doctest::Approx(0.3).epsilon(0.03));
+    CHECK(std::abs(double(dropped) / double(av.size()) - 0.3) <= 0.009);  // 6 standard deviations of 1e5 draws
     CHECK(total / double(av.size()) == doctest::Approx(1.0).epsilon(0.02));
     // The gradient is the mask.
     Tensor xr = from_values({1, 2, 3, 4, 5, 6}, {2, 3}, float64).requires_grad_();
@@ -133,12 +133,12 @@ TEST_CASE("batch_norm: normalised channels, the gradient through the batch stati
     std::vector<double> mean_c = mean(y, {0, 2, 3}).to_vector();
     std::vector<double> var_c = mean(mul(y, y), {0, 2, 3}).to_vector();
     for (int c = 0; c < 3; ++c) {
-        CHECK(mean_c[size_t(c)] == doctest::Approx(0.0).scale(1.0));
+        CHECK(std::abs(mean_c[size_t(c)]) < 1e-12);
         CHECK(var_c[size_t(c)] == doctest::Approx(1.0).epsilon(1e-4));
     }
     // A loss that is the sum of a normalised channel has zero gradient.
     Tensor g = grad({sum(y)}, {x})[0];
-    for (double v : g.to_vector()) CHECK(v == doctest::Approx(0.0).scale(1.0));
+    for (double v : g.to_vector()) CHECK(std::abs(v) < 1e-12);
 
     CHECK(error_of([] { batch_norm(zeros({1, 3}), {}); }) ==
           "tapegrad: batch_norm: expected more than 1 value per channel when training, got an input of shape [1, 3]");

@@ -96,7 +96,7 @@ void check_exp_kernel()
     CHECK(y[1] < 1e-38f);
     CHECK(std::isnan(y[2]));
     CHECK(y[3] == 1.0f);
-    CHECK(y[8] == doctest::Approx(std::exp(-5.0)).epsilon(1e-6));
+    CHECK(y[8] / std::exp(-5.0) == doctest::Approx(1.0).epsilon(2e-7));
     // At the threshold itself, exp is still the smallest normal float, not 0.
     std::vector<float> t(9, -87.33654f);
     kernels::exp_row(t.data(), 0.0f, t.data(), int64_t(t.size()));
