@@ -209,6 +209,14 @@ EQUIVALENT: dict[str, str] = {
         "timing only: the caller spins 2000 times instead of 2001 before it sleeps on the counter",
     "engine/core/parallel.cpp|threads_.store(threads < 1 ? 1 : threads, std::memory_order_relaxed);|1 -> 0|2":
         "unreachable: both callers pass at least 1 (default_threads() clamps, set_num_threads() checks)",
+    "engine/check/gradcheck.cpp|const bool kink = levels >= 2 && std::abs(g0) > 8 * rho_first[i] + t && "
+    "std::abs(g1) > 8 * rho_last[i] + t &&|> -> >=|1":
+        "a floating-point boundary: a one-sided gap equal bit for bit to 8·noise + tolerance happens only by "
+        "accident, and then either verdict is as right (the first entry of this table, for the kink test)",
+    "ops/pool.cpp|bool ceil_mode = false;|false -> true|4":
+        "avg_pool2d_backward's Attrs default is read only by two samples, [2,2,5,5] k3 s2 p1, whose windows are "
+        "the same with ceil_mode ((5 + 2 - 3) / 2 is exact); avg_pool2d_backward() always sets it, and the "
+        "samples with ceil_mode true are there",
     "ops/loss.cpp|TG_CHECK(z.dim() == 2 && is_floating(z.dtype()), op, \": expected float rows [M, C], got \", "
     "dtype_name(z.dtype()),|&& -> |||1":
         "both primitives that call count_valid get their rows from as_rows(), which checks the dtype and makes the rank 2 first",

@@ -261,3 +261,46 @@ TEST_CASE("overflow: slice with a step near 2^63 selects one element")
     tg::sum(y).backward();
     CHECK(x.grad().to_vector() == std::vector<double>{0, 0, 0, 1, 0, 0, 0, 0, 0, 0});
 }
+
+TEST_CASE("0-d and empty: flatten of a scalar, a scalar reduced over axis 0, permute and slice of empty tensors")
+{
+    for (tg::Dtype dt : both_dtypes) {
+        // flatten of a 0-d tensor is [1], as torch.flatten gives; its gradient is 0-d again.
+        Tensor s = tg::full({}, 3.0, dt).requires_grad_();
+        Tensor f = tg::flatten(s);
+        CHECK(f.shape() == shape_type{1});
+        CHECK(f.to_vector() == std::vector<double>{3.0});
+        tg::sum(f * 2.0).backward();
+        CHECK(s.grad().shape() == shape_type{});
+        CHECK(s.grad().item() == 2.0);
+
+        // A 0-d tensor reduced over axis 0 or -1 is itself (torch.sum(t, 0) of a scalar); axis 1 is an error.
+        for (int64_t axis : {0, -1}) {
+            Tensor t = tg::full({}, 5.0, dt).requires_grad_();
+            Tensor r = tg::sum(t, {axis});
+            CHECK(r.shape() == shape_type{});
+            CHECK(r.item() == 5.0);
+            CHECK(tg::mean(t, {axis}).item() == 5.0);
+            (r * 3.0).backward();
+            CHECK(t.grad().item() == 3.0);
+        }
+        CHECK_THROWS_WITH_AS(tg::sum(tg::full({}, 1.0, dt), {1}), doctest::Contains("axis 1 is out of range"),
+                             tg::Error);
+
+        // permute of an empty tensor: the shape moves, nothing is read; the gradient is empty too.
+        Tensor e = leaf({2, 0, 3}, dt);
+        Tensor p = tg::permute(e, {2, 0, 1});
+        CHECK(p.shape() == shape_type{3, 2, 0});
+        tg::sum(p).backward();
+        CHECK(e.grad().shape() == shape_type{2, 0, 3});
+
+        // An empty slice (start at stop, or past the end) is [.., 0, ..]; its gradient is all zeros.
+        Tensor x = tg::reshape(tg::arange(0.0, 12.0, 1.0, dt), {3, 4}).detach().requires_grad_();
+        Tensor none = tg::slice(x, 1, 2, 2);
+        CHECK(none.shape() == shape_type{3, 0});
+        CHECK(tg::slice(x, 0, 5, 9).shape() == shape_type{0, 4});
+        tg::sum(none).backward();
+        CHECK(x.grad().shape() == shape_type{3, 4});
+        CHECK(x.grad().to_vector() == std::vector<double>(12, 0.0));
+    }
+}
