@@ -242,6 +242,8 @@ SliceRange slice_range(const shape_type& shape, int64_t axis, int64_t start, int
     int64_t a = normalize_axis(axis, int64_t(shape.size()), op);
     TG_CHECK(step >= 1, op, ": step must be at least 1, got ", step);
     int64_t n = shape[size_t(a)];
+    // A tensor's axes are never negative, but unslice's target shape is an attribute.
+    TG_CHECK(n >= 0, op, ": axis ", a, " of shape ", shape, " has a negative size");
     auto clamp_index = [n](int64_t i) {
         if (i < 0) i += n;
         return std::clamp<int64_t>(i, 0, n);

@@ -213,6 +213,16 @@ EQUIVALENT: dict[str, str] = {
     "std::abs(g1) > 8 * rho_last[i] + t &&|> -> >=|1":
         "a floating-point boundary: a one-sided gap equal bit for bit to 8·noise + tolerance happens only by "
         "accident, and then either verdict is as right (the first entry of this table, for the kink test)",
+    "engine/kernels/pool.cpp|__int128 out = (num >= 0 ? num / s : -((-num + s - 1) / s)) + 1;  // ⌊num / s⌋ + 1"
+    "|>= -> >|1":
+        "at num = 0, the one value the change moves to the other arm, both arms give 0 (s >= 1)",
+    "engine/kernels/pool_simd.inl|(2 * oh + 1) * w + 2 * lanes <= (1 + planes_after) * 2 * ho * w) {|+ -> -|1":
+        "as the 2 -> 1 mutant of the same line: the bound on d is implied by the bound on g before it, so a "
+        "weaker one changes no branch",
+    "engine/kernels/reduce.hpp|for (int j = 0; j < reduce_lanes; ++j) m = m < acc[j] ? acc[j] : m;|< -> <=|2":
+        "differs only when lanes tie, and then only if the tie is -0 against +0: the maximum is either zero; "
+        "max_row is a shift (x - m, exp) where the two give the same values up to the sign of an exact zero, "
+        "which tapegrad does not specify (nor does PyTorch)",
     "ops/pool.cpp|bool ceil_mode = false;|false -> true|4":
         "avg_pool2d_backward's Attrs default is read only by two samples, [2,2,5,5] k3 s2 p1, whose windows are "
         "the same with ceil_mode ((5 + 2 - 3) / 2 is exact); avg_pool2d_backward() always sets it, and the "

@@ -427,6 +427,21 @@ TEST_CASE("max_pool2d_backward scatters (adding repeats) and max_pool2d_gather g
     CHECK(error_of([&] { tg::max_pool2d_gather(x, bad_first); }).find("index -1 outside") != std::string::npos);
 }
 
+TEST_CASE("max_pool2d_backward float32 of windows that do not tile 2x2 writes every element")
+{
+    // A 2x6 plane pooled by 2x3 windows (stride 2x3): h and w even, ho = h/2,
+    // but wo = w/3. Indices that happen to lie in the 2x2 tiles too (1 and 9)
+    // must not send it down the dense 2x2 path, which writes only 4 columns.
+    // Fresh buffers filled with 0xff: an element left unwritten is NaN.
+    const int fill = tg::detail::fresh_buffer_fill();
+    tg::detail::set_fresh_buffer_fill(0xff);
+    tg::Tensor g = tg::from_values({1, 2}, {1, 1, 1, 2}, tg::float32);
+    tg::Tensor idx = tg::from_values({1, 9}, {1, 1, 1, 2}, tg::int64);
+    std::vector<double> got = tg::max_pool2d_backward(g, idx, {1, 1, 2, 6}).to_vector();
+    tg::detail::set_fresh_buffer_fill(fill);
+    CHECK(got == Values{0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0});
+}
+
 TEST_CASE("max_pool2d_backward 2x2 float32: dense writes, and indices outside their windows still scatter")
 {
     // 2 x 20 input: 10 windows; on AVX2 an 8-wide step, then one overlapping it.

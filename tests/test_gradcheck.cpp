@@ -1158,6 +1158,17 @@ TEST_CASE("gradcheck: projections onto 4 to 8 cotangents")
             if (e.verdict == ElementVerdict::fail) CHECK(e.index[0] == 4);
         }
     }
+    // Elements that need refining (sin(100x): the first step is too coarse),
+    // with as many cotangents as the checker has room for.
+    GradcheckOptions most;
+    most.cotangents = 8;
+    most.mode = GradcheckMode::full;
+    Tensor small = leaf({0.3, -0.7, 1.1}, {3});
+    GradcheckResult refined = gradcheck([](const tensor_list& v) { return sin(v[0] * 100.0); }, {small}, most);
+    INFO(refined.to_string());
+    CHECK(refined.passed());
+    CHECK(refined.cotangents == 8);
+    CHECK(refined.evaluations > 3 * 2 + 20);  // more than one step per element (and the noise probes)
     GradcheckOptions too_many;
     too_many.cotangents = 9;
     CHECK_THROWS_WITH_AS(gradcheck(correct, {x}, too_many), doctest::Contains("cotangents"), Error);

@@ -11,6 +11,17 @@
 #include <sstream>
 #include <string>
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TG_TEST_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TG_TEST_ASAN 1
+#endif
+#endif
+#ifdef TG_TEST_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+
 namespace {
 
 
@@ -488,6 +499,32 @@ TEST_CASE("memory: the fresh-buffer fill reaches reused buffers too, 0x00 includ
         CHECK(wrong == 0);
     }
     CHECK(tg::detail::fresh_buffer_fill() == -1);
+}
+
+TEST_CASE("memory: under AddressSanitizer a cached buffer's slack and a cached free buffer are poisoned")
+{
+#ifdef TG_TEST_ASAN
+    // 50,001 doubles: a bucket of 400,008 bytes rounded up to its 1/8 step,
+    // so there is slack past the request. Reading it would be an overflow.
+    const int64_t n = 50001;
+    const char* p = nullptr;
+    tg::release_cached_memory();  // so the buffer handed out again is this one
+    {
+        tg::Tensor t = tg::Tensor::empty({n}, tg::float64, "test");
+        p = static_cast<const char*>(t.raw_data());
+        CHECK_FALSE(__asan_address_is_poisoned(p));
+        CHECK_FALSE(__asan_address_is_poisoned(p + n * 8 - 1));
+        CHECK(__asan_address_is_poisoned(p + n * 8));
+    }
+    // Back in the cache: all of it is off limits until it is handed out again.
+    CHECK(__asan_address_is_poisoned(p));
+    tg::Tensor again = tg::Tensor::empty({n}, tg::float64, "test");
+    CHECK(static_cast<const char*>(again.raw_data()) == p);  // the same buffer, usable again
+    CHECK_FALSE(__asan_address_is_poisoned(p + n * 8 - 1));
+    CHECK(__asan_address_is_poisoned(p + n * 8));
+#else
+    MESSAGE("not an AddressSanitizer build: the poisoning is checked by build-asan's run");
+#endif
 }
 
 TEST_CASE("tensor: set_grad takes a gradient of the tensor's shape and dtype, and names both otherwise")

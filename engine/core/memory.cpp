@@ -9,6 +9,25 @@
 
 #include "engine/core/error.hpp"
 
+// Under AddressSanitizer the cache tells it what a buffer may be used for: the
+// bucket's slack past the request and a cached buffer are poisoned, so an
+// access past a tensor's end or into a freed one is reported as with malloc.
+#if defined(__SANITIZE_ADDRESS__)
+#define TG_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TG_ASAN 1
+#endif
+#endif
+#ifdef TG_ASAN
+#include <sanitizer/asan_interface.h>
+#define TG_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define TG_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
+#else
+#define TG_POISON(p, n) ((void)(p), (void)(n))
+#define TG_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 namespace tg {
 namespace {
 
@@ -41,7 +60,10 @@ struct BufferCache {
     void clear()
     {
         std::lock_guard lock(mutex);
-        for (auto& [size, p] : free_buffers) std::free(p);
+        for (auto& [size, p] : free_buffers) {
+            TG_UNPOISON(p, size);
+            std::free(p);
+        }
         free_buffers.clear();
         cached = 0;
     }
@@ -95,6 +117,7 @@ void* allocate(size_t bytes)
                 c.free_buffers.erase(it);
                 c.cached -= size;
                 note_alloc(bytes);
+                TG_UNPOISON(p, bytes);
                 return p;
             }
         }
@@ -104,6 +127,7 @@ void* allocate(size_t bytes)
         void* p = std::aligned_alloc(64, size);
         TG_CHECK(p, "out of memory allocating ", bytes, " bytes");
         note_alloc(bytes);
+        TG_POISON(static_cast<char*>(p) + bytes, size - bytes);
         return p;
     }
     // Small buffers: malloc's 16-byte alignment is enough, and its fast path
@@ -141,8 +165,10 @@ void deallocate(void* p, size_t bytes) noexcept
         if (c.cached + size <= max_cached_bytes) {
             c.free_buffers.emplace(size, p);
             c.cached += size;
+            TG_POISON(p, size);
             return;
         }
+        TG_UNPOISON(p, size);
     }
     std::free(p);
 }
