@@ -219,6 +219,10 @@ EQUIVALENT: dict[str, str] = {
     "engine/kernels/pool_simd.inl|(2 * oh + 1) * w + 2 * lanes <= (1 + planes_after) * 2 * ho * w) {|+ -> -|1":
         "as the 2 -> 1 mutant of the same line: the bound on d is implied by the bound on g before it, so a "
         "weaker one changes no branch",
+    "engine/kernels/pool_simd.inl|} else if (in + w + 2 * lanes <= p1 * plane && out + lanes <= p1 * ho * wo) {|2 -> 1|1":
+        "the read bound is implied by the write bound after it: out + lanes <= p1·ho·wo leaves k >= lanes/wo "
+        "output rows, so at least 2w·k >= 4·lanes input elements from row 2oh on, and w + 2·lanes <= 4·lanes "
+        "(w <= 2wo + 1 < 2·lanes); weakening it changes no branch",
     "engine/kernels/reduce.hpp|for (int j = 0; j < reduce_lanes; ++j) m = m < acc[j] ? acc[j] : m;|< -> <=|2":
         "differs only when lanes tie, and then only if the tie is -0 against +0: the maximum is either zero; "
         "max_row is a shift (x - m, exp) where the two give the same values up to the sign of an exact zero, "
@@ -238,6 +242,18 @@ EQUIVALENT: dict[str, str] = {
 # the mutant built into build-asan, the named test run, the report seen.
 # They count as killed; the summary lists them apart.
 CAUGHT_BY_SANITIZER: dict[str, str] = {
+    # Seed 3, the rest of the sample (2026-12-03): the sanitizer build now has _GLIBCXX_ASSERTIONS.
+    "engine/check/gradcheck.cpp|for (int c = 0; c < C; ++c)|< -> <=|2":
+        "_GLIBCXX_ASSERTIONS: std::array index 8 of 8 in refine()'s test of open gaps, test_gradcheck "
+        "'projections onto 4 to 8 cotangents' (x³ at 0 with 8 cotangents: refined, every gap closed)",
+    "engine/check/gradcheck.cpp|for (int c = 0; c < C; ++c) {|< -> <=|18":
+        "_GLIBCXX_ASSERTIONS: std::array index 8 of 8 in measure_noise's third differences, any check with 8 "
+        "cotangents (test_gradcheck 'projections onto 4 to 8 cotangents')",
+    "ops/loss.cpp|for (size_t i = 0; i < c.size(); ++i) c[i] = width * centers[i % 9];|[i % 9] -> [(i % 9) + 1]|1":
+        "UBSan: index 9 out of bounds for double[9] in the samples' away_from_kinks (test data), the registry sweep",
+    "engine/kernels/softmax.cpp|lse[2 * r] = lse[2 * r + 1] = 0;|[2 * r + 1] -> [(2 * r + 1) + 1]|1":
+        "ASan: heap-buffer-overflow one past lse in cross_entropy_forward<double> for an ignored last row "
+        "(the suite: a cross_entropy with ignore_index on its last row)",
     "engine/check/gradcheck.cpp|for (int c = 0; c < C; ++c) out[c] += (o[i] - o0[i]) * u[i * C + c];|< -> <=|1":
         "stack-buffer-overflow in project(), test_gradcheck 'output elements that are infinite and stay so' with "
         "8 cotangents (one past the projections of the last one)",

@@ -1169,6 +1169,13 @@ TEST_CASE("gradcheck: projections onto 4 to 8 cotangents")
     CHECK(refined.passed());
     CHECK(refined.cotangents == 8);
     CHECK(refined.evaluations > 3 * 2 + 20);  // more than one step per element (and the noise probes)
+    // And refined where the one-sided gaps close at once (x³ at 0: r − l = 0),
+    // so every cotangent's gap is looked at.
+    Tensor zeros5 = leaf({0.0, 0.0, 0.0, 0.0, 0.0}, {5});
+    GradcheckResult cubic = gradcheck([](const tensor_list& v) { return mul(mul(v[0], v[0]), v[0]); }, {zeros5}, most);
+    INFO(cubic.to_string());
+    CHECK(cubic.passed());
+    CHECK(cubic.evaluations > 5 * 2 + 20);
     GradcheckOptions too_many;
     too_many.cotangents = 9;
     CHECK_THROWS_WITH_AS(gradcheck(correct, {x}, too_many), doctest::Contains("cotangents"), Error);
