@@ -261,4 +261,16 @@ TEST_CASE("xtensor op: a gradient of the wrong shape, inputs of mixed dtypes, no
                          tg::Error);
     CHECK_THROWS_WITH_AS(XtNoOutput::call({x}), "tapegrad: test_xt_no_output: forward_xt did not call set_output",
                          tg::Error);
+    // Shapes that do not broadcast: xtensor's own error, on one line, naming the op.
+    tg::Tensor a = tg::ones({5, 5}, tg::float64), b = tg::ones({4, 5}, tg::float64);
+    std::string what;
+    try {
+        XtScaledMul::call({a, b});
+    } catch (const tg::Error& e) {
+        what = e.what();
+    }
+    CHECK(what.rfind("tapegrad: test_xt_scaled_mul: ", 0) == 0);
+    CHECK(what.find('\n') == std::string::npos);
+    CHECK(tg::detail::one_line("Incompatible dimension of arrays:\n LHS shape = (5, 5, )\n RHS shape = (4, 5, )\n") ==
+          "Incompatible dimension of arrays: LHS shape = (5, 5, ) RHS shape = (4, 5, )");
 }

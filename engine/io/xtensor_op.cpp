@@ -18,3 +18,20 @@ tensor_list detail::mark_first_order_only(const char* op, tensor_list grads, con
 }
 
 }  // namespace tg
+
+std::string tg::detail::one_line(const char* what)
+{
+    std::string out;
+    bool space = false;
+    for (const char* c = what; *c; ++c) {
+        const bool blank = *c == '\n' || *c == '\r' || *c == '\t' || *c == ' ';
+        if (blank) {
+            space = !out.empty();
+            continue;
+        }
+        if (space) out += ' ';
+        space = false;
+        out += *c;
+    }
+    return out;
+}

@@ -163,6 +163,10 @@ namespace detail {
 // tensors, through a rule that refuses to run.
 tensor_list mark_first_order_only(const char* op, tensor_list grads, const BackwardArgs& a);
 
+// xtensor's own message on one line, as tapegrad's errors are (its broadcast
+// error spreads the two shapes over three).
+std::string one_line(const char* what);
+
 // Runs an xtensor body; an exception of xtensor's own (a broadcast error on
 // mismatched shapes, say) becomes a tg::Error naming the op.
 template <class F>
@@ -173,7 +177,7 @@ void run_xtensor(const char* op, F body)
     } catch (const Error&) {
         throw;
     } catch (const std::exception& e) {
-        fail(op, ": ", e.what());
+        fail(op, ": ", one_line(e.what()));
     }
 }
 
