@@ -192,7 +192,10 @@ std::pair<Tensor, Tensor> extremum_with_indices(const Tensor& x, int64_t axis, b
     const char* op = is_max ? "max_with_indices" : "min_with_indices";
     TG_CHECK(x.defined(), op, ": undefined input");
     const int64_t d = x.dim();
-    TG_CHECK(axis >= -d && axis < d, op, ": axis ", axis, " is out of range for shape ", x.shape());
+    // A 0-d tensor has the one axis 0 (or -1), as in PyTorch: itself, at index 0.
+    const int64_t r = std::max<int64_t>(d, 1);
+    TG_CHECK(axis >= -r && axis < r, op, ": axis ", axis, " is out of range for shape ", x.shape());
+    if (d == 0) return {reshape(x, {}), zeros({}, int64)};
     // As PyTorch: a reduction without identity over no elements.
     TG_CHECK(x.shape()[size_t(axis < 0 ? axis + d : axis)] > 0, op, ": axis ", axis, " of shape ", x.shape(),
              " is empty: no extremum to take");
@@ -215,9 +218,12 @@ TG_REGISTER_SAMPLES("max_with_indices", {
     sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, [](const tensor_list& x) { return max_with_indices(x[0], 1).first; }),
     sample("[3,4,5] axis -1 keepdims", {real("x", {3, 4, 5})},
            [](const tensor_list& x) { return max_with_indices(x[0], -1, true).first; }),
+    sample("0-d axis 0", {real("x", {})}, [](const tensor_list& x) { return max_with_indices(x[0], 0).first; }),
 });
 TG_REGISTER_SAMPLES("min_with_indices", {
     sample("[4,3] axis 0", {real("x", {4, 3})}, [](const tensor_list& x) { return min_with_indices(x[0], 0).first; }),
+    sample("0-d axis -1 keepdims", {real("x", {})},
+           [](const tensor_list& x) { return min_with_indices(x[0], -1, true).first; }),
 });
 
 TG_REGISTER_SAMPLES("mean", {

@@ -262,7 +262,7 @@ TEST_CASE("overflow: slice with a step near 2^63 selects one element")
     CHECK(x.grad().to_vector() == std::vector<double>{0, 0, 0, 1, 0, 0, 0, 0, 0, 0});
 }
 
-TEST_CASE("0-d and empty: flatten of a scalar, a scalar reduced over axis 0, permute and slice of empty tensors")
+TEST_CASE("0-d and empty: flatten of a scalar, a scalar reduced over axis 0 (sum, mean, max and min with indices), permute and slice of empty tensors")
 {
     for (tg::Dtype dt : both_dtypes) {
         // flatten of a 0-d tensor is [1], as torch.flatten gives; its gradient is 0-d again.
@@ -286,6 +286,19 @@ TEST_CASE("0-d and empty: flatten of a scalar, a scalar reduced over axis 0, per
         }
         CHECK_THROWS_WITH_AS(tg::sum(tg::full({}, 1.0, dt), {1}), doctest::Contains("axis 1 is out of range"),
                              tg::Error);
+        // torch.max(t, 0) of a scalar: itself, at index 0 (keepdims or not, still 0-d); axis 1 is an error.
+        for (bool is_max : {true, false}) {
+            Tensor t = tg::full({}, -2.5, dt).requires_grad_();
+            auto [v, i] = is_max ? tg::max_with_indices(t, -1, true) : tg::min_with_indices(t, 0);
+            CHECK(v.shape() == shape_type{});
+            CHECK(v.item() == -2.5);
+            CHECK(i.dtype() == tg::int64);
+            CHECK(i.shape() == shape_type{});
+            CHECK(i.item() == 0.0);
+            (v * 4.0).backward();
+            CHECK(t.grad().item() == 4.0);
+            CHECK_THROWS_WITH_AS(tg::max_with_indices(t, 1), doctest::Contains("axis 1 is out of range"), tg::Error);
+        }
 
         // permute of an empty tensor: the shape moves, nothing is read; the gradient is empty too.
         Tensor e = leaf({2, 0, 3}, dt);
