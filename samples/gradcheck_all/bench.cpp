@@ -63,6 +63,9 @@ int run_bench(int argc, char** argv)
     cases.push_back({"matmul (16,32)@(32,8) [wrt both]",
                      [](const tg::tensor_list& x) { return tg::matmul(x[0], x[1]); },
                      {randn_leaf({16, 32}, gen), randn_leaf({32, 8}, gen)}});
+    // Issue 10's fast-mode case: a correct sum of 10^4 squares must not escalate.
+    cases.push_back({"sum of squares (10000)", [](const tg::tensor_list& x) { return tg::sum(tg::mul(x[0], x[0])); },
+                     {randn_leaf({10000}, gen)}, true});
     cases.push_back({"square x·x (100000)", [](const tg::tensor_list& x) { return tg::mul(x[0], x[0]); },
                      {randn_leaf({100000}, gen)}, true});
     cases.push_back({"tanh (100000)", [](const tg::tensor_list& x) { return tg::tanh(x[0]); },
