@@ -129,7 +129,13 @@ Tensor index_select(const Tensor& x, int64_t axis, const Tensor& index)
              dtype_name(index.dtype()), " ", index.shape());
     try {
         const int64_t ax = normalize_axis(axis, x.dim(), "index_select");
-        if (x.dim() == 0) return gather(x, 0, reshape(index, {}));
+        if (x.dim() == 0) {
+            // PyTorch returns the 0-d tensor for any index of zeros, of any length;
+            // tapegrad takes exactly one index, as the shape of the result says.
+            TG_CHECK(index.numel() == 1, "index_select: a 0-d input takes one index, got an index of shape ",
+                     index.shape());
+            return gather(x, 0, reshape(index, {}));
+        }
         shape_type shape = x.shape();
         shape[size_t(ax)] = index.numel();
         Tensor full = Tensor::empty(shape, int64, "index_select");

@@ -191,6 +191,8 @@ TG_REGISTER_SAMPLES("matmul", {
     sample("[4] x [4,3] vector-matrix", {real("a", {4}), real("b", {4, 3})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
     sample("[2,3,4] x [4] matrix-vector", {real("a", {2, 3, 4}), real("b", {4})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
     sample("[5] x [5] dot", {real("a", {5}), real("b", {5})}, [](const tensor_list& x) { return matmul(x[0], x[1]); }),
+    sample("[2,3,4] x [1,4,5] a batch of one folds into the rows", {real("a", {2, 3, 4}), real("b", {1, 4, 5})},
+           [](const tensor_list& x) { return matmul(x[0], x[1]); }),
 });
 
 // Referenced by link_builtin_ops (ops/builtin.cpp), so that a static link keeps

@@ -397,7 +397,8 @@ struct Extreme : Op<D> {
         return {D::sample("[3,4,5] all", {real("x", {3, 4, 5})}, Attrs{{}, false}),
                 D::sample("[3,4,5] axis 1", {real("x", {3, 4, 5})}, Attrs{{1}, false}),
                 D::sample("[4,3] axes 0,1 keepdims", {real("x", {4, 3})}, Attrs{{0, 1}, true}),
-                D::sample("[2,3] everything (no axes), keepdims", {real("x", {2, 3})}, Attrs{{}, true})};
+                D::sample("[2,3] everything (no axes), keepdims", {real("x", {2, 3})}, Attrs{{}, true}),
+                D::sample("[3,1,4] axes 1,2, one of size 1", {real("x", {3, 1, 4})}, Attrs{{1, 2}, false})};
     }
 };
 struct Max : Extreme<Max, true> {

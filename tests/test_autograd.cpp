@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <tuple>
 #include <latch>
 #include <string>
 #include <thread>
@@ -567,4 +569,58 @@ TEST_CASE("autograd: an op with more inputs than the saved-input mask has bits (
                                           tg::tensor_list(parts.begin(), parts.begin() + 33));
     INFO(r.to_string());
     CHECK(r.passed());
+}
+
+// Ops that differentiate each input only when it asks: the gradient of the one
+// asked for must be the one it gets when both are differentiated, first and
+// second order (the usual calls: a loss's target, scatter_add's base, and the
+// constant incoming gradient of a second order).
+TEST_CASE("autograd: one input differentiated and the other constant gets the gradient it gets with both")
+{
+    using namespace tg;
+    Generator gen(11);
+    const Tensor p0 = add(mul(rand({2, 3}, float64, &gen), scalar(0.8, float64)), scalar(0.1, float64));  // in (0.1, 0.9)
+    const Tensor t0 = rand({2, 3}, float64, &gen), z0 = randn({2, 3}, float64, &gen);
+    const Tensor logq0 = log_softmax(z0, 1), q0 = softmax(randn({2, 3}, float64, &gen), 1);
+    const Tensor index = from_values({0, 1, 1, 0, 0, 1}, {2, 3}, int64);
+    using Loss = std::function<Tensor(const Tensor&, const Tensor&)>;
+    const std::vector<std::tuple<const char*, Loss, Tensor, Tensor>> cases = {
+        {"kl_div", [](const Tensor& a, const Tensor& b) { return kl_div(a, b, Reduction::batchmean); }, logq0, q0},
+        {"kl_div, log_target", [](const Tensor& a, const Tensor& b) { return kl_div(a, b, Reduction::sum, true); },
+         logq0, log(q0)},
+        {"binary_cross_entropy", [](const Tensor& a, const Tensor& b) { return binary_cross_entropy(a, b); }, p0, t0},
+        {"binary_cross_entropy_with_logits",
+         [](const Tensor& a, const Tensor& b) { return binary_cross_entropy_with_logits(a, b, Reduction::sum); }, z0, t0},
+        {"scatter_add", [&](const Tensor& a, const Tensor& b) { return sum(mul(scatter_add(a, 0, index, b), a)); }, z0,
+         t0},
+    };
+    int checked = 0;
+    for (const auto& [name, f, a0, b0] : cases) {
+        CAPTURE(std::string(name));
+        Tensor a = a0.detach().requires_grad_(), b = b0.detach().requires_grad_();
+        const tensor_list both = grad({f(a, b)}, {a, b});
+        const Tensor a_only = grad({f(a, b0.detach())}, {a})[0], b_only = grad({f(a0.detach(), b)}, {b})[0];
+        CHECK(a_only.to_vector() == both[0].to_vector());
+        CHECK(b_only.to_vector() == both[1].to_vector());
+        // Second order: the Hessian-vector products of the input-gradient ops,
+        // each with the other input constant.
+        const Tensor v = randn(a0.shape(), float64, &gen);
+        const Tensor ga = grad({f(a, b)}, {a}, {}, {.create_graph = true})[0];
+        const tensor_list hv_both = grad({sum(mul(ga, v))}, {a, b});
+        const Tensor ga_const_b = grad({f(a, b0.detach())}, {a}, {}, {.create_graph = true})[0];
+        if (ga_const_b.requires_grad())
+            CHECK(grad({sum(mul(ga_const_b, v))}, {a})[0].to_vector() == hv_both[0].to_vector());
+        else  // linear in a (kl_div): its gradient is a constant, and so d²/da² = 0
+            CHECK(hv_both[0].to_vector() == Values(size_t(a0.numel()), 0.0));
+        ++checked;
+    }
+    CHECK(checked == int(cases.size()));
+
+    // The second order of sum(relu(x)): relu's backward meets a constant
+    // incoming gradient (the ones of sum), and relu is piecewise linear.
+    Tensor x = from_values({-1.5, 0.5, 2.0, -0.25}, {4}, float64).requires_grad_();
+    const Tensor g = grad({sum(relu(x))}, {x}, {}, {.create_graph = true})[0];
+    CHECK(g.to_vector() == Values{0, 1, 1, 0});
+    const Tensor h = grad({sum(mul(g, from_values({1, 2, 3, 4}, {4}, float64)))}, {x})[0];
+    CHECK(h.to_vector() == Values{0, 0, 0, 0});
 }

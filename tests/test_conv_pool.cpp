@@ -514,6 +514,35 @@ TEST_CASE("adaptive_avg_pool2d: global average and uneven windows")
     check_close(dx.to_vector(), Values(210, 1.0 / 35), 1e-14, "global average backward");
 }
 
+TEST_CASE("adaptive_avg_pool2d: an unbatched [C, H, W] input is its batch of one, and an undefined one is an error")
+{
+    tg::Generator gen(8);
+    tg::Tensor x = tg::randn({3, 5, 4}, tg::float64, &gen);
+    tg::Tensor y = tg::adaptive_avg_pool2d(x, {2, 3});
+    REQUIRE(y.shape() == tg::shape_type{3, 2, 3});
+    CHECK(y.to_vector() == tg::adaptive_avg_pool2d(tg::unsqueeze(x, 0), {2, 3}).to_vector());
+    CHECK(contains(error_of([] { tg::adaptive_avg_pool2d(tg::Tensor(), 2); }), "adaptive_avg_pool2d: undefined input"));
+}
+
+TEST_CASE("max_pool2d: a window of padding in the columns only, rows inside, is refused as one of padding only")
+{
+    // [1, 1, 3, 1], kernel (1, 2), padding (0, 1), dilation (1, 2): the one
+    // column's window taps columns -1 and 1, both padding, in every row.
+    for (tg::Dtype dt : {tg::float32, tg::float64})
+        CHECK(contains(error_of([&] { tg::max_pool2d(tg::zeros({1, 1, 3, 1}, dt), {1, 2}, 1, {0, 1}, {1, 2}); }),
+                       "only padding"));
+}
+
+TEST_CASE("max_unpool2d float32: an index outside the plane is an error naming it, as in float64")
+{
+    tg::Tensor y = tg::ones({1, 1, 2, 2}, tg::float32);
+    tg::Tensor idx = tg::from_values({0, 5, 10, 16}, {1, 1, 2, 2}, tg::int64);
+    const std::string msg = error_of([&] { tg::max_unpool2d(y, idx, 2); });
+    CHECK(contains(msg, "max_unpool2d"));
+    CHECK(contains(msg, "index 16"));
+    CHECK(contains(msg, "4x4 output plane"));
+}
+
 // --- the registry samples ---------------------------------------------------------------------
 
 TEST_CASE("conv and pool ops: every registered sample passes gradcheck, first and second order, and float32")

@@ -161,6 +161,10 @@ TEST_CASE("empty: conv2d with 0 output channels has a zero input gradient, and a
             CHECK(y.numel() == 0);
             tg::sum(y).backward();
             CHECK(x.grad().to_vector() == std::vector<double>(256, 0.0));
+            // Only the weight asks: the weight gradient of no output channel is empty.
+            Tensor w_only = leaf(ws, dt);
+            tg::sum(tg::conv2d(tg::full({1, 16, 4, 4}, 7.0, dt), w_only, Tensor(), 1, 0, 1, 16 / ws[1])).backward();
+            CHECK(w_only.grad().shape() == ws);
         }
         Tensor w = tg::ones({2, 3, 1, 1}, dt);
         for (const shape_type& xs : {shape_type{2, 3, 0, 5}, shape_type{2, 3, 5, 0}}) {
@@ -315,5 +319,39 @@ TEST_CASE("0-d and empty: flatten of a scalar, a scalar reduced over axis 0 (sum
         tg::sum(none).backward();
         CHECK(x.grad().shape() == shape_type{3, 4});
         CHECK(x.grad().to_vector() == std::vector<double>(12, 0.0));
+    }
+}
+
+TEST_CASE("0-d and empty: index_select of a scalar, linear of no input features, a constant pad that keeps nothing of a row")
+{
+    for (tg::Dtype dt : both_dtypes) {
+        CAPTURE(std::string(tg::dtype_name(dt)));
+        // A 0-d tensor has the one axis 0: index [0] or 0-d 0 gives it back, 0-d
+        // (as PyTorch); an index of two is refused (PyTorch gives a 0-d for it too).
+        Tensor s = tg::scalar(2.5, dt).requires_grad_();
+        for (const shape_type& is : {shape_type{1}, shape_type{}}) {
+            Tensor picked = tg::index_select(s, 0, tg::zeros(is, tg::int64));
+            CHECK(picked.dim() == 0);
+            CHECK(picked.item() == 2.5);
+            CHECK(tg::grad({picked}, {s})[0].item() == 1.0);
+        }
+        CHECK_THROWS_WITH(tg::index_select(s, 0, tg::zeros({2}, tg::int64)),
+                          doctest::Contains("index_select: a 0-d input takes one index, got an index of shape [2]"));
+        CHECK_THROWS_WITH(tg::index_select(s, 0, tg::ones({1}, tg::int64)), doctest::Contains("index_select"));
+        // linear with 0 input features: the bias alone, and a weight gradient of [3, 0].
+        Tensor x = leaf({2, 0}, dt), w = leaf({3, 0}, dt), b = tg::from_values({1, 2, 3}, {3}, dt).requires_grad_();
+        Tensor y = tg::linear(x, w, b);
+        CHECK(y.to_vector() == std::vector<double>{1, 2, 3, 1, 2, 3});
+        tg::sum(y).backward();
+        CHECK(w.grad().shape() == shape_type{3, 0});
+        CHECK(b.grad().to_vector() == std::vector<double>{2, 2, 2});
+    }
+    // Constant pads (-3, 2) on an axis of 3 keep nothing of each row: the value
+    // only, in every dtype.
+    for (tg::Dtype dt : {tg::float32, tg::float64, tg::int64}) {
+        CAPTURE(std::string(tg::dtype_name(dt)));
+        Tensor p = tg::pad(tg::ones({2, 3}, dt), {-3, 2}, tg::PaddingMode::constant, 4);
+        CHECK(p.shape() == shape_type{2, 2});
+        CHECK(p.to_vector() == std::vector<double>{4, 4, 4, 4});
     }
 }

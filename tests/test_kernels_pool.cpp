@@ -249,6 +249,7 @@ TEST_CASE("pool windows: dilation steps the taps from the first one inside the i
     const int64_t big = int64_t(1) << 62;
     CHECK(kernels::pool_out_size(5, big, 1, 0, 4) < 0);
     CHECK(kernels::pool_out_size(big, 2, big, 1, 1, true) == 2);
+    CHECK(kernels::pool_out_size(INT64_MAX, 2, 1, 1) == INT64_MAX);  // INT64_MAX + 1 windows, clamped
     // Dilation with padding over a 1-element axis: the only window holds padding only.
     CHECK(kernels::has_empty_window(kernels::pool_windows(1, 1, 3, {2, 1, 1, 1, 1, 0, 2, 1, false}, true)));
     CHECK_FALSE(kernels::has_empty_window(kernels::pool_windows(1, 3, 3, {2, 1, 1, 1, 1, 0, 2, 1, false}, true)));

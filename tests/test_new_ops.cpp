@@ -157,6 +157,18 @@ TEST_CASE("new ops: embedding's padding row gets no gradient, and the others add
     }
 }
 
+TEST_CASE("new ops: scatter_add, gather and index_select of int64 tensors, not differentiable, compute the same")
+{
+    // [3, 2] base, index [2, 2] along axis 0: base[index[i][j]][j] += src[i][j].
+    const Tensor base = from_values({1, 2, 3, 4, 5, 6}, {3, 2}, int64);
+    const Tensor index = from_values({2, 0, 2, 1}, {2, 2}, int64), src = from_values({10, 20, 30, 40}, {2, 2}, int64);
+    const Tensor out = scatter_add(base, 0, index, src);
+    CHECK(out.dtype() == int64);
+    CHECK(out.to_vector() == Values{1, 22, 3, 44, 45, 6});
+    CHECK(gather(out, 0, index).to_vector() == Values{45, 22, 45, 44});
+    CHECK(index_select(out, 1, from_values({1}, {1}, int64)).to_vector() == Values{22, 44, 6});
+}
+
 TEST_CASE("new ops: bad indices, axes and options are errors naming the op")
 {
     Tensor x = zeros({3, 4});

@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -316,4 +317,59 @@ TEST_CASE("op errors: huge strides, kernels and paddings that fit are valid call
     CHECK(avg_pool2d(x, 2, int64_t(1) << 62).shape() == shape_type{1, 2, 1, 1});
     CHECK(max_pool2d(x, 3, INT64_MAX, 1).shape() == shape_type{1, 2, 1, 1});
     CHECK(conv2d(x, zeros({3, 2, 3, 3}), Tensor(), INT64_MAX, 1).shape() == shape_type{1, 3, 1, 1});
+}
+
+TEST_CASE("op errors: unpooling, normalisation, padding, loss and reduction arguments each refused by name")
+{
+    const Tensor x = zeros({1, 1, 2, 2}), at = zeros({1, 1, 2, 2}, int64), u;
+    Tensor mean = zeros({1}), var = ones({1}), no_var, no_count;
+    const Tensor nan = scalar(std::nan(""));  // 0-d
+    const double inf = std::numeric_limits<double>::infinity();
+    check_errors({
+        {"max_unpool2d, kernel width 0", [&] { max_unpool2d(x, at, {2, 0}); },
+         {"max_unpool2d: kernel size (2, 0) must be positive"}},
+        {"max_unpool2d, stride height 0", [&] { max_unpool2d(x, at, 2, {0, 1}); },
+         {"max_unpool2d: stride (0, 1) must be positive"}},
+        {"max_unpool2d, stride width 0", [&] { max_unpool2d(x, at, 2, {1, 0}); },
+         {"max_unpool2d: stride (1, 0) must be positive"}},
+        {"max_unpool2d, padding height -1", [&] { max_unpool2d(x, at, 2, 2, {-1, 0}); },
+         {"max_unpool2d: padding (-1, 0) must not be negative"}},
+        {"max_unpool2d, padding width -1", [&] { max_unpool2d(x, at, 2, 2, {0, -1}); },
+         {"max_unpool2d: padding (0, -1) must not be negative"}},
+        {"max_unpool2d, unbatched input and no indices", [&] { max_unpool2d(zeros({1, 2, 2}), u, 2); },
+         {"max_unpool2d: indices of shape [] for an input of shape [1, 2, 2]"}},
+        // Padding past the kernel: the default size is -3, and an output_size
+        // within a stride of it is still negative.
+        {"max_unpool2d, negative output_size", [&] { max_unpool2d(zeros({1, 1, 1, 1}), zeros({1, 1, 1, 1}, int64), 1, 1, 2, {-3, -3}); },
+         {"max_unpool2d: output size (-3, -3) must not be negative"}},
+        {"avg_pool2d_backward, divisor_override 0", [&] { avg_pool2d_backward(zeros({1, 1, 1, 1}), {1, 1, 2, 2}, 2, 2, 0, true, false, 0); },
+         {"avg_pool2d_backward: divisor_override must not be 0"}},
+        {"conv2d, padding=same with dilation width 0", [&] { conv2d(x, zeros({1, 1, 1, 1}), u, 1, same, {1, 0}); },
+         {"conv2d: padding=same for kernel (1, 1) and dilation (1, 0): both must be positive"}},
+        {"reflect pad of 4 axes", [&] { pad(zeros({1, 2, 2, 2, 2}), {1, 1, 1, 1, 1, 1, 1, 1}, PaddingMode::reflect); },
+         {"pad: reflect padding pads 1 axis of a 2-d or 3-d input", "[1, 2, 2, 2, 2]"}},
+        {"embedding, padding_idx below -rows", [&] { embedding(zeros({2}, int64), zeros({3, 2}), -4); },
+         {"embedding: padding_idx -4 is out of range for 3 embeddings"}},
+        {"batch_norm, running_var undefined", [&] { batch_norm(x, {&mean, &no_var}); },
+         {"batch_norm: running_var points to an undefined tensor"}},
+        {"batch_norm, num_batches_tracked undefined", [&] { batch_norm(x, {&mean, &var, &no_count}); },
+         {"batch_norm: num_batches_tracked points to an undefined tensor"}},
+        {"group_norm, eps NaN", [&] { group_norm(x, 1, u, u, std::nan("")); }, {"group_norm: eps nan is not a finite number >= 0"}},
+        {"group_norm, eps inf", [&] { group_norm(x, 1, u, u, inf); }, {"group_norm: eps inf is not a finite number >= 0"}},
+        {"group_norm, eps negative", [&] { group_norm(x, 1, u, u, -1e-5); }, {"group_norm: eps -1e-05 is not a finite number >= 0"}},
+        {"smooth_l1_loss, beta inf", [&] { smooth_l1_loss(x, x, Reduction::mean, inf); },
+         {"smooth_l1_loss: beta inf must be finite and >= 0"}},
+        {"max_with_indices, axis past the end", [&] { max_with_indices(x, 4); },
+         {"max_with_indices: axis 4 is out of range for shape [1, 1, 2, 2]"}},
+        {"min_with_indices, axis before the start", [&] { min_with_indices(x, -5); },
+         {"min_with_indices: axis -5 is out of range for shape [1, 1, 2, 2]"}},
+        {"max_with_indices of a 0-d tensor, axis 1", [&] { max_with_indices(nan, 1); },
+         {"max_with_indices: axis 1 is out of range for shape []"}},
+        // Enum values outside their enums (a cast), named as unknown.
+        {"gelu, approximate 2", [&] { gelu(x, GeluApproximate(2)); }, {"gelu: approximate 2 is neither none nor tanh"}},
+        {"conv2d_padding_sides, kind 3", [&] { conv2d_padding_sides(ConvPadding(ConvPadding::Kind(3)), 3, 1); },
+         {"conv2d: unknown padding kind 3"}},
+        {"set_isa, an Isa outside the enum", [&] { kernels::set_isa(kernels::Isa(2)); },
+         {"set_isa: this CPU does not support ?"}},
+    });
 }

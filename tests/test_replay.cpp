@@ -126,6 +126,36 @@ TEST_CASE("replay: after an op replayed densely, only the elements that changed 
     CHECK(moved == doctest::Approx(tg::sum(tg::exp(tg::mul(tg::log_softmax(x2, 1), tg::scalar(0.5, tg::float64)))).item()).epsilon(1e-13));
 }
 
+TEST_CASE("replay: max_pool2d's delta over a window holding a NaN keeps the NaN, as its forward")
+{
+    // [1, 1, 4, 4], 2x2 windows; x[1] (window 0) is NaN. Moving x[0] up keeps
+    // window 0 NaN; moving the NaN itself to a number makes it the maximum.
+    tg::Tensor x = tg::reshape(tg::arange(16, tg::float64), {1, 1, 4, 4}).requires_grad_();
+    x.data<double>()[1] = std::nan("");
+    tg::Tensor out;
+    tg::ReplayCapture capture;
+    out = tg::max_pool2d(x, 2);
+    capture.stop();
+    tg::ReplayTape tape(capture, out, {x});
+    tg::Replayer replayer(tape);
+    for (auto [e, v] : {std::pair<int64_t, double>{0, 30.0}, {1, 40.0}, {5, -3.0}}) {
+        CAPTURE(e);
+        const std::vector<double> got = replayer.run_element(0, e, v).to_vector();
+        tg::Tensor moved = x.detach().clone();
+        moved.data<double>()[e] = v;
+        const std::vector<double> want = tg::max_pool2d(moved, 2).to_vector();
+        REQUIRE(got.size() == want.size());
+        for (size_t i = 0; i < got.size(); ++i) {
+            CAPTURE(i);
+            CHECK(std::isnan(got[i]) == std::isnan(want[i]));
+            if (!std::isnan(want[i])) CHECK(got[i] == want[i]);
+        }
+    }
+    CHECK(replayer.dense_replays() == 0);
+    CHECK(std::isnan(replayer.run_element(0, 0, 30.0).data<double>()[0]));
+    CHECK(replayer.run_element(0, 1, 40.0).data<double>()[0] == 40.0);
+}
+
 TEST_CASE("replay: clear errors")
 {
     tg::Tensor w = tg::ones({3}, tg::float64).requires_grad_();
