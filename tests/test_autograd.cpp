@@ -616,6 +616,16 @@ TEST_CASE("autograd: one input differentiated and the other constant gets the gr
     }
     CHECK(checked == int(cases.size()));
 
+    // The gradient of BCE's input gradient w·(p - t)/(p·(1 - p)) with respect
+    // to the upstream gradient w (as tg::jvp takes it): (p - t)/(p·(1 - p)).
+    {
+        Tensor p = p0.detach().requires_grad_(), w = rand({2, 3}, float64, &gen).requires_grad_();
+        const Tensor gp = grad({binary_cross_entropy(p, t0, Reduction::none)}, {p}, {w}, {.create_graph = true})[0];
+        const Values dw = grad({sum(gp)}, {w})[0].to_vector(), pv = p0.to_vector(), tv = t0.to_vector();
+        for (size_t i = 0; i < dw.size(); ++i)
+            CHECK(dw[i] == doctest::Approx((pv[i] - tv[i]) / (pv[i] * (1 - pv[i]))).epsilon(1e-14));
+    }
+
     // The second order of sum(relu(x)): relu's backward meets a constant
     // incoming gradient (the ones of sum), and relu is piecewise linear.
     Tensor x = from_values({-1.5, 0.5, 2.0, -0.25}, {4}, float64).requires_grad_();

@@ -342,6 +342,8 @@ TEST_CASE("op errors: unpooling, normalisation, padding, loss and reduction argu
         // within a stride of it is still negative.
         {"max_unpool2d, negative output_size", [&] { max_unpool2d(zeros({1, 1, 1, 1}), zeros({1, 1, 1, 1}, int64), 1, 1, 2, {-3, -3}); },
          {"max_unpool2d: output size (-3, -3) must not be negative"}},
+        {"max_unpool2d, negative output width", [&] { max_unpool2d(zeros({1, 1, 3, 1}), zeros({1, 1, 3, 1}, int64), 1, 1, {0, 2}, {3, -3}); },
+         {"max_unpool2d: output size (3, -3) must not be negative"}},
         {"avg_pool2d_backward, divisor_override 0", [&] { avg_pool2d_backward(zeros({1, 1, 1, 1}), {1, 1, 2, 2}, 2, 2, 0, true, false, 0); },
          {"avg_pool2d_backward: divisor_override must not be 0"}},
         {"conv2d, padding=same with dilation width 0", [&] { conv2d(x, zeros({1, 1, 1, 1}), u, 1, same, {1, 0}); },
