@@ -5,6 +5,7 @@
 // they can be differentiated again.
 #include "ops/conv.hpp"
 
+#include <any>
 #include <vector>
 
 #include "engine/core/op.hpp"
@@ -77,6 +78,22 @@ bool conv2d_delta(DeltaArgs& d, const ConvShape& s)
                    (B.unchanged() ? 0 : int64_t(B.changed->size()) * g.n * plane);
     if (work > g.n * s.out_channels * plane * s.k() / 4) return false;  // the GEMMs are cheaper
     const double *x0 = X.base_data(), *x1 = X.data(), *w0 = W.base_data(), *w1 = W.data();
+    // A changed input element meets og weights kk·cg apart per tap: read them
+    // from a copy laid out [cl][ky][kx][co], made once per replayer, when the
+    // weight is as recorded (the copy is of the recorded value).
+    const double* w_taps = nullptr;
+    if (!X.unchanged() && W.unchanged()) {
+        auto* cached = std::any_cast<std::vector<double>>(&d.cache());
+        if (!cached) {
+            std::vector<double> t(size_t(W.base->numel()));
+            for (int64_t co = 0; co < s.out_channels; ++co)
+                for (int64_t cl = 0; cl < cg; ++cl)
+                    for (int64_t tap = 0; tap < kk; ++tap)
+                        t[size_t((cl * kk + tap) * s.out_channels + co)] = w0[(co * cg + cl) * kk + tap];
+            cached = &d.cache().emplace<std::vector<double>>(std::move(t));
+        }
+        w_taps = cached->data();
+    }
     auto add = [&](int64_t n, int64_t co, int64_t oy, int64_t ox, double v) {
         int64_t o = ((n * s.out_channels + co) * g.ho + oy) * g.wo + ox;
         d.out[o] += v;
@@ -96,9 +113,19 @@ bool conv2d_delta(DeltaArgs& d, const ConvShape& s)
                     // One output per channel of the group: a plane apart, their weights kk·cg apart.
                     const int64_t co0 = group * og;
                     const int64_t o0 = ((n * s.out_channels + co0) * g.ho + ty / g.sh) * g.wo + tx / g.sw;
-                    const double* w = w1 + ((co0 * cg + cl) * g.kh + ky) * g.kw + kx;
-                    for (int64_t c = 0; c < og; ++c) d.out[o0 + c * plane] += dx * w[c * cg * kk];
-                    for (int64_t c = 0; c < og; ++c) d.touch(o0 + c * plane);
+                    if (w_taps) {
+                        const double* w = w_taps + (cl * kk + ky * g.kw + kx) * s.out_channels + co0;
+                        for (int64_t c = 0; c < og; ++c) {
+                            d.out[o0 + c * plane] += dx * w[c];
+                            d.touch(o0 + c * plane);
+                        }
+                    } else {
+                        const double* w = w1 + ((co0 * cg + cl) * g.kh + ky) * g.kw + kx;
+                        for (int64_t c = 0; c < og; ++c) {
+                            d.out[o0 + c * plane] += dx * w[c * cg * kk];
+                            d.touch(o0 + c * plane);
+                        }
+                    }
                 }
             }
         }

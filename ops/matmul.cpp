@@ -30,6 +30,22 @@ bool bmm_delta(DeltaArgs& d, bool ta, bool tb)
     auto op_b = [&](const double* b, int64_t i, int64_t r, int64_t c) {
         return tb ? b[i * b_mat + c * sb[2] + r] : b[i * b_mat + r * sb[2] + c];
     };
+    // A changed element of A adds a row of op(B) to a row of C. For a
+    // transposed B (a linear layer's weight) that row is a strided column of
+    // B: read it from a transposed copy of B instead, made once per replayer,
+    // when B is as recorded (the copy is of the recorded value).
+    const double* b_rows = nullptr;  // op(B) as [batches of B][k][n]
+    if (tb && B.unchanged() && !A.unchanged()) {
+        auto* cached = std::any_cast<std::vector<double>>(&d.cache());
+        std::vector<double>& t = cached ? *cached : d.cache().emplace<std::vector<double>>();
+        if (t.empty()) {
+            t.resize(size_t(sb[0] * b_mat));
+            for (int64_t i = 0; i < sb[0]; ++i)
+                for (int64_t r = 0; r < k; ++r)
+                    for (int64_t j = 0; j < n; ++j) t[size_t((i * k + r) * n + j)] = op_b(b0, i, r, j);
+        }
+        b_rows = t.data();
+    }
     int64_t touched_row = -1;
     if (!A.unchanged())
         for (int64_t f : *A.changed) {
@@ -39,7 +55,11 @@ bool bmm_delta(DeltaArgs& d, bool ta, bool tb)
             for (int64_t i = sa[0] == 1 ? 0 : ia; i < (sa[0] == 1 ? batch : ia + 1); ++i) {
                 int64_t ib = sb[0] == 1 ? 0 : i;
                 double* out = d.out + (i * m + row) * n;
-                for (int64_t j = 0; j < n; ++j) out[j] += da * op_b(b1, ib, inner, j);
+                if (b_rows) {
+                    const double* br = b_rows + (ib * k + inner) * n;
+                    for (int64_t j = 0; j < n; ++j) out[j] += da * br[j];
+                } else
+                    for (int64_t j = 0; j < n; ++j) out[j] += da * op_b(b1, ib, inner, j);
                 // Consecutive changes mostly share a row: touch it once.
                 if (i * m + row != touched_row) {
                     touched_row = i * m + row;

@@ -6,6 +6,8 @@
 // the op.
 #include "ops/pool.hpp"
 
+#include <algorithm>
+#include <any>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -139,26 +141,51 @@ Tensor unbatched(const Tensor& x, F f)
 
 // Replay of max pooling for a few changed inputs (engine/check/replay.hpp):
 // the maximum again over each window that holds a changed element.
+// What the rule keeps between runs (DeltaArgs::cache): the window tables, and
+// per input row and column the windows whose span holds it, [lo, hi).
+struct MaxPoolReplay {
+    kernels::PoolWindows win;
+    std::vector<int64_t> row_lo, row_hi, col_lo, col_hi;
+};
+void spans(const kernels::PoolAxis& axis, int64_t size, std::vector<int64_t>& lo, std::vector<int64_t>& hi)
+{
+    lo.assign(size_t(size), axis.size());
+    hi.assign(size_t(size), 0);
+    for (int64_t o = 0; o < int64_t(axis.begin.size()); ++o)  // (no tables for no planes)
+        for (int64_t i = std::max<int64_t>(axis.begin[size_t(o)], 0); i < std::min(axis.end[size_t(o)], size); ++i) {
+            lo[size_t(i)] = std::min(lo[size_t(i)], o);
+            hi[size_t(i)] = o + 1;
+        }
+}
+
 bool max_pool2d_delta(DeltaArgs& d, const PoolParams& pp)
 {
     const ReplayInput& x = d.inputs[0];
-    const kernels::PoolWindows win = pool_windows(x.base->shape(), pp, true);
+    auto* cached = std::any_cast<MaxPoolReplay>(&d.cache());
+    if (!cached) {
+        MaxPoolReplay r{pool_windows(x.base->shape(), pp, true), {}, {}, {}, {}};
+        spans(r.win.rows, r.win.h, r.row_lo, r.row_hi);
+        spans(r.win.cols, r.win.w, r.col_lo, r.col_hi);
+        cached = &d.cache().emplace<MaxPoolReplay>(std::move(r));
+    }
+    const MaxPoolReplay& r = *cached;
+    const kernels::PoolWindows& win = r.win;
     const int64_t ho = win.ho(), wo = win.wo(), plane = win.h * win.w;
     const double* xv = x.data();
     for (int64_t f : *x.changed) {
         int64_t p = f / plane, ih = f % plane / win.w, iw = f % win.w;
-        for (int64_t oh = 0; oh < ho; ++oh) {
+        for (int64_t oh = r.row_lo[size_t(ih)]; oh < r.row_hi[size_t(ih)]; ++oh) {
             const int64_t r0 = win.rows.begin[size_t(oh)];
             if (ih < r0 || ih >= win.rows.end[size_t(oh)] || (ih - r0) % win.rows.step != 0) continue;
-            for (int64_t ow = 0; ow < wo; ++ow) {
+            for (int64_t ow = r.col_lo[size_t(iw)]; ow < r.col_hi[size_t(iw)]; ++ow) {
                 const int64_t c0 = win.cols.begin[size_t(ow)];
                 if (iw < c0 || iw >= win.cols.end[size_t(ow)] || (iw - c0) % win.cols.step != 0) continue;
                 const double* xp = xv + p * plane;
                 // As the forward's kernels: the first maximum, the last NaN.
                 double v = xp[r0 * win.w + c0];
-                for (int64_t r = r0; r < win.rows.end[size_t(oh)]; r += win.rows.step)
+                for (int64_t rr = r0; rr < win.rows.end[size_t(oh)]; rr += win.rows.step)
                     for (int64_t c = c0; c < win.cols.end[size_t(ow)]; c += win.cols.step)
-                        if (xp[r * win.w + c] > v || std::isnan(xp[r * win.w + c])) v = xp[r * win.w + c];
+                        if (xp[rr * win.w + c] > v || std::isnan(xp[rr * win.w + c])) v = xp[rr * win.w + c];
                 int64_t o = (p * ho + oh) * wo + ow;
                 if (std::memcmp(&v, &d.out[o], sizeof v) == 0) continue;
                 d.out[o] = v;

@@ -4,6 +4,9 @@
 #include "tests/helpers.hpp"
 
 #include <cmath>
+#include <functional>
+#include <utility>
+#include <vector>
 
 TEST_CASE("replay: every registered op replays its output, and partial replays equal fresh forwards")
 {
@@ -154,6 +157,40 @@ TEST_CASE("replay: max_pool2d's delta over a window holding a NaN keeps the NaN,
     CHECK(replayer.dense_replays() == 0);
     CHECK(std::isnan(replayer.run_element(0, 0, 30.0).data<double>()[0]));
     CHECK(replayer.run_element(0, 1, 40.0).data<double>()[0] == 40.0);
+}
+
+TEST_CASE("replay: one leaf feeding both inputs of bmm or conv2d changes both, cross term included")
+{
+    // The delta rules read layouts cached from the recorded weight, valid only
+    // while the weight is as recorded: here it moves with the other input.
+    tg::Generator gen(9);
+    const tg::Tensor w = tg::randn({4, 5}, tg::float64, &gen).requires_grad_();
+    const tg::Tensor x = tg::randn({1, 2, 3, 3}, tg::float64, &gen).requires_grad_();
+    using Fn = std::function<tg::Tensor(const tg::Tensor&)>;
+    const std::vector<std::pair<Fn, tg::Tensor>> cases = {
+        {[](const tg::Tensor& t) { return tg::linear(t, t); }, w},
+        {[](const tg::Tensor& t) { return tg::conv2d(t, tg::reshape(t, {2, 1, 3, 3}), tg::Tensor(), 1, 1, 1, 2); }, x},
+    };
+    int64_t runs = 0;
+    for (const auto& [fn, leaf] : cases) {
+        tg::Tensor out;
+        tg::ReplayCapture capture;
+        out = fn(leaf);
+        capture.stop();
+        tg::ReplayTape tape(capture, out, {leaf});
+        tg::Replayer replayer(tape);
+        for (int64_t e = 0; e < leaf.numel(); ++e) {
+            CAPTURE(e);
+            const double v = leaf.data<double>()[e] + 0.25;
+            tg::Tensor got = replayer.run_element(0, e, v).clone();
+            tg::Tensor moved = leaf.detach().clone();
+            moved.data<double>()[e] = v;
+            CHECK(tg::rounding_difference(got, fn(moved), 1e-12, 1e-12) == "");
+            ++runs;
+        }
+        CHECK(replayer.dense_replays() == 0);
+    }
+    CHECK(runs == 20 + 18);
 }
 
 TEST_CASE("replay: clear errors")

@@ -457,7 +457,7 @@ void Replayer::propagate(const std::vector<int>& order)
         out.touched = true;
         touched_nodes_.push_back(n);
         if (!any_dense && entry.form != ReplayForm::dense) {
-            DeltaArgs args(inputs_, rec.output, out.current, out.changed, out.marks);
+            DeltaArgs args(inputs_, rec.output, out.current, out.changed, out.marks, out.cache);
             if (apply_delta(entry, args)) {
                 ++delta_replays_;
                 continue;

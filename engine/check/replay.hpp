@@ -125,6 +125,7 @@ private:
         Tensor current;                 // lazily a copy of the recorded value
         std::vector<int64_t> changed;
         std::vector<uint8_t> marks;
+        std::any cache;                 // the delta rule's (DeltaArgs::cache)
         bool dense = false, touched = false;
     };
     State& state(int source);

@@ -45,6 +45,7 @@
 // the replay forward and the backward all come from this one type.
 #pragma once
 
+#include <any>
 #include <span>
 #include <string>
 #include <type_traits>
@@ -107,8 +108,8 @@ struct ReplayInput {
 class DeltaArgs {
 public:
     DeltaArgs(std::span<const ReplayInput> in, const Tensor& base_out, Tensor& out, std::vector<int64_t>& changed,
-              std::vector<uint8_t>& marks)
-        : inputs(in), base_out(base_out), out(out.data<double>()), changed_(changed), marks_(marks)
+              std::vector<uint8_t>& marks, std::any& cache)
+        : inputs(in), base_out(base_out), out(out.data<double>()), changed_(changed), marks_(marks), cache_(cache)
     {
     }
     std::span<const ReplayInput> inputs;
@@ -121,10 +122,16 @@ public:
         changed_.push_back(i);
     }
     int64_t changes() const { return int64_t(changed_.size()); }
+    // Kept for this entry by the replayer across its runs, empty at first: for
+    // what a rule derives from the attributes and the recorded inputs (base)
+    // alone, say window tables or a layout its loops read faster, made once
+    // instead of once per perturbed element.
+    std::any& cache() { return cache_; }
 
 private:
     std::vector<int64_t>& changed_;
     std::vector<uint8_t>& marks_;
+    std::any& cache_;
 };
 
 // --- the machinery -------------------------------------------------------------------------
