@@ -128,6 +128,74 @@ TEST_CASE("tensor hooks: bad hooks and tensors are errors that say so")
     h.remove();
 }
 
+TEST_CASE("post-accumulate hooks: once per backward, after the leaf's last contribution, not for tg::grad")
+{
+    // w is used three times: its hook runs once, with grad() complete.
+    tg::Tensor w = leaf({1.5, -2.0, 0.5}), x = tg::from_values({2.0, 3.0, -1.0}, {}, tg::float64);
+    tg::Tensor unused = leaf({4.0});
+    std::vector<std::vector<double>> seen;
+    int unused_calls = 0;
+    tg::HookHandle h = w.register_post_accumulate_grad_hook([&](const tg::Tensor& t) {
+        CHECK(t.same(w));
+        seen.push_back(t.grad().to_vector());
+    });
+    unused.register_post_accumulate_grad_hook([&](const tg::Tensor&) { ++unused_calls; });
+    auto loss = [&] { return tg::sum(tg::add(tg::add(tg::mul(w, x), tg::mul(w, w)), w)); };  // d/dw = x + 2w + 1
+    loss().backward();
+    REQUIRE(seen.size() == 1);
+    CHECK(seen[0] == Values{2 + 3 + 1, 3 - 4 + 1, -1 + 1 + 1});
+    loss().backward();  // accumulates: the hook sees the sum of both
+    REQUIRE(seen.size() == 2);
+    CHECK(seen[1] == Values{12, 0, 2});
+    CHECK(unused_calls == 0);  // not on the tape
+    tg::grad({loss()}, {w});   // accumulates nothing
+    CHECK(seen.size() == 2);
+    // A leaf as the root of its own backward.
+    tg::Tensor s = leaf({2.0});
+    std::vector<double> root_grads;
+    s.register_post_accumulate_grad_hook([&](const tg::Tensor& t) { root_grads.push_back(t.grad().item()); });
+    tg::sum(s).backward();
+    s.backward(tg::ones({}, tg::float64));
+    CHECK(root_grads == Values{1, 2});
+    h.remove();
+    loss().backward();
+    CHECK(seen.size() == 2);
+    CHECK(contains(error_of([&] { tg::mul(w, x).register_post_accumulate_grad_hook([](const tg::Tensor&) {}); }),
+                   "register_post_accumulate_grad_hook: a tensor of shape [3] is not a leaf (it is computed by op 'mul')"));
+    CHECK(contains(error_of([&] { x.register_post_accumulate_grad_hook([](const tg::Tensor&) {}); }),
+                   "does not require grad"));
+}
+
+TEST_CASE("backward callbacks: run after every hook of that backward, in order, and not when it raises")
+{
+    tg::Tensor a = leaf({1.0, 2.0}), b = leaf({3.0});
+    std::vector<std::string> order;
+    a.register_post_accumulate_grad_hook([&](const tg::Tensor&) {
+        order.push_back("hook a");
+        tg::queue_backward_callback([&] {
+            order.push_back("callback 1");
+            tg::queue_backward_callback([&] { order.push_back("callback 2, queued by 1"); });
+        });
+    });
+    b.register_post_accumulate_grad_hook([&](const tg::Tensor&) { order.push_back("hook b"); });
+    tg::sum(tg::mul(a, b)).backward();
+    REQUIRE(order.size() == 4);
+    CHECK(order[2] == "callback 1");
+    CHECK(order[3] == "callback 2, queued by 1");
+    CHECK(contains(error_of([] { tg::queue_backward_callback([] {}); }),
+                   "queue_backward_callback: no backward is running on this thread"));
+    // A backward that raises runs none, and leaves no backward "running".
+    order.clear();
+    tg::Tensor c = leaf({2.0});
+    c.register_hook([&](const tg::Tensor&) -> tg::Tensor {
+        tg::queue_backward_callback([&] { order.push_back("must not run"); });
+        tg::fail("planted failure");
+    });
+    CHECK(contains(error_of([&] { tg::sum(tg::mul(c, c)).backward(); }), "planted failure"));
+    CHECK(order.empty());
+    CHECK(contains(error_of([] { tg::queue_backward_callback([] {}); }), "no backward is running"));
+}
+
 TEST_CASE("module hooks: pre-hooks replace the input, forward hooks see it and replace the output")
 {
     tg::Generator gen(1);

@@ -275,6 +275,9 @@ inline Tensor sum_grads(const Tensor& a, Tensor b) { return a.defined() ? add_gr
 namespace {
 
 std::atomic<uint64_t> sweep_counter{0};
+// The callbacks of the innermost backward running on this thread
+// (queue_backward_callback), or null outside one.
+thread_local std::vector<std::function<void()>>* backward_callbacks = nullptr;
 
 // A gradient after the hooks registered on its tensor (Tensor::register_hook).
 Tensor run_grad_hooks(const GradHookList& hooks, Tensor g, const char* whose, const shape_type& shape)
@@ -332,13 +335,16 @@ void accumulate_into_leaf(TensorImpl& leaf, Tensor g, bool create_graph)
 
 class Sweep {
 public:
-    Sweep(bool keep_graph, bool create_graph) : keep_graph_(keep_graph), create_graph_(create_graph)
+    Sweep(bool keep_graph, bool create_graph)
+        : keep_graph_(keep_graph), create_graph_(create_graph), outer_callbacks_(backward_callbacks)
     {
         epoch_ = ++sweep_counter;
+        backward_callbacks = &callbacks_;
     }
 
     ~Sweep()
     {
+        backward_callbacks = outer_callbacks_;
         // Leaves the scratch clean even when a rule threw.
         for (Node* n : nodes_) {
             n->pending = 0;
@@ -350,12 +356,15 @@ public:
     void discover(const tensor_list& roots)
     {
         std::vector<Node*> stack;
-        for (const Tensor& r : roots)
+        for (const Tensor& r : roots) {
             if (r.grad_fn() && !at_bound(r.grad_fn().get())) visit(r.grad_fn().get(), stack);
+            if (!r.grad_fn()) expect_delivery(r.impl_ptr().get());
+        }
         while (!stack.empty()) {
             Node* n = stack.back();
             stack.pop_back();
             for (Edge& e : n->inputs) {
+                if (e.leaf) expect_delivery(e.leaf.get());
                 if (!e.node || at_bound(e.node.get())) continue;
                 visit(e.node.get(), stack);
                 e.node->pending++;
@@ -374,6 +383,7 @@ public:
             n->grad_sum = sum_grads(n->grad_sum, g);
         } else {
             deliver_to_leaf(root.impl_ptr(), g);
+            leaf_done(root.impl_ptr());
         }
     }
 
@@ -404,8 +414,9 @@ public:
                         next->pending = -1;
                         ready.push_back(next);
                     }
-                } else if (e.leaf && g.defined()) {
-                    deliver_to_leaf(e.leaf, std::move(g));
+                } else if (e.leaf) {
+                    if (g.defined()) deliver_to_leaf(e.leaf, std::move(g));
+                    leaf_done(e.leaf);
                 }
             }
             if (!keep_graph_) {
@@ -414,6 +425,12 @@ public:
                 n->released = true;
             }
         }
+        // queue_backward_callback's, queued by hooks and rules (and by these).
+        for (size_t i = 0; i < callbacks_.size(); ++i) {
+            std::function<void()> fn = std::move(callbacks_[i]);
+            fn();
+        }
+        callbacks_.clear();
     }
 
     // tg::grad mode: gradients are captured for these tensors and no grad() is
@@ -455,6 +472,31 @@ private:
         n->grad_sum = Tensor();
         nodes_.push_back(n);
         stack.push_back(n);
+    }
+
+    // Post-accumulate hooks: a leaf with some is counted once per edge into it
+    // (discover), and its hooks run when the last of them has delivered.
+    void expect_delivery(TensorImpl* leaf)
+    {
+        if (capture_ || !leaf->post_accumulate_hooks || leaf->post_accumulate_hooks->empty()) [[likely]]
+            return;
+        for (auto& [l, count] : deliveries_)
+            if (l == leaf) {
+                ++count;
+                return;
+            }
+        deliveries_.emplace_back(leaf, 1);
+    }
+    void leaf_done(const std::shared_ptr<TensorImpl>& leaf)
+    {
+        if (deliveries_.empty()) [[likely]]
+            return;
+        for (auto& [l, count] : deliveries_)
+            if (l == leaf.get()) {
+                if (--count == 0)
+                    for (const PostAccumulateGradHook& hook : leaf->post_accumulate_hooks->snapshot()) hook(Tensor(leaf));
+                return;
+            }
     }
 
     void deliver_to_leaf(const std::shared_ptr<TensorImpl>& leaf, Tensor g)
@@ -547,6 +589,9 @@ private:
     std::vector<std::pair<Node*, size_t>> capture_nodes_;
     std::vector<std::pair<TensorImpl*, size_t>> capture_leaves_;
     tensor_list results_;
+    std::vector<std::pair<TensorImpl*, int64_t>> deliveries_;  // leaves with post-accumulate hooks: edges to come
+    std::vector<std::function<void()>> callbacks_;
+    std::vector<std::function<void()>>* outer_callbacks_;
 };
 
 // Checks the roots and supplies the default upstream gradient (1 for a scalar).
@@ -578,6 +623,13 @@ tensor_list root_gradients(const tensor_list& roots, const tensor_list& given, c
 }
 
 }  // namespace
+
+void queue_backward_callback(std::function<void()> fn)
+{
+    TG_CHECK(backward_callbacks != nullptr, "queue_backward_callback: no backward is running on this thread");
+    TG_CHECK(bool(fn), "queue_backward_callback: the callback is empty");
+    backward_callbacks->push_back(std::move(fn));
+}
 
 void backward(const Tensor& root, const Tensor& gradient, bool retain_graph, bool create_graph)
 {

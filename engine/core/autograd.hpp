@@ -276,6 +276,14 @@ struct GradOptions {
     std::optional<bool> retain_graph = {};  // keep saved tensors (default: create_graph)
 };
 
+// From inside a backward (a hook or a backward rule, on the thread running
+// it): runs `fn` when that backward has swept the whole tape, after its last
+// post-accumulate hook and before it returns. Callbacks queued by a callback
+// run too, in order; none runs when the backward raises. Outside a backward,
+// an error. (PyTorch's Variable._execution_engine.queue_callback, which its
+// DistributedDataParallel waits on the last allreduce with.)
+void queue_backward_callback(std::function<void()> fn);
+
 // Gradients of `outputs` (weighted by `grad_outputs`, ones for scalars) with
 // respect to `inputs`, without touching any grad(). An input the outputs do
 // not depend on gets zeros.

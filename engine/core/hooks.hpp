@@ -86,5 +86,10 @@ HookHandle add_hook(std::shared_ptr<HookList<Fn>>& list, Fn fn)
 // and returns a replacement, or an undefined Tensor to keep it.
 using GradHook = std::function<Tensor(const Tensor& grad)>;
 using GradHookList = detail::HookList<GradHook>;
+// A leaf's post-accumulate hook: it sees the leaf once a backward has added
+// all of that backward's gradient into its grad() (what a data-parallel
+// wrapper waits for before it sends the gradient away).
+using PostAccumulateGradHook = std::function<void(const Tensor& leaf)>;
+using PostAccumulateGradHookList = detail::HookList<PostAccumulateGradHook>;
 
 }  // namespace tg

@@ -109,6 +109,16 @@ HookHandle Tensor::register_hook(GradHook hook)
     return detail::add_hook(impl().grad_fn ? impl().grad_fn->hooks : impl().hooks, std::move(hook));
 }
 
+HookHandle Tensor::register_post_accumulate_grad_hook(PostAccumulateGradHook hook)
+{
+    TG_CHECK(requires_grad() && is_leaf(), "register_post_accumulate_grad_hook: a tensor of shape ", shape(),
+             requires_grad() ? " is not a leaf (it is computed by op '" + std::string(impl().grad_fn->op) + "')"
+                             : std::string(" does not require grad"),
+             "; only leaves accumulate gradients");
+    TG_CHECK(bool(hook), "register_post_accumulate_grad_hook: the hook is empty");
+    return detail::add_hook(impl().post_accumulate_hooks, std::move(hook));
+}
+
 void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const
 {
     tg::backward(*this, gradient, retain_graph, create_graph);

@@ -52,6 +52,7 @@ struct TensorImpl {
     std::shared_ptr<Node> grad_fn;       // the tape entry that produced this tensor (null for leaves)
     std::shared_ptr<TensorImpl> grad;    // accumulated gradient of a leaf
     std::shared_ptr<GradHookList> hooks; // a leaf's gradient hooks (a non-leaf's are on its grad_fn)
+    std::shared_ptr<PostAccumulateGradHookList> post_accumulate_hooks;  // a leaf's
 };
 
 namespace detail {
@@ -117,6 +118,13 @@ public:
     // the previous one's result. Under create_graph the gradient it sees is
     // recorded, so what it computes is differentiated too.
     HookHandle register_hook(GradHook hook);
+    // For a leaf that requires grad: calls `hook` with the leaf each time a
+    // backward() has accumulated into its grad() everything that backward
+    // sends it (once per backward, after its last contribution; also when
+    // every contribution was empty, so grad() may be as before). Not called by
+    // tg::grad, which accumulates nothing. PyTorch's
+    // register_post_accumulate_grad_hook.
+    HookHandle register_post_accumulate_grad_hook(PostAccumulateGradHook hook);
     // Same data, cut from the tape.
     Tensor detach() const;
     const std::shared_ptr<Node>& grad_fn() const { return impl().grad_fn; }
