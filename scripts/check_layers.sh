@@ -9,7 +9,8 @@
 #   rank 3  engine/io       .npy, .npz, checkpoints, xtensor arrays
 #   rank 4  data            datasets
 #   rank 5  nn, optim       modules, optimizers
-#   rank 6  include         the public headers
+#   rank 6  dist            processes on MPI, data-parallel training
+#   rank 7  include         the public headers
 # samples/, tests/ and bench/ stand on everything.
 #
 # Usage: scripts/check_layers.sh [REPO]        check the tree (default: this repo)
@@ -26,6 +27,7 @@ part_of() {
     data/*) echo data ;;
     nn/*) echo nn ;;
     optim/*) echo optim ;;
+    dist/*) echo dist ;;
     include/*) echo include ;;
     *) echo "" ;;
     esac
@@ -39,7 +41,8 @@ rank_of() {
     check | io) echo 3 ;;
     data) echo 4 ;;
     nn | optim) echo 5 ;;
-    include) echo 6 ;;
+    dist) echo 6 ;;
+    include) echo 7 ;;
     esac
 }
 
@@ -62,7 +65,7 @@ check_tree() {
     local repo="$1" violations=0 checked=0
     cd "$repo"
     local files
-    files=$(find engine ops data nn optim include -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.inl' \) 2>/dev/null | sort)
+    files=$(find engine ops data nn optim dist include -type f \( -name '*.cpp' -o -name '*.hpp' -o -name '*.inl' \) 2>/dev/null | sort)
     for f in $files; do
         local from from_rank
         from=$(part_of "$f")

@@ -25,7 +25,7 @@ BINARIES=()
 for t in "${TARGETS[@]}"; do BINARIES+=("fuzz_${t}"); done
 CXX="${CXX:-clang++}" CC="${CC:-clang}" \
 TG_EXTRA_PACKAGES="clang libclang-rt-14-dev" TG_BUILD_DIR="${BUILD_DIR}" TG_BUILD_TYPE=RelWithDebInfo \
-TG_CMAKE_ARGS="-DTAPEGRAD_FUZZ=ON" TG_BUILD_TARGETS="${BINARIES[*]}" \
+TG_CMAKE_ARGS="-DTAPEGRAD_FUZZ=ON -DTAPEGRAD_MPI=OFF" TG_BUILD_TARGETS="${BINARIES[*]}" \
   "${REPO}/scripts/setup.sh"
 
 ARTIFACTS="${BUILD_DIR}/fuzz-artifacts"

@@ -28,6 +28,7 @@ PACKAGES=(
   g++ cmake make pkg-config
   libxtensor-dev libxtensor-blas-dev libopenblas-dev
   doctest-dev zlib1g-dev
+  libopenmpi-dev openmpi-bin
   dataset-fashion-mnist
 )
 if [[ -n "${TG_EXTRA_PACKAGES:-}" ]]; then

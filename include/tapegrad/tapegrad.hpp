@@ -44,6 +44,8 @@
 #include "engine/io/checkpoint.hpp"
 #include "optim/optimizer.hpp"
 #include "optim/schedule.hpp"
+#include "dist/communicator.hpp"
+#include "dist/data_parallel.hpp"
 #include "ops/softmax.hpp"
 #include "ops/loss.hpp"
 #include "ops/layers.hpp"
