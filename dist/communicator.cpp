@@ -35,7 +35,8 @@ bool launched_by_mpi()
 }
 
 struct World {
-    bool mpi = false;  // MPI initialised by us
+    bool mpi = false;     // MPI initialised by us
+    bool broken = false;  // a collective timed out: finalising would wait for the missing rank
     int rank = 0, size = 1;
     World()
     {
@@ -56,7 +57,11 @@ struct World {
     {
         int finalized = 0;
         MPI_Finalized(&finalized);
-        if (mpi && !finalized) MPI_Finalize();
+        if (finalized) return;
+        // After a timeout the world cannot finish together: end every rank
+        // (the stalled one too) rather than wait in MPI_Finalize.
+        if (broken) MPI_Abort(MPI_COMM_WORLD, 1);
+        if (mpi) MPI_Finalize();
     }
 };
 
@@ -94,9 +99,12 @@ void wait_all(std::vector<MPI_Request>& requests, const std::string& what)
         int done = 0;
         check_mpi(MPI_Testall(int(requests.size()), requests.data(), &done, MPI_STATUSES_IGNORE), what);
         if (done) return;
-        TG_CHECK(std::chrono::steady_clock::now() < deadline, "dist: ", what, " on rank ", world().rank, " of ",
-                 world().size, " did not complete within ", timeout_seconds(),
-                 " s (TG_DIST_TIMEOUT): another rank failed, exited or took another path");
+        if (std::chrono::steady_clock::now() >= deadline) {
+            world().broken = true;
+            fail("dist: ", what, " on rank ", world().rank, " of ", world().size, " did not complete within ",
+                 timeout_seconds(), " s (TG_DIST_TIMEOUT): another rank failed, exited or took another path; ",
+                 "at exit this process ends the whole run (MPI_Abort)");
+        }
         // Spin briefly (most waits are short), then yield the core to the ranks beside it.
         if (pause < std::chrono::microseconds(200)) pause += std::chrono::microseconds(10);
         std::this_thread::sleep_for(pause);

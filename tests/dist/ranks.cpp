@@ -11,6 +11,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <chrono>
+#include <cstdlib>
+#include <thread>
 #include <functional>
 #include <string>
 
@@ -191,10 +194,39 @@ void faults()
     }
 }
 
+// --die R: rank R exits in the middle of a training step, before its
+// backward; --stall R: it stays, but never joins. The others must then stop
+// with an error, not hang (tests/dist/fault.sh bounds the time).
+int die_in_step(int dying, bool stall)
+{
+    auto local = mlp(1);
+    dist::DataParallel ddp(local);
+    for (int step = 0;; ++step) {
+        const tg::Tensor loss = tg::sum(ddp(tg::ones({4, 5}, tg::float64)));
+        if (step == 2 && dist::rank() == dying) {
+            if (stall) {  // alive, but never joins the allreduce: the others time out
+                std::fprintf(stderr, "rank %d: stalling in step %d, before its backward\n", dying, step);
+                std::this_thread::sleep_for(std::chrono::seconds(600));
+            }
+            std::fprintf(stderr, "rank %d: exiting in step %d, before its backward\n", dying, step);
+            std::_Exit(3);
+        }
+        loss.backward();
+    }
+}
+
 }  // namespace
 
-int main()
+int main(int argc, char** argv)
 {
+    if (argc == 3 && (std::string(argv[1]) == "--die" || std::string(argv[1]) == "--stall")) {
+        try {
+            return die_in_step(std::stoi(argv[2]), std::string(argv[1]) == "--stall");
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "rank %d: %s\n", dist::rank(), e.what());
+            return 2;
+        }
+    }
     try {
         collectives();
         training(1, "a bucket per parameter");
