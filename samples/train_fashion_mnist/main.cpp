@@ -4,7 +4,13 @@
 //
 //   train_fashion_mnist [--epochs 5] [--batch-size 64] [--lr 0.002] [--optimizer adamw|adam|sgd]
 //                       [--model default|ref] [--threads N] [--seed 0] [--data DIR]
-//                       [--out DIR] [--resume CHECKPOINT] [--graph FILE]
+//                       [--out DIR] [--resume CHECKPOINT] [--graph FILE] [--distributed]
+//
+// --distributed (under mpirun -np N): every global batch of --batch-size is
+// split across the N ranks (rank r takes rows r, r + N, ...), the gradients
+// averaged by tg::dist::DataParallel, so the ranks train one model as one
+// process would; rank 0 alone prints, draws the progress bar and writes the
+// checkpoint and metrics, and the metrics are summed over the ranks.
 //
 // --graph FILE writes the tape of the first training step (Graphviz DOT: ops,
 // shapes, modules, parameters by name), and FILE.svg when Graphviz's dot is installed.
@@ -38,6 +44,7 @@ struct Settings {
     std::string out = "fashion_mnist_run";
     std::string resume;
     std::string graph;  // DOT file for the first step's tape
+    bool distributed = false;
 };
 
 // The default: two conv blocks of two 3×3 convolutions with batch norm, and
@@ -69,6 +76,7 @@ public:
     }
     void update(int64_t done, int64_t images, double loss, double acc, bool last)
     {
+        if (!tg::dist::is_main()) return;
         double secs = std::chrono::duration<double>(Clock::now() - start_).count();
         bool due = last || (tty_ ? secs - drawn_ > 0.1 : done % std::max<int64_t>(total_ / 10, 1) == 0);
         if (!due) return;
@@ -113,6 +121,25 @@ void draw_tape(const std::string& path, const tg::Tensor& loss, const nn::Module
                 svg.empty() ? " (no SVG: Graphviz's dot is not installed)" : (" and " + svg).c_str());
 }
 
+// This rank's rows of a global batch: all of them in a world of one.
+tg::Batch shard(const tg::Batch& batch)
+{
+    const int r = tg::dist::rank(), n = tg::dist::world_size();
+    if (n == 1) return batch;
+    const tg::Tensor rows = tg::arange(double(r), double(batch.x.size(0)), double(n), tg::int64);
+    return {tg::index_select(batch.x, 0, rows), tg::index_select(batch.y, 0, rows)};
+}
+
+// Sums of loss, correct and seen over the ranks (this rank's alone in a world of one).
+void sum_over_ranks(double& loss_sum, int64_t& right, int64_t& seen)
+{
+    tg::Tensor t = tg::from_values({loss_sum, double(right), double(seen)}, {3}, tg::float64);
+    tg::dist::allreduce(t);
+    loss_sum = t.data<double>()[0];
+    right = int64_t(t.data<double>()[1]);
+    seen = int64_t(t.data<double>()[2]);
+}
+
 EpochStats train_epoch(nn::Module& model, tg::optim::Optimizer& optimizer, tg::optim::LrScheduler& schedule,
                        tg::DataLoader& loader, int epoch, int epochs, const std::string& graph = "")
 {
@@ -121,13 +148,20 @@ EpochStats train_epoch(nn::Module& model, tg::optim::Optimizer& optimizer, tg::o
     auto t0 = Clock::now();
     Progress progress(epoch, epochs, loader.batches_per_epoch());
     double loss_sum = 0;
-    int64_t seen = 0, right = 0, step = 0;
-    for (const tg::Batch& batch : loader) {
+    int64_t seen = 0, right = 0, step = 0, images = 0;  // images: of the global batches
+    for (const tg::Batch& global : loader) {
+        const tg::Batch batch = shard(global);
         tg::Tensor logits = model(batch.x);                   // forward: every op is recorded on the tape
         tg::Tensor loss = tg::cross_entropy(logits, batch.y);
-        if (step == 0 && !graph.empty()) draw_tape(graph, loss, model);
+        // Across ranks the gradients are averaged: weighting each rank's mean
+        // by its share of the global batch makes that the global batch's mean.
+        const int64_t world = tg::dist::world_size();
+        const tg::Tensor objective = world == 1 ? loss
+                                     : tg::mul(loss, tg::scalar(double(batch.x.size(0) * world) / double(global.x.size(0)),
+                                                                loss.dtype()));
+        if (step == 0 && !graph.empty() && tg::dist::is_main()) draw_tape(graph, objective, model);
         optimizer.zero_grad();
-        loss.backward();                                      // reverse sweep: fills each parameter's grad()
+        objective.backward();                                 // reverse sweep: fills each parameter's grad()
         optimizer.step();                                     // in-place update, off the tape
         schedule.step();
 
@@ -135,10 +169,13 @@ EpochStats train_epoch(nn::Module& model, tg::optim::Optimizer& optimizer, tg::o
         loss_sum += loss.item() * double(n);
         right += correct(logits, batch.y);
         seen += n;
+        images += global.x.size(0);
         ++step;
-        progress.update(step, seen, loss_sum / double(seen), double(right) / double(seen),
+        // (The running loss and accuracy shown are rank 0's; the epoch's are every rank's.)
+        progress.update(step, images, loss_sum / double(seen), double(right) / double(seen),
                         step == loader.batches_per_epoch());
     }
+    sum_over_ranks(loss_sum, right, seen);
     s.loss = loss_sum / double(std::max<int64_t>(seen, 1));
     s.accuracy = double(right) / double(std::max<int64_t>(seen, 1));
     s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -154,12 +191,14 @@ EpochStats evaluate(nn::Module& model, const tg::TensorDataset& test)
     auto t0 = Clock::now();
     double loss_sum = 0;
     int64_t seen = 0, right = 0;
-    for (const tg::Batch& batch : loader) {
+    for (const tg::Batch& global : loader) {
+        const tg::Batch batch = shard(global);
         tg::Tensor logits = model(batch.x);
         loss_sum += tg::cross_entropy(logits, batch.y, tg::Reduction::sum).item();
         right += correct(logits, batch.y);
         seen += batch.x.size(0);
     }
+    sum_over_ranks(loss_sum, right, seen);
     s.loss = loss_sum / double(seen);
     s.accuracy = double(right) / double(seen);
     s.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -253,10 +292,11 @@ Settings parse(int argc, char** argv)
         else if (a == "--out") s.out = need(i);
         else if (a == "--resume") s.resume = need(i);
         else if (a == "--graph") s.graph = need(i);
+        else if (a == "--distributed") s.distributed = true;
         else if (a == "--help" || a == "-h") {
             std::printf("usage: %s [--epochs N] [--batch-size N] [--lr X] [--optimizer adamw|adam|sgd]\n"
                         "          [--model default|ref] [--threads N] [--seed N] [--data DIR] [--out DIR] "
-                        "[--resume CHECKPOINT] [--graph FILE]\n",
+                        "[--resume CHECKPOINT] [--graph FILE] [--distributed]\n",
                         argv[0]);
             std::exit(0);
         } else
@@ -273,7 +313,13 @@ int run(int argc, char** argv)
 {
     Settings s = parse(argc, argv);
     if (s.threads > 0) tg::set_num_threads(s.threads);
-    std::filesystem::create_directories(s.out);
+    const bool main_rank = tg::dist::is_main();
+    TG_CHECK(s.distributed || tg::dist::world_size() == 1, "train_fashion_mnist: started on ",
+             tg::dist::world_size(), " ranks without --distributed (each would train alone)");
+    TG_CHECK(s.batch_size >= tg::dist::world_size(), "train_fashion_mnist: --batch-size ", s.batch_size,
+             " is smaller than the ", tg::dist::world_size(), " ranks it is split across");
+    if (!main_rank) std::freopen("/dev/null", "w", stdout);  // rank 0 alone reports
+    if (main_rank) std::filesystem::create_directories(s.out);
 
     auto t0 = Clock::now();
     tg::TensorDataset train = tg::load_fashion_mnist("train", s.data);
@@ -308,9 +354,10 @@ int run(int argc, char** argv)
     tg::optim::LrScheduler schedule(*optimizer, s.optimizer == "sgd" && s.model == "ref"
                                                     ? tg::optim::step_lr(steps + 1, 1.0)
                                                     : tg::optim::warmup_cosine_lr(loader.batches_per_epoch() / 10, steps));
-    std::printf("model %s, optimizer %s, lr %g, batch %lld, %d epochs, %d threads, seed %llu\n", s.model.c_str(),
+    std::printf("model %s, optimizer %s, lr %g, batch %lld, %d epochs, %d threads, seed %llu%s\n", s.model.c_str(),
                 s.optimizer.c_str(), s.lr, (long long)s.batch_size, s.epochs, tg::num_threads(),
-                (unsigned long long)s.seed);
+                (unsigned long long)s.seed,
+                s.distributed ? (", data-parallel on " + std::to_string(tg::dist::world_size()) + " ranks").c_str() : "");
 
     std::vector<Row> rows;
     int first_epoch = 1;
@@ -340,11 +387,15 @@ int run(int argc, char** argv)
         std::printf("resumed from %s after epoch %d\n", s.resume.c_str(), first_epoch - 1);
     }
 
+    // Data-parallel: the same model on every rank (rank 0's values, after a resume too).
+    std::shared_ptr<nn::Module> runner = model;
+    if (s.distributed) runner = std::make_shared<tg::dist::DataParallel>(model);
+
     for (int epoch = first_epoch; epoch <= s.epochs; ++epoch) {
         Row row{epoch, {}, {}, optimizer->lr()};
-        row.train = train_epoch(*model, *optimizer, schedule, loader, epoch, s.epochs,
+        row.train = train_epoch(*runner, *optimizer, schedule, loader, epoch, s.epochs,
                                 epoch == first_epoch ? s.graph : std::string());
-        row.test = evaluate(*model, test);
+        row.test = evaluate(*runner, test);
         rows.push_back(row);
         std::printf("epoch %d: train loss %.4f acc %.2f%% (%.1f s, %.0f img/s) | test loss %.4f acc %.2f%% (%.1f s)\n",
                     epoch, row.train.loss, 100 * row.train.accuracy, row.train.seconds,
@@ -367,6 +418,7 @@ int run(int argc, char** argv)
             ck.set_double(p + "test_accuracy", r.test.accuracy);
             ck.set_double(p + "lr", r.lr);
         }
+        if (!main_rank) continue;  // one writer
         tg::save_checkpoint(checkpoint, ck);
         write_csv(s.out + "/metrics.csv", rows);
         write_svg(s.out + "/metrics.svg", rows);
