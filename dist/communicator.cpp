@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <thread>
+#include <type_traits>
 
 #include "engine/core/error.hpp"
 
@@ -221,29 +222,24 @@ void allreduce(Tensor& t, ReduceOp op)
     }
 }
 
-std::vector<int64_t> all_gather(int64_t value)
+namespace {
+template <class T>
+std::vector<T> gather_one(T value)
 {
-    std::vector<int64_t> out(size_t(world_size()), value);
+    std::vector<T> out(size_t(world_size()), value);
 #ifdef TAPEGRAD_MPI
     if (world_size() == 1) return out;
+    const MPI_Datatype type = std::is_same_v<T, double> ? MPI_DOUBLE : MPI_INT64_T;
     std::vector<MPI_Request> r(1);
-    check_mpi(MPI_Iallgather(&value, 1, MPI_INT64_T, out.data(), 1, MPI_INT64_T, MPI_COMM_WORLD, &r[0]), "all_gather");
+    check_mpi(MPI_Iallgather(&value, 1, type, out.data(), 1, type, MPI_COMM_WORLD, &r[0]), "all_gather");
     wait_all(r, "all_gather");
 #endif
     return out;
 }
+}  // namespace
 
-std::vector<double> all_gather(double value)
-{
-    std::vector<double> out(size_t(world_size()), value);
-#ifdef TAPEGRAD_MPI
-    if (world_size() == 1) return out;
-    std::vector<MPI_Request> r(1);
-    check_mpi(MPI_Iallgather(&value, 1, MPI_DOUBLE, out.data(), 1, MPI_DOUBLE, MPI_COMM_WORLD, &r[0]), "all_gather");
-    wait_all(r, "all_gather");
-#endif
-    return out;
-}
+std::vector<int64_t> all_gather(int64_t value) { return gather_one(value); }
+std::vector<double> all_gather(double value) { return gather_one(value); }
 
 std::string broadcast(const std::string& s, int root)
 {
