@@ -83,7 +83,15 @@ DataParallel::~DataParallel()
     for (HookHandle& h : hooks_) h.remove();
 }
 
-Tensor DataParallel::forward(const Tensor& x) { return (*module_)(x); }
+Tensor DataParallel::forward(const Tensor& x)
+{
+    // A backward that raised ran no callback: finish what it started first.
+    if (in_backward_) {
+        in_backward_ = false;
+        for (Bucket& b : buckets_) b.request = Request();  // waits (bounded by the timeout)
+    }
+    return (*module_)(x);
+}
 
 std::vector<std::vector<std::string>> DataParallel::buckets() const
 {

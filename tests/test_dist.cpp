@@ -83,6 +83,17 @@ TEST_CASE("dist: DataParallel in a world of one keeps the module's gradients, bu
     for (const auto& [name, p] : net->named_parameters()) got.push_back(p.grad().to_vector());
     CHECK(got == want);
     CHECK(ddp.last_wait_seconds() >= 0);
+    // A backward that raises (a hook here) leaves no step half done: the next one works.
+    tg::HookHandle h = net->named_parameters()[0].second.register_hook([](const tg::Tensor&) -> tg::Tensor {
+        tg::fail("planted failure in a hook");
+    });
+    CHECK(contains(error_of([&] { tg::sum(ddp(x)).backward(); }), "planted failure in a hook"));
+    h.remove();
+    net->zero_grad();
+    tg::sum(ddp(x)).backward();
+    got.clear();
+    for (const auto& [name, p] : net->named_parameters()) got.push_back(p.grad().to_vector());
+    CHECK(got == want);
     CHECK(contains(error_of([&] { dist::DataParallel bad(net, {.bucket_bytes = 0}); }),
                    "DataParallel: bucket_bytes 0 must be positive"));
     CHECK(contains(error_of([] { dist::DataParallel bad(nullptr); }), "DataParallel: no module"));

@@ -176,6 +176,27 @@ void faults()
     check(n == 1 ? e == "(no error)" : contains(e, "DataParallel: the model differs across ranks"),
           "mismatched model: " + e);
     if (r == n - 1 && n > 1) check(contains(e, "rank 0 has 'weight [6, 4] float32', rank " + std::to_string(r) + " 'weight [5, 4] float32'"), "names the difference: " + e);
+    // A backward that raised (in a hook) leaves no step half done: the next
+    // synchronised backward still averages, so every rank holds the same gradients.
+    {
+        auto net = mlp(4);
+        dist::DataParallel ddp(net);
+        tg::HookHandle h = net->named_parameters()[0].second.register_hook([](const tg::Tensor&) -> tg::Tensor {
+            tg::fail("planted failure in a hook");
+        });
+        const tg::Tensor x = tg::full({2, 5}, double(r + 1), tg::float64);
+        check(contains(error_of([&] { tg::sum(ddp(x)).backward(); }), "planted failure in a hook"), "the hook raises");
+        h.remove();
+        net->zero_grad();
+        tg::sum(ddp(x)).backward();
+        double total = 0;
+        for (const auto& [name, p] : net->named_parameters())
+            for (double v : p.grad().to_vector()) total += v;
+        const std::vector<double> totals = dist::all_gather(total);
+        bool same = true;
+        for (double t : totals) same = same && t == totals[0];
+        check(same, "after a backward that raised, the next one averages the gradients on every rank");
+    }
     // A parameter without a gradient: an error naming it, or zeros with find_unused_parameters.
     for (bool find_unused : {false, true}) {
         auto two = std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
