@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <type_traits>
 
@@ -17,13 +18,11 @@ namespace tg::dist {
 
 namespace {
 
-const char* dtype_label(Dtype d) { return dtype_name(d); }
-
 void check_dtype(const char* op, const Tensor& t)
 {
     TG_CHECK(t.defined(), "dist::", op, ": undefined tensor");
     TG_CHECK(t.dtype() == float32 || t.dtype() == float64 || t.dtype() == int64, "dist::", op,
-             ": expected a float32, float64 or int64 tensor, got ", dtype_label(t.dtype()));
+             ": expected a float32, float64 or int64 tensor, got ", dtype_name(t.dtype()));
 }
 
 #ifdef TAPEGRAD_MPI
