@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <sstream>
 #include <thread>
 #include <type_traits>
 
@@ -252,6 +253,24 @@ std::string broadcast(const std::string& s, int root)
     if (rank() == root) std::memcpy(words.raw_data(), s.data(), s.size());
     broadcast(words, root);
     return std::string(static_cast<const char*>(words.raw_data()), size_t(len));
+}
+
+std::string difference_across_ranks(const std::string& description)
+{
+    const std::string main = broadcast(description, 0);
+    Tensor differs = zeros({}, int64);
+    *differs.data<int64_t>() = description != main;
+    allreduce(differs, ReduceOp::max);
+    if (*differs.data<int64_t>() == 0) return "";
+    if (description == main) return "this rank's matches rank 0's; another rank's does not";
+    std::istringstream a(main), b(description);
+    std::string la, lb;
+    while (true) {
+        const bool more_a = bool(std::getline(a, la)), more_b = bool(std::getline(b, lb));
+        if (!more_a || !more_b || la != lb)
+            return "rank 0 has '" + (more_a ? la : std::string("nothing more")) + "', rank " + std::to_string(rank()) +
+                   " '" + (more_b ? lb : std::string("nothing more")) + "'";
+    }
 }
 
 Request::Request(Request&& other) noexcept : handle_(other.handle_), what_(std::move(other.what_))

@@ -39,6 +39,11 @@ std::vector<double> all_gather(double value);
 std::vector<int64_t> all_gather(int64_t value);
 // root's string on every rank.
 std::string broadcast(const std::string& s, int root = 0);
+// "" when `description` (lines) is the same on every rank; otherwise, on
+// every rank, where it first differs: "rank 0 has '<line>', rank r '<line>'"
+// on a rank that differs, "this rank's matches rank 0's; another rank's does
+// not" on the others. What a program checks before ranks would diverge.
+std::string difference_across_ranks(const std::string& description);
 
 // An allreduce in flight (MPI_Iallreduce) over a buffer the caller keeps
 // alive and leaves alone until wait() returns.

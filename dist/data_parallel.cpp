@@ -21,14 +21,6 @@ std::string signature(const named_tensors& params, const named_tensors& buffers)
     return s.str();
 }
 
-std::vector<std::string> lines(const std::string& s)
-{
-    std::vector<std::string> out;
-    std::istringstream in(s);
-    for (std::string line; std::getline(in, line);) out.push_back(line);
-    return out;
-}
-
 double seconds_since(std::chrono::steady_clock::time_point t)
 {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -45,22 +37,9 @@ DataParallel::DataParallel(std::shared_ptr<nn::Module> module, DataParallelOptio
     const named_tensors params = module_->named_parameters(), buffers = module_->named_buffers();
 
     // The same model on every rank, or an error on every rank naming the first difference.
-    const std::string mine = signature(params, buffers), main = broadcast(mine, 0);
-    Tensor differs = zeros({}, int64);
-    *differs.data<int64_t>() = mine != main;
-    allreduce(differs, ReduceOp::max);
-    if (*differs.data<int64_t>()) {
-        const std::vector<std::string> a = lines(main), b = lines(mine);
-        std::string where = "(another rank's)";
-        for (size_t i = 0; i < std::max(a.size(), b.size()); ++i)
-            if (i >= a.size() || i >= b.size() || a[i] != b[i]) {
-                where = "rank 0 has '" + (i < a.size() ? a[i] : std::string("nothing")) + "', rank " +
-                        std::to_string(rank()) + " '" + (i < b.size() ? b[i] : std::string("nothing")) + "'";
-                break;
-            }
-        fail("DataParallel: the model differs across ranks (parameter and buffer names, shapes and dtypes): ",
-             mine != main ? where : "this rank's matches rank 0's; another rank's does not");
-    }
+    const std::string difference = difference_across_ranks(signature(params, buffers));
+    TG_CHECK(difference.empty(), "DataParallel: the model differs across ranks (parameter and buffer names, shapes and dtypes): ",
+             difference);
     // Rank 0's values everywhere.
     for (const auto* list : {&params, &buffers})
         for (const auto& [name, t] : *list) {

@@ -5,11 +5,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <tapegrad/tapegrad.hpp>
+
+#include "tests/same_report.hpp"
 
 using namespace tg;
 
@@ -624,6 +629,37 @@ TEST_CASE("gradcheck: a structural failure names the input, the element and the 
     CHECK(structural(r, "deterministic").passed);
 }
 
+TEST_CASE("gradcheck: a gradient that cancels to rounding noise is not a structural failure")
+{
+    // y = (x + b) − mean(x + b): the gradient of b is Σ(u − mean u), zero but
+    // for rounding, whose bits differ between vjp(α·u + β·v) and α·vjp(u) +
+    // β·vjp(v) (a conv bias before batch norm is the same). Rounding is
+    // relative to the other gradients' size, not to this one's; a rule that
+    // is not linear, with gradients 1e-9 of the others', still fails.
+    Tensor x = randn_leaf({7}, 31), b = randn_leaf({1}, 32);
+    auto fn = [](const tensor_list& v) {
+        Tensor y = add(v[0], v[1]);
+        return sub(y, mean(y));
+    };
+    GradcheckResult r = gradcheck(fn, {x, b}, named({"x", "b"}));
+    INFO(r.to_string());
+    CHECK(r.passed());
+    CHECK(structural(r, "linear").passed);
+    CHECK(r.input("b").max_abs_analytic < 1e-14);
+
+    auto bent = [](const tensor_list& v) {
+        Tensor y = add(v[0],
+                       record("small_square", untaped([&] { return v[1].detach(); }), {v[1]}, {},
+                              [](const BackwardArgs& g) -> tensor_list {
+                                  return {mul(mul(g.grad, g.grad), scalar(1e-9, float64))};
+                              }));
+        return y;
+    };
+    GradcheckResult bad = gradcheck(bent, {x, b}, named({"x", "b"}));
+    CHECK_FALSE(structural(bad, "linear").passed);
+    CHECK(has(structural(bad, "linear").detail, "'b' [0]"));
+}
+
 TEST_CASE("gradcheck: a vacuous check is flagged")
 {
     Tensor x = randn_leaf({3}, 21);
@@ -1179,4 +1215,110 @@ TEST_CASE("gradcheck: projections onto 4 to 8 cotangents")
     GradcheckOptions too_many;
     too_many.cotangents = 9;
     CHECK_THROWS_WITH_AS(gradcheck(correct, {x}, too_many), doctest::Contains("cotangents"), Error);
+}
+
+namespace {
+
+// Parts of a split check played by threads: each sum adds its buffer into a
+// shared one and waits for every part (tg::dist's parts are ranks).
+struct ThreadParts {
+    explicit ThreadParts(int n) : parts(n) {}
+    GradcheckOptions::Partition part(int i)
+    {
+        GradcheckOptions::Partition p;
+        p.part = i;
+        p.parts = parts;
+        p.sum = [this](std::vector<int64_t>& buffer) {
+            std::unique_lock lock(mutex);
+            const int round = rounds;
+            if (total.size() < buffer.size()) total.resize(buffer.size(), 0);
+            for (size_t j = 0; j < buffer.size(); ++j) total[j] += buffer[j];
+            if (++arrived == parts) {
+                result = total;
+                total.clear();
+                arrived = 0;
+                ++rounds;
+                done.notify_all();
+            } else {
+                done.wait(lock, [&] { return rounds != round; });
+            }
+            buffer = result;
+        };
+        return p;
+    }
+    int parts, arrived = 0, rounds = 0;
+    std::vector<int64_t> total, result;
+    std::mutex mutex;
+    std::condition_variable done;
+};
+
+std::vector<GradcheckResult> split_check(int parts, const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions o)
+{
+    ThreadParts shared(parts);
+    std::vector<GradcheckResult> results{size_t(parts)};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < parts; ++i)
+        threads.emplace_back([&, i] {
+            GradcheckOptions mine = o;
+            mine.partition = shared.part(i);
+            results[size_t(i)] = gradcheck(fn, inputs, mine);
+        });
+    for (std::thread& t : threads) t.join();
+    return results;
+}
+
+}  // namespace
+
+TEST_CASE("gradcheck: elements split over parts merge into the report of one")
+{
+    // Ties (a max over equal values) across parts, a kink, a planted error at
+    // one element, second order: every part's report is the unsplit one.
+    Tensor x = leaf({1, 3, 3, 0, 2, 3, -1, 0.5, 2, 2, 1, 1, 4, -2, 0.25, 3, 3, 1, 2, 0, 1.5, 0.75, -0.5, 2.5, 3, 1, 1, 0,
+                     2, 2, 1, 3, -3, 0.1, 3, 1},
+                    {36});
+    Tensor y = randn_leaf({36}, 41);
+    auto fn = [](const tensor_list& v) {
+        return add(mul(max(reshape(v[0], {6, 6}), {1}), scalar(1.5, float64)), sum(mul(tanh(v[1]), v[0])));
+    };
+    GradcheckOptions o;
+    o.mode = GradcheckMode::full;
+    o.second_order = true;
+    const GradcheckResult one = gradcheck(fn, {x, y}, o);
+    INFO(one.to_string());
+    CHECK(one.input("x0").kinks > 0);
+    for (int parts : {2, 3, 5}) {
+        CAPTURE(parts);
+        for (const GradcheckResult& r : split_check(parts, fn, {x, y}, o)) {
+            CHECK(tg_test::report_difference(one, r) == "");
+            CHECK(has(r.note, "elements split over " + std::to_string(parts) + " processes"));
+        }
+    }
+    // A planted error in one element's gradient: found by the part that has it, reported by all.
+    auto bad = [](const tensor_list& v) {
+        Tensor w = record("off_at_29", untaped([&] { return v[0].detach(); }), {v[0]}, {},
+                          [](const BackwardArgs& g) -> tensor_list {
+                              Tensor off = ones(g.grad.shape(), float64);
+                              {
+                                  NoGradGuard no;
+                                  off.data<double>()[29] = 1.01;
+                              }
+                              return {mul(g.grad, off)};
+                          });
+        return mul(w, v[0]);
+    };
+    Tensor z = randn_leaf({40}, 42);
+    const GradcheckResult bad_one = gradcheck(bad, {z}, o);
+    REQUIRE(bad_one.input("x0").failures == 1);
+    for (const GradcheckResult& r : split_check(3, bad, {z}, o)) {
+        CHECK(tg_test::report_difference(bad_one, r) == "");
+        REQUIRE_FALSE(r.inputs[0].worst.empty());
+        CHECK(r.inputs[0].worst[0].index == shape_type{29});
+    }
+    // A partition that does not exist, or without its sum, is the caller's error.
+    GradcheckOptions wrong = o;
+    wrong.partition.parts = 2;
+    wrong.partition.part = 2;
+    CHECK_THROWS_WITH_AS(gradcheck(fn, {x, y}, wrong), doctest::Contains("gradcheck: partition part 2 of 2 does not exist"), Error);
+    wrong.partition.part = 1;
+    CHECK_THROWS_WITH_AS(gradcheck(fn, {x, y}, wrong), doctest::Contains("gradcheck: a partition over 2 parts needs its sum"), Error);
 }

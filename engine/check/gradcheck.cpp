@@ -983,6 +983,17 @@ void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r, const Te
             gm = vjp(add(mul(us[0], scalar(alpha, float64)), mul(v, scalar(beta, float64))));
         }
         std::string detail;
+        // Rounding is relative to the largest gradient of any input: a
+        // gradient that cancels to ~0 (a conv bias before batch norm) is
+        // rounding noise of terms that size.
+        double largest = 0;
+        for (size_t k = 0; k < p.diff.size(); ++k) {
+            const double* g0 = g[0][k].data<double>();
+            const double* g1 = gv[k].data<double>();
+            for (int64_t e = 0; e < gm[k].numel(); ++e)
+                if (std::isfinite(g0[e]) && std::isfinite(g1[e]))
+                    largest = std::max(largest, std::abs(alpha * g0[e]) + std::abs(beta * g1[e]));
+        }
         for (size_t k = 0; k < p.diff.size() && detail.empty(); ++k) {
             const double* g0 = g[0][k].data<double>();
             const double* g1 = gv[k].data<double>();
@@ -990,6 +1001,7 @@ void analyze(Problem& p, const GradcheckOptions& o, GradcheckResult& r, const Te
             int64_t n = gm[k].numel();
             double scale = 0;
             for (int64_t e = 0; e < n; ++e) scale = std::max(scale, std::abs(alpha * g0[e]) + std::abs(beta * g1[e]));
+            scale = std::max(scale, 1e-2 * largest);
             for (int64_t e = 0; e < n && detail.empty(); ++e) {
                 if (!std::isfinite(g0[e]) || !std::isfinite(g1[e])) continue;  // flagged by the comparison
                 double want = alpha * g0[e] + beta * g1[e];
@@ -1248,6 +1260,80 @@ void measure_noise(Problem& p)
     }
 }
 
+// The elements of full mode, numbered across the inputs, that `part` checks:
+// blocks of 16 dealt round-robin, so every part gets its share of every
+// input (their costs differ: a conv weight's element replays more than a
+// bias's).
+std::vector<int64_t> elements_of_part(int64_t total, const GradcheckOptions::Partition& part)
+{
+    TG_CHECK(part.parts >= 1 && part.part >= 0 && part.part < part.parts, "gradcheck: partition part ", part.part,
+             " of ", part.parts, " does not exist");
+    TG_CHECK(part.parts == 1 || part.sum, "gradcheck: a partition over ", part.parts, " parts needs its sum");
+    constexpr int64_t block = 16;
+    std::vector<int64_t> mine;
+    for (int64_t b = int64_t(part.part) * block; b < total; b += block * part.parts)
+        for (int64_t t = b; t < std::min(total, b + block); ++t) mine.push_back(t);
+    return mine;
+}
+
+// Every part's element results into every part's works: the bits of each
+// number (NaN payloads and -0 kept) summed as integers, a part's own
+// elements non-zero in its buffer only; and the evaluations they took.
+void merge_parts(Problem& p, std::vector<InputWork>& works, const std::vector<int64_t>& offsets,
+                 const GradcheckOptions::Partition& part, int64_t evaluations)
+{
+    const size_t C = size_t(p.C), per = 5 * C + 1;
+    std::vector<int64_t> buffer(size_t(offsets.back()) * per + 2, 0);
+    auto bits = [](double v) {
+        int64_t b;
+        std::memcpy(&b, &v, sizeof b);
+        return b;
+    };
+    auto value = [](int64_t b) {
+        double v;
+        std::memcpy(&v, &b, sizeof v);
+        return v;
+    };
+    for (int64_t t : elements_of_part(offsets.back(), part)) {
+        const size_t wi = size_t(std::upper_bound(offsets.begin(), offsets.end(), t) - offsets.begin()) - 1;
+        const InputWork& w = works[wi];
+        const size_t e = size_t(t - offsets[wi]);
+        int64_t* out = &buffer[size_t(t) * per];
+        for (size_t c = 0; c < C; ++c) {
+            const size_t j = e * C + c;
+            out[c] = bits(w.numeric[j]);
+            out[C + c] = bits(w.estimate[j]);
+            out[2 * C + c] = bits(w.left[j]);
+            out[3 * C + c] = bits(w.right[j]);
+            out[4 * C + c] = w.verdict[j];
+        }
+        out[5 * C] = bits(w.step[e]);
+    }
+    buffer[buffer.size() - 2] = evaluations;
+    buffer[buffer.size() - 1] = 1;  // counts the parts that took part
+    part.sum(buffer);
+    TG_CHECK(buffer.back() == part.parts, "gradcheck: ", buffer.back(), " of ", part.parts,
+             " parts contributed to the merged report");
+    for (size_t wi = 0; wi < works.size(); ++wi) {
+        InputWork& w = works[wi];
+        for (int64_t e = 0; e < w.n; ++e) {
+            const int64_t* in = &buffer[size_t(offsets[wi] + e) * per];
+            for (size_t c = 0; c < C; ++c) {
+                const size_t j = size_t(e) * C + c;
+                w.numeric[j] = value(in[c]);
+                w.estimate[j] = value(in[C + c]);
+                w.left[j] = value(in[2 * C + c]);
+                w.right[j] = value(in[3 * C + c]);
+                TG_CHECK(in[4 * C + c] >= 0 && in[4 * C + c] <= int64_t(ElementVerdict::fail),
+                         "gradcheck: the merged report has verdict ", in[4 * C + c], " (parts overlapped?)");
+                w.verdict[j] = uint8_t(in[4 * C + c]);
+            }
+            w.step[size_t(e)] = value(in[5 * C]);
+        }
+    }
+    p.evaluations += buffer[buffer.size() - 2] - evaluations;
+}
+
 // The finite differences of a check whose analytic side is done: fast probes
 // where they apply, every element of the rest, then the verdicts.
 void run_checks(Problem& p, const GradcheckOptions& o, GradcheckResult& result)
@@ -1283,16 +1369,24 @@ void run_checks(Problem& p, const GradcheckOptions& o, GradcheckResult& result)
     }
     std::vector<int64_t> offsets{0};
     for (const InputWork& w : works) offsets.push_back(offsets.back() + w.n);
-    parallel_for(offsets.back(), p.serial ? offsets.back() : 1, [&](int64_t begin, int64_t end) {
+    const std::vector<int64_t> mine = elements_of_part(offsets.back(), o.partition);
+    const int64_t before_elements = p.evaluations.load();
+    parallel_for(int64_t(mine.size()), p.serial ? int64_t(mine.size()) : 1, [&](int64_t begin, int64_t end) {
         NoGradGuard off;
         std::unique_ptr<Evaluator> holder = p.make_evaluator();
         Evaluator& ev = *holder;
-        size_t wi = size_t(std::upper_bound(offsets.begin(), offsets.end(), begin) - offsets.begin()) - 1;
-        for (int64_t t = begin; t < end; ++t) {
+        size_t wi = size_t(std::upper_bound(offsets.begin(), offsets.end(), mine[size_t(begin)]) - offsets.begin()) - 1;
+        for (int64_t j = begin; j < end; ++j) {
+            const int64_t t = mine[size_t(j)];  // increasing
             while (t >= offsets[wi + 1]) ++wi;
             check_element(ev, p, o, works[wi], t - offsets[wi]);
         }
     });
+    if (o.partition.parts > 1) {
+        merge_parts(p, works, offsets, o.partition, p.evaluations.load() - before_elements);
+        result.note += std::string(result.note.empty() ? "" : "; ") + "elements split over " +
+                       std::to_string(o.partition.parts) + " processes";
+    }
     // Tied kinks, jointly across the inputs (a group is a few evaluations).
     {
         NoGradGuard off;

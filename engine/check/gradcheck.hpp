@@ -90,6 +90,16 @@ struct GradcheckOptions {
     // per element, for the output and each gradient.
     double float32_atol = 1e-4;
     double float32_rtol = 1e-3;
+    // Splits full mode's elements over processes (tg::dist::gradcheck fills
+    // it in): this process checks its part, then `sum` adds a buffer up over
+    // every part in place. Each element's results are in its own part's
+    // buffer only (zeros elsewhere), so every process ends with the whole
+    // report, the one a single process gives. Probes, noise and ties, a few
+    // evaluations each, run in every process alike.
+    struct Partition {
+        int part = 0, parts = 1;
+        std::function<void(std::vector<int64_t>&)> sum;
+    } partition;
 };
 
 // What was found for one element (for the cotangent where it looked worst).

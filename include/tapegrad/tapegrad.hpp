@@ -46,6 +46,7 @@
 #include "optim/schedule.hpp"
 #include "dist/communicator.hpp"
 #include "dist/data_parallel.hpp"
+#include "dist/gradcheck.hpp"
 #include "ops/softmax.hpp"
 #include "ops/loss.hpp"
 #include "ops/layers.hpp"

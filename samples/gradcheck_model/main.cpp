@@ -6,6 +6,10 @@
 // small: the small CNN of ../shared/bench/torch_gradcheck.py (13,242
 // parameters); ref: the reference CNN of the benchmarks (421,642). Inputs are
 // random 28×28 images and labels, the loss is cross-entropy, as there.
+// Under mpirun the elements are split over the ranks (tg::dist::gradcheck),
+// and rank 0 prints the merged report:
+//
+//   mpirun -np 2 -x TG_NUM_THREADS=1 gradcheck_model --model ref
 #include <tapegrad/tapegrad.hpp>
 
 #include <cstdio>
@@ -51,12 +55,17 @@ int main(int argc, char** argv)
         options.mode = mode == "full" ? tg::GradcheckMode::full
                        : mode == "fast" ? tg::GradcheckMode::fast
                                         : tg::GradcheckMode::automatic;
-        std::printf("%s CNN, %lld parameters, batch %lld, %d threads\n", model_name.c_str(),
-                    (long long)model->parameter_count(), (long long)batch, tg::num_threads());
-        tg::GradcheckResult result = tg::gradcheck(*model, loss, data, options);
-        std::printf("%s", result.to_string().c_str());
-        std::printf("%s in %.3f s (%.2f us per evaluation)\n", result.passed() ? "passed" : "FAILED", result.seconds,
-                    result.seconds * 1e6 / double(std::max<int64_t>(result.evaluations, 1)));
+        const bool main = tg::dist::is_main();
+        if (main)
+            std::printf("%s CNN, %lld parameters, batch %lld, %d rank%s x %d threads\n", model_name.c_str(),
+                        (long long)model->parameter_count(), (long long)batch, tg::dist::world_size(),
+                        tg::dist::world_size() == 1 ? "" : "s", tg::num_threads());
+        tg::GradcheckResult result = tg::dist::gradcheck(*model, loss, data, options);
+        if (main) {
+            std::printf("%s", result.to_string().c_str());
+            std::printf("%s in %.3f s (%.2f us per evaluation)\n", result.passed() ? "passed" : "FAILED",
+                        result.seconds, result.seconds * 1e6 / double(std::max<int64_t>(result.evaluations, 1)));
+        }
         return result.passed() ? 0 : 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());

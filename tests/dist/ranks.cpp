@@ -6,8 +6,9 @@
 // Float64 data-parallel training is compared with one process training the
 // same model on the same global batches: the parameters after several steps
 // agree to 1e-12 relative, with buckets of one parameter, of a few and of all,
-// and gradient accumulation under no_sync equals one big batch.
-#include <tapegrad/tapegrad.hpp>
+// and gradient accumulation under no_sync equals one big batch. The split
+// gradcheck is compared with one process's report (tests/dist/gradcheck.cpp).
+#include "tests/dist/checks.hpp"
 
 #include <cmath>
 #include <cstdio>
@@ -20,9 +21,11 @@
 namespace dist = tg::dist;
 namespace nn = tg::nn;
 
-namespace {
+namespace dist_test {
 
+namespace {
 int checks = 0, failures = 0;
+}  // namespace
 
 void check(bool ok, const std::string& what)
 {
@@ -42,7 +45,11 @@ std::string error_of(const std::function<void()>& f)
     return "(no error)";
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+}  // namespace dist_test
+
+namespace {
+
+using namespace dist_test;
 
 void collectives()
 {
@@ -255,6 +262,7 @@ int main(int argc, char** argv)
         training(int64_t(1) << 30, "one bucket");
         accumulation();
         faults();
+        gradcheck_split();
     } catch (const std::exception& e) {
         ++failures;
         std::fprintf(stderr, "rank %d: FAILED with an exception: %s\n", dist::rank(), e.what());
