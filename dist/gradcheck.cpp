@@ -1,9 +1,13 @@
 #include "dist/gradcheck.hpp"
 
+#include <atomic>
 #include <cstring>
 #include <sstream>
 
 #include "dist/communicator.hpp"
+#include "dist/sync_batch_norm.hpp"
+#include "engine/core/parallel.hpp"
+#include "ops/elementwise.hpp"
 #include "engine/core/error.hpp"
 
 namespace tg::dist {
@@ -41,7 +45,41 @@ void require_same_everywhere(const std::string& mine)
              "(parameters equal to the bit: seed them alike or broadcast them); ", difference);
 }
 
+std::atomic<int> split_checks{0};
+
+// Marks this process as running a split check while it lives.
+class SplitCheck {
+public:
+    SplitCheck() { ++split_checks; }
+    ~SplitCheck() { --split_checks; }
+    SplitCheck(const SplitCheck&) = delete;
+    SplitCheck& operator=(const SplitCheck&) = delete;
+};
+
+// One thread while it lives: every evaluation on the caller's thread, in order.
+class OneThread {
+public:
+    OneThread() : threads_(num_threads()) { set_num_threads(1); }
+    ~OneThread() { set_num_threads(threads_); }
+    OneThread(const OneThread&) = delete;
+    OneThread& operator=(const OneThread&) = delete;
+
+private:
+    int threads_;
+};
+
+// x in value, exactly (a − a is 0), while its gradient is the average of
+// every rank's: an input shared by every rank's part of a global function.
+Tensor shared_by_ranks(const Tensor& x)
+{
+    if (!is_floating(x.dtype())) return x;
+    const Tensor mean = mul(all_reduce_sum(x), scalar(1.0 / world_size(), x.dtype()));
+    return add(x.detach(), sub(mean, mean.detach()));
+}
+
 }  // namespace
+
+bool in_split_gradcheck() { return split_checks.load() > 0; }
 
 GradcheckOptions::Partition gradcheck_partition()
 {
@@ -72,6 +110,7 @@ GradcheckResult gradcheck(nn::Module& model, const ModelLossFn& loss_fn, const B
     require_same_everywhere(s.str());
     options.partition = gradcheck_partition();
     if (options.reproduce.empty()) options.reproduce = "tg::dist::gradcheck(model, loss_fn, batch, options)";
+    SplitCheck split;
     return tg::gradcheck(model, loss_fn, batch, options);
 }
 
@@ -81,7 +120,34 @@ GradcheckResult gradcheck(const GradcheckFn& fn, const tensor_list& inputs, Grad
     for (size_t i = 0; i < inputs.size(); ++i) describe(s, "input", std::to_string(i), inputs[i]);
     require_same_everywhere(s.str());
     options.partition = gradcheck_partition();
+    SplitCheck split;
     return tg::gradcheck(fn, inputs, options);
+}
+
+GradcheckResult gradcheck_in_lockstep(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options)
+{
+    TG_CHECK(!options.second_order, "tg::dist::gradcheck_in_lockstep: first order only");
+    TG_CHECK(options.partition.parts == 1, "tg::dist::gradcheck_in_lockstep: every rank checks every element; "
+             "no partition");
+    std::ostringstream s;
+    for (size_t i = 0; i < inputs.size(); ++i) describe(s, "input", std::to_string(i), inputs[i]);
+    require_same_everywhere(s.str());
+    OneThread one;
+    auto global = [&fn](const tensor_list& xs) {
+        tensor_list shared(xs.size());
+        for (size_t i = 0; i < xs.size(); ++i) shared[i] = xs[i].defined() ? shared_by_ranks(xs[i]) : xs[i];
+        return all_reduce_sum(fn(shared));
+    };
+    if (options.reproduce.empty()) options.reproduce = "tg::dist::gradcheck_in_lockstep(fn, inputs, options)";
+    GradcheckResult result = tg::gradcheck(global, inputs, options);
+    // In step only if every rank judged the same numbers: a gradient that
+    // differs across ranks sends their refinements different ways.
+    const std::vector<int64_t> evaluations = all_gather(result.evaluations);
+    for (size_t r = 0; r < evaluations.size(); ++r)
+        TG_CHECK(evaluations[r] == evaluations[0], "tg::dist::gradcheck_in_lockstep: the ranks fell out of step (rank ",
+                 r, " made ", evaluations[r], " evaluations, rank 0 ", evaluations[0],
+                 "): their analytic gradients differ, which a gradient that depends on the rank does");
+    return result;
 }
 
 }  // namespace tg::dist

@@ -21,9 +21,22 @@ namespace tg::dist {
 
 // This rank's part of a check, its merge an allreduce over the ranks.
 GradcheckOptions::Partition gradcheck_partition();
+// True while tg::dist::gradcheck runs in this process: a function that
+// communicates (all_reduce_sum) cannot be split, and says so.
+bool in_split_gradcheck();
 
 GradcheckResult gradcheck(nn::Module& model, const ModelLossFn& loss_fn, const Batch& batch,
                           GradcheckOptions options = model_gradcheck_options());
 GradcheckResult gradcheck(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options = {});
+
+// The check of a function that itself communicates (sync_batch_norm, a
+// custom op built on all_reduce_sum): every rank makes every evaluation, in
+// the same order, on one thread, in lockstep. `fn` is this rank's part of a
+// global function: its output summed over the ranks (all_reduce_sum) is the
+// function checked, of inputs that are the same on every rank (checked, as
+// gradcheck's); each floating input enters every rank's part, so its
+// gradient is the sum of what every rank's part gives it. First order only.
+// In a world of one, tg::gradcheck(fn, inputs) on one thread.
+GradcheckResult gradcheck_in_lockstep(const GradcheckFn& fn, const tensor_list& inputs, GradcheckOptions options = {});
 
 }  // namespace tg::dist

@@ -222,8 +222,8 @@ void check_running_stats(const Tensor& x, const BatchNormRunningStats& running, 
 }
 }  // namespace
 
-Tensor batch_norm(const Tensor& x, const BatchNormRunningStats& running, const Tensor& weight, const Tensor& bias,
-                  bool training, std::optional<double> momentum, double eps)
+void check_batch_norm_arguments(const Tensor& x, const BatchNormRunningStats& running, const Tensor& weight,
+                                const Tensor& bias, bool training, std::optional<double> momentum, double eps)
 {
     TG_CHECK(x.defined(), "batch_norm: undefined input");
     TG_CHECK(x.dim() >= 2, "batch_norm: input must be [N, C, ...], got ", x.shape());
@@ -235,6 +235,43 @@ Tensor batch_norm(const Tensor& x, const BatchNormRunningStats& running, const T
     TG_CHECK(std::isfinite(eps) && eps >= 0, "batch_norm: eps ", eps, " is not a finite number >= 0");
     TG_CHECK(!momentum || (*momentum >= 0 && *momentum <= 1), "batch_norm: momentum ", momentum.value_or(0),
              " is outside [0, 1]");
+}
+
+void update_batch_norm_running_stats(const BatchNormRunningStats& running, const Tensor& mean, const Tensor& var,
+                                     int64_t count, std::optional<double> momentum)
+{
+    // An activation checkpoint's recomputation of a forward leaves the
+    // statistics alone: they move once per step, as without the checkpoint.
+    if (!running.mean || checkpoint_recomputing()) return;
+    // Off the tape; the version counters record the changes.
+    double factor = momentum.value_or(0);
+    if (Tensor* tracked = running.num_batches_tracked) {
+        int64_t& batches = *tracked->data<int64_t>();
+        ++batches;
+        tracked->bump_version();
+        if (!momentum) factor = 1 / double(batches);
+    }
+    if (count == 0) return;
+    Tensor &rm = *running.mean, &rv = *running.var;
+    const int64_t c = rm.numel();
+    TG_CHECK(mean.dtype() == rm.dtype() && mean.numel() == c && var.dtype() == float64 && var.numel() == c,
+             "batch_norm: batch statistics of ", mean.shape(), " ", dtype_name(mean.dtype()), " and ", var.shape(), " ",
+             dtype_name(var.dtype()), " for running statistics of ", rm.shape(), " ", dtype_name(rm.dtype()),
+             " (the variance is float64)");
+    TG_DISPATCH_FLOATING(rm.dtype(), "batch_norm", [&] {
+        using T = scalar_t;
+        kernels::batch_norm_update_running<T>(rm.data<T>(), rv.data<T>(), mean.data<T>(), var.data<double>(), c, factor,
+                                              double(count) / double(count - 1));
+    });
+    rm.bump_version();
+    rv.bump_version();
+}
+
+Tensor batch_norm(const Tensor& x, const BatchNormRunningStats& running, const Tensor& weight, const Tensor& bias,
+                  bool training, std::optional<double> momentum, double eps)
+{
+    check_batch_norm_arguments(x, running, weight, bias, training, momentum, eps);
+    const int64_t c = x.shape()[1];
     // Per-channel values broadcast as [1, C, 1, ...].
     shape_type channel_shape(size_t(x.dim()), 1);
     channel_shape[1] = c;
@@ -260,28 +297,7 @@ Tensor batch_norm(const Tensor& x, const BatchNormRunningStats& running, const T
     TG_CHECK(count != 1, "batch_norm: expected more than 1 value per channel when training, got an input of shape ",
              x.shape());
     OpResult r = call_op_kept<BatchNormTraining>({x, weight, bias}, {eps});
-    // An activation checkpoint's recomputation of this forward leaves the
-    // statistics alone: they move once per step, as without the checkpoint.
-    if (!running.mean || checkpoint_recomputing()) return r.output;
-    // Off the tape; the version counters record the changes.
-    double factor = momentum.value_or(0);
-    if (Tensor* tracked = running.num_batches_tracked) {
-        int64_t& batches = *tracked->data<int64_t>();
-        ++batches;
-        tracked->bump_version();
-        if (!momentum) factor = 1 / double(batches);
-    }
-    if (count > 0) {
-        Tensor &rm = *running.mean, &rv = *running.var;
-        TG_DISPATCH_FLOATING(x.dtype(), "batch_norm", [&] {
-            using T = scalar_t;
-            kernels::batch_norm_update_running<T>(rm.data<T>(), rv.data<T>(), r.kept[0].data<T>(),
-                                                  r.kept[2].data<double>(), c, factor,
-                                                  double(count) / double(count - 1));
-        });
-        rm.bump_version();
-        rv.bump_version();
-    }
+    update_batch_norm_running_stats(running, r.kept[0], r.kept[2], count, momentum);
     return r.output;
 }
 

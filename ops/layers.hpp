@@ -51,6 +51,16 @@ Tensor batch_norm(const Tensor& x, const BatchNormRunningStats& running, const T
                   const Tensor& bias = Tensor(), bool training = true, std::optional<double> momentum = 0.1,
                   double eps = 1e-5);
 
+// batch_norm's argument checks, and its update of the running statistics
+// from a batch's mean ([C], x's dtype) and biased variance ([C], float64) of
+// `count` values per channel (num_batches_tracked first, then mean and var
+// unless count is 0): for normalisations that gather their statistics
+// another way (tg::dist::sync_batch_norm, across processes).
+void check_batch_norm_arguments(const Tensor& x, const BatchNormRunningStats& running, const Tensor& weight,
+                                const Tensor& bias, bool training, std::optional<double> momentum, double eps);
+void update_batch_norm_running_stats(const BatchNormRunningStats& running, const Tensor& mean, const Tensor& var,
+                                     int64_t count, std::optional<double> momentum);
+
 // Normalises over the trailing axes given by normalized_shape (mean and biased
 // variance per leading index), then scales by weight and adds bias, both of
 // shape normalized_shape and optional.

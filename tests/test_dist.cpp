@@ -98,3 +98,78 @@ TEST_CASE("dist: DataParallel in a world of one keeps the module's gradients, bu
                    "DataParallel: bucket_bytes 0 must be positive"));
     CHECK(contains(error_of([] { dist::DataParallel bad(nullptr); }), "DataParallel: no module"));
 }
+
+TEST_CASE("dist: sync_batch_norm in a world of one is batch_norm, in value, statistics and gradients, in both dtypes")
+{
+    for (tg::Dtype dt : {tg::float32, tg::float64}) {
+        CAPTURE(tg::dtype_name(dt));
+        const double tol = dt == tg::float32 ? 1e-5 : 1e-12;
+        tg::Generator gen(3);
+        const tg::Tensor x0 = tg::randn({5, 3, 2, 3}, dt, &gen), u = tg::randn({5, 3, 2, 3}, dt, &gen);
+        for (std::optional<double> momentum : {std::optional<double>(0.3), std::optional<double>()}) {
+            tg::Tensor x = x0.clone().requires_grad_(), w = tg::rand({3}, dt, &gen).requires_grad_();
+            tg::Tensor b = tg::randn({3}, dt, &gen).requires_grad_();
+            tg::Tensor xs = x.detach().clone().requires_grad_(), ws = w.detach().clone().requires_grad_(),
+                       bs = b.detach().clone().requires_grad_();
+            tg::Tensor m = tg::zeros({3}, dt), v = tg::ones({3}, dt), n = tg::scalar(2, tg::int64);
+            tg::Tensor sm = m.clone(), sv = v.clone(), sn = n.clone();
+            const tg::Tensor y = tg::batch_norm(x, {&m, &v, &n}, w, b, true, momentum);
+            const tg::Tensor ys = dist::sync_batch_norm(xs, {&sm, &sv, &sn}, ws, bs, true, momentum);
+            tg::sum(tg::mul(y, u)).backward();
+            tg::sum(tg::mul(ys, u)).backward();
+            check_close(ys.to_vector(), y.to_vector(), tol);
+            check_close(sm.to_vector(), m.to_vector(), tol);
+            check_close(sv.to_vector(), v.to_vector(), tol);
+            CHECK(*sn.data<int64_t>() == 3);
+            check_close(xs.grad().to_vector(), x.grad().to_vector(), tol * 10);
+            check_close(ws.grad().to_vector(), w.grad().to_vector(), tol * 10);
+            check_close(bs.grad().to_vector(), b.grad().to_vector(), tol * 10);
+        }
+    }
+    // An empty batch counts a batch and changes nothing else; one value per channel is refused, as batch_norm.
+    tg::Tensor m = tg::zeros({2}), v = tg::ones({2}), n = tg::scalar(0, tg::int64);
+    CHECK(dist::sync_batch_norm(tg::zeros({0, 2, 3}), {&m, &v, &n}).shape() == tg::shape_type{0, 2, 3});
+    CHECK(*n.data<int64_t>() == 1);
+    CHECK(m.to_vector() == Values{0, 0});
+    CHECK(contains(error_of([] { dist::sync_batch_norm(tg::ones({1, 2}), {}); }),
+                   "sync_batch_norm: expected more than 1 value per channel over all ranks"));
+    CHECK(contains(error_of([] { dist::sync_batch_norm(tg::ones({4, 2}), {}, tg::ones({3})); }),
+                   "batch_norm: weight of shape [3] for an input of shape [4, 2]"));
+    CHECK(contains(error_of([] { dist::all_reduce_sum(tg::ones({2}, tg::int64)); }),
+                   "dist::all_reduce_sum: expected float32 or float64, got int64"));
+
+    // The module: BatchNorm2d's names and behaviour, so state dicts move between them.
+    tg::Generator gen(4);
+    dist::SyncBatchNorm2d sync(3);
+    tg::nn::BatchNorm2d plain(3);
+    CHECK(sync.describe() == "SyncBatchNorm2d(3)");
+    const tg::Tensor x = tg::randn({4, 3, 2, 2}, tg::float32, &gen);
+    check_close(sync(x).to_vector(), plain(x).to_vector(), 1e-6);
+    plain.load_state_dict(sync.state_dict());
+    CHECK(plain.running_mean.to_vector() == sync.running_mean.to_vector());
+    sync.eval();
+    plain.eval();
+    check_close(sync(x).to_vector(), plain(x).to_vector(), 1e-6);
+    CHECK(contains(error_of([&] { sync(tg::ones({2, 4, 1, 1})); }), "SyncBatchNorm2d(3): expected an input [N, 3, H, W]"));
+    CHECK(contains(error_of([] { dist::SyncBatchNorm2d bad(0); }), "SyncBatchNorm2d: channels must be positive"));
+}
+
+TEST_CASE("dist: gradcheck_in_lockstep in a world of one checks the function on one thread, first order only")
+{
+    tg::Generator gen(6);
+    const tg::Tensor x = tg::randn({6, 2, 2}, tg::float64, &gen).requires_grad_();
+    auto fn = [](const tg::tensor_list& v) { return dist::sync_batch_norm(v[0], {}); };
+    const int threads = tg::num_threads();
+    const tg::GradcheckResult r = dist::gradcheck_in_lockstep(fn, {x});
+    INFO(r.to_string());
+    CHECK(r.passed());
+    CHECK(tg::num_threads() == threads);
+    tg::GradcheckOptions second;
+    second.second_order = true;
+    CHECK(contains(error_of([&] { dist::gradcheck_in_lockstep(fn, {x}, second); }),
+                   "tg::dist::gradcheck_in_lockstep: first order only"));
+    // Split in a world of one: one part, tg::gradcheck's report.
+    const tg::GradcheckResult split = dist::gradcheck(fn, {x});
+    CHECK(split.passed());
+    CHECK(split.evaluations == tg::gradcheck(fn, {x}).evaluations);
+}

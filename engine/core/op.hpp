@@ -297,7 +297,11 @@ struct Op {
 template <class D>
 OpRegistration register_op()
 {
-    return OpRegistration(D::name, D::samples());
+    constexpr bool replays = [] {
+        if constexpr (requires { D::replay; }) return D::replay != ReplayForm::none;
+        else return true;
+    }();
+    return OpRegistration(D::name, D::samples(), replays);
 }
 
 }  // namespace tg

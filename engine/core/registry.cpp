@@ -29,16 +29,17 @@ const OpInfo* find_op(const std::string& name)
     return nullptr;
 }
 
-OpRegistration::OpRegistration(std::string name, std::vector<OpSample> samples)
+OpRegistration::OpRegistration(std::string name, std::vector<OpSample> samples, bool replays)
 {
     for (OpInfo& op : registry())
         if (op.name == name) {
             // Samples for one op may be registered in several places (an op
             // with overloads); they add up.
             op.samples.insert(op.samples.end(), samples.begin(), samples.end());
+            op.replays = op.replays && replays;
             return;
         }
-    registry().push_back({std::move(name), std::move(samples)});
+    registry().push_back({std::move(name), std::move(samples), replays});
 }
 
 }  // namespace tg

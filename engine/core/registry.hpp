@@ -64,6 +64,10 @@ inline OpSample sample(std::string label, std::vector<InputSpec> inputs, OpFn fn
 struct OpInfo {
     std::string name;
     std::vector<OpSample> samples;
+    // False for an op whose forward must not run again from the checker's
+    // replay (a collective across processes, dist::all_reduce_sum): a model
+    // gradcheck then re-runs the whole loss instead.
+    bool replays = true;
 };
 
 // All ops registered so far (library and user), in registration order.
@@ -72,7 +76,7 @@ const OpInfo* find_op(const std::string& name);
 
 // Registers an op at static-initialisation time; use through TG_REGISTER_OP.
 struct OpRegistration {
-    OpRegistration(std::string name, std::vector<OpSample> samples);
+    OpRegistration(std::string name, std::vector<OpSample> samples, bool replays = true);
 };
 
 }  // namespace tg

@@ -47,6 +47,7 @@
 #include "dist/communicator.hpp"
 #include "dist/data_parallel.hpp"
 #include "dist/gradcheck.hpp"
+#include "dist/sync_batch_norm.hpp"
 #include "ops/softmax.hpp"
 #include "ops/loss.hpp"
 #include "ops/layers.hpp"

@@ -4,13 +4,15 @@
 //
 //   train_fashion_mnist [--epochs 5] [--batch-size 64] [--lr 0.002] [--optimizer adamw|adam|sgd]
 //                       [--model default|ref] [--threads N] [--seed 0] [--data DIR]
-//                       [--out DIR] [--resume CHECKPOINT] [--graph FILE] [--distributed]
+//                       [--out DIR] [--resume CHECKPOINT] [--graph FILE] [--distributed [--sync-bn]]
 //
 // --distributed (under mpirun -np N): every global batch of --batch-size is
 // split across the N ranks (rank r takes rows r, r + N, ...), the gradients
 // averaged by tg::dist::DataParallel, so the ranks train one model as one
 // process would; rank 0 alone prints, draws the progress bar and writes the
 // checkpoint and metrics, and the metrics are summed over the ranks.
+// --sync-bn: the default model's batch norms normalise with the global
+// batch's statistics (tg::dist::SyncBatchNorm2d) instead of each rank's.
 //
 // --graph FILE writes the tape of the first training step (Graphviz DOT: ops,
 // shapes, modules, parameters by name), and FILE.svg when Graphviz's dot is installed.
@@ -45,20 +47,25 @@ struct Settings {
     std::string resume;
     std::string graph;  // DOT file for the first step's tape
     bool distributed = false;
+    bool sync_bn = false;
 };
 
 // The default: two conv blocks of two 3×3 convolutions with batch norm, and
 // dropout before each linear layer.
-std::shared_ptr<nn::Sequential> default_cnn(uint64_t seed)
+std::shared_ptr<nn::Sequential> default_cnn(uint64_t seed, bool sync_bn)
 {
+    auto norm = [sync_bn](int64_t channels) -> std::shared_ptr<nn::Module> {
+        if (sync_bn) return nn::make<tg::dist::SyncBatchNorm2d>(channels);
+        return nn::make<nn::BatchNorm2d>(channels);
+    };
     auto conv = [](int64_t in, int64_t out) {
         return nn::make<nn::Conv2d>(in, out, 3, nn::Conv2dOptions{.padding = 1, .bias = false});
     };
     return std::make_shared<nn::Sequential>(std::initializer_list<std::shared_ptr<nn::Module>>{
-        conv(1, 32), nn::make<nn::BatchNorm2d>(32), nn::make<nn::ReLU>(),
-        conv(32, 32), nn::make<nn::BatchNorm2d>(32), nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2),
-        conv(32, 64), nn::make<nn::BatchNorm2d>(64), nn::make<nn::ReLU>(),
-        conv(64, 64), nn::make<nn::BatchNorm2d>(64), nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2),
+        conv(1, 32), norm(32), nn::make<nn::ReLU>(),
+        conv(32, 32), norm(32), nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2),
+        conv(32, 64), norm(64), nn::make<nn::ReLU>(),
+        conv(64, 64), norm(64), nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2),
         nn::make<nn::Flatten>(), nn::make<nn::Dropout>(0.25, seed + 1), nn::make<nn::Linear>(64 * 7 * 7, 256),
         nn::make<nn::ReLU>(), nn::make<nn::Dropout>(0.25, seed + 2), nn::make<nn::Linear>(256, 10)});
 }
@@ -293,10 +300,11 @@ Settings parse(int argc, char** argv)
         else if (a == "--resume") s.resume = need(i);
         else if (a == "--graph") s.graph = need(i);
         else if (a == "--distributed") s.distributed = true;
+        else if (a == "--sync-bn") s.sync_bn = true;
         else if (a == "--help" || a == "-h") {
             std::printf("usage: %s [--epochs N] [--batch-size N] [--lr X] [--optimizer adamw|adam|sgd]\n"
                         "          [--model default|ref] [--threads N] [--seed N] [--data DIR] [--out DIR] "
-                        "[--resume CHECKPOINT] [--graph FILE] [--distributed]\n",
+                        "[--resume CHECKPOINT] [--graph FILE] [--distributed [--sync-bn]]\n",
                         argv[0]);
             std::exit(0);
         } else
@@ -318,6 +326,8 @@ int run(int argc, char** argv)
              tg::dist::world_size(), " ranks without --distributed (each would train alone)");
     TG_CHECK(s.batch_size >= tg::dist::world_size(), "train_fashion_mnist: --batch-size ", s.batch_size,
              " is smaller than the ", tg::dist::world_size(), " ranks it is split across");
+    TG_CHECK(!s.sync_bn || (s.distributed && s.model == "default"), "train_fashion_mnist: --sync-bn is for the "
+             "default model (the reference CNN has no batch norm) with --distributed");
     if (!main_rank) std::freopen("/dev/null", "w", stdout);  // rank 0 alone reports
     if (main_rank) std::filesystem::create_directories(s.out);
 
@@ -333,7 +343,7 @@ int run(int argc, char** argv)
                 std::chrono::duration<double>(Clock::now() - t0).count());
 
     tg::manual_seed(s.seed);
-    std::shared_ptr<nn::Sequential> model = s.model == "ref" ? nn::reference_cnn() : default_cnn(s.seed);
+    std::shared_ptr<nn::Sequential> model = s.model == "ref" ? nn::reference_cnn() : default_cnn(s.seed, s.sync_bn);
     std::printf("%s", model->summary({1, 1, 28, 28}).c_str());
 
     std::unique_ptr<tg::optim::Optimizer> optimizer;

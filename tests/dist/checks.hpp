@@ -15,5 +15,7 @@ inline bool contains(const std::string& s, const std::string& part) { return s.f
 
 // The distributed gradcheck against one process's (tests/dist/gradcheck.cpp).
 void gradcheck_split();
+// Synchronised batch norm against batch_norm on the whole batch (tests/dist/sync_batch_norm.cpp).
+void sync_batch_norm_checks();
 
 }  // namespace dist_test

@@ -263,6 +263,7 @@ int main(int argc, char** argv)
         accumulation();
         faults();
         gradcheck_split();
+        sync_batch_norm_checks();
     } catch (const std::exception& e) {
         ++failures;
         std::fprintf(stderr, "rank %d: FAILED with an exception: %s\n", dist::rank(), e.what());
