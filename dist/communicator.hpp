@@ -58,6 +58,9 @@ public:
     bool pending() const { return handle_ != nullptr; }
     // Returns when done; an error after timeout_seconds(), naming `what`.
     void wait();
+    // Whether it is done, without waiting. MPI moves a collective on only
+    // inside MPI calls: testing now and then is what lets it overlap work.
+    bool test();
 
 private:
     friend Request allreduce_start(void* data, int64_t count, Dtype dtype, ReduceOp op, const std::string& what);

@@ -129,7 +129,11 @@ void DataParallel::on_ready(size_t p)
     is_ready_[p] = 1;
     ready_order_.push_back(p);
     ++b.ready;
-    if (options_.overlap) start_ready_buckets();
+    if (options_.overlap) {
+        start_ready_buckets();
+        // Moves the buckets in flight on (MPI progresses them only inside its calls).
+        for (size_t i = 0; i < next_bucket_; ++i) buckets_[i].request.test();
+    }
 }
 
 void DataParallel::start_ready_buckets()
