@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -146,6 +147,17 @@ bool built_with_mpi()
 #else
     return false;
 #endif
+}
+
+void abort(int status)
+{
+#ifdef TAPEGRAD_MPI
+    if (world().size > 1) {
+        std::fflush(nullptr);
+        MPI_Abort(MPI_COMM_WORLD, status);
+    }
+#endif
+    std::exit(status);
 }
 
 int rank()

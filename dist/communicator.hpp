@@ -29,6 +29,11 @@ int world_size();
 inline bool is_main() { return rank() == 0; }
 double timeout_seconds();
 
+// Ends this program with `status`, and with it the whole run: a rank that
+// fails alone would otherwise leave the others waiting in their next
+// collective until the timeout. In a world of one, std::exit(status).
+[[noreturn]] void abort(int status);
+
 void barrier();
 // t replaced in place by root's values on every rank.
 void broadcast(Tensor& t, int root = 0);

@@ -446,6 +446,8 @@ int main(int argc, char** argv)
         return run(argc, argv);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s\n", e.what());
+        // One rank's error ends the run at once, not at the others' timeout.
+        if (tg::dist::world_size() > 1) tg::dist::abort(1);
         return 1;
     }
 }

@@ -11,6 +11,7 @@
 #include "tests/dist/checks.hpp"
 
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <chrono>
 #include <cstdlib>
@@ -222,21 +223,22 @@ void faults()
     }
 }
 
-// --die R: rank R exits in the middle of a training step, before its
-// backward; --stall R: it stays, but never joins. The others must then stop
-// with an error, not hang (tests/dist/fault.sh bounds the time).
-int die_in_step(int dying, bool stall)
+// A fault in rank R in the middle of a training step, before its backward:
+// --die, it exits; --kill, it is killed (SIGKILL: no handler, no clean-up);
+// --throw, a tg::Error ends its program as any error would; --stall, it
+// stays, but never joins. The others must then stop with an error, not hang
+// (tests/dist/fault.sh bounds the time).
+int fault_in_step(const std::string& fault, int dying)
 {
     auto local = mlp(1);
     dist::DataParallel ddp(local);
     for (int step = 0;; ++step) {
         const tg::Tensor loss = tg::sum(ddp(tg::ones({4, 5}, tg::float64)));
         if (step == 2 && dist::rank() == dying) {
-            if (stall) {  // alive, but never joins the allreduce: the others time out
-                std::fprintf(stderr, "rank %d: stalling in step %d, before its backward\n", dying, step);
-                std::this_thread::sleep_for(std::chrono::seconds(600));
-            }
-            std::fprintf(stderr, "rank %d: exiting in step %d, before its backward\n", dying, step);
+            std::fprintf(stderr, "rank %d: %s in step %d, before its backward\n", dying, fault.c_str(), step);
+            if (fault == "--stall") std::this_thread::sleep_for(std::chrono::seconds(600));  // the others time out
+            if (fault == "--kill") std::raise(SIGKILL);
+            if (fault == "--throw") tg::fail("a planted error in step ", step);
             std::_Exit(3);
         }
         loss.backward();
@@ -247,12 +249,13 @@ int die_in_step(int dying, bool stall)
 
 int main(int argc, char** argv)
 {
-    if (argc == 3 && (std::string(argv[1]) == "--die" || std::string(argv[1]) == "--stall")) {
+    const std::string mode = argc == 3 ? argv[1] : "";
+    if (mode == "--die" || mode == "--kill" || mode == "--throw" || mode == "--stall") {
         try {
-            return die_in_step(std::stoi(argv[2]), std::string(argv[1]) == "--stall");
+            return fault_in_step(mode, std::stoi(argv[2]));
         } catch (const std::exception& e) {
             std::fprintf(stderr, "rank %d: %s\n", dist::rank(), e.what());
-            return 2;
+            dist::abort(2);  // the others are in a collective: end the run now
         }
     }
     try {
