@@ -5,6 +5,7 @@
 //   train_fashion_mnist [--epochs 5] [--batch-size 64] [--lr 0.002] [--optimizer adamw|adam|sgd]
 //                       [--model default|ref] [--threads N] [--seed 0] [--data DIR]
 //                       [--out DIR] [--resume CHECKPOINT] [--graph FILE] [--distributed [--sync-bn]]
+//                       [--subset N] [--stop-after EPOCH]
 //
 // --distributed (under mpirun -np N): every global batch of --batch-size is
 // split across the N ranks (rank r takes rows r, r + N, ...), the gradients
@@ -24,8 +25,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -48,6 +51,8 @@ struct Settings {
     std::string graph;  // DOT file for the first step's tape
     bool distributed = false;
     bool sync_bn = false;
+    int64_t subset = 0;  // > 0: the first N training and test images only (quick runs, the resume test)
+    int stop_after = 0;  // > 0: stop after this epoch's checkpoint, as an interrupted run would
 };
 
 // The default: two conv blocks of two 3×3 convolutions with batch norm, and
@@ -68,6 +73,67 @@ std::shared_ptr<nn::Sequential> default_cnn(uint64_t seed, bool sync_bn)
         conv(64, 64), norm(64), nn::make<nn::ReLU>(), nn::make<nn::MaxPool2d>(2),
         nn::make<nn::Flatten>(), nn::make<nn::Dropout>(0.25, seed + 1), nn::make<nn::Linear>(64 * 7 * 7, 256),
         nn::make<nn::ReLU>(), nn::make<nn::Dropout>(0.25, seed + 2), nn::make<nn::Linear>(256, 10)});
+}
+
+// The generators a run draws from: the default one, and each dropout
+// layer's own (its masks). Each rank has its own states; a checkpoint keeps
+// every rank's, so a resumed run draws what the uninterrupted one would.
+std::vector<std::pair<std::string, tg::Generator*>> generators(nn::Module& model)
+{
+    std::vector<std::pair<std::string, tg::Generator*>> out{{"rng", &tg::default_generator()}};
+    std::function<void(nn::Module&, const std::string&)> visit = [&](nn::Module& m, const std::string& name) {
+        if (auto* d = dynamic_cast<nn::Dropout*>(&m)) out.emplace_back("dropout." + name, &d->generator());
+        for (auto& [child, module] : m.children()) visit(*module, name.empty() ? child : name + "." + child);
+    };
+    visit(model, "");
+    return out;
+}
+
+// Rank r's generators as "rank<r>.<name>", gathered on rank 0 (the writer).
+void save_generators(tg::Checkpoint& ck, nn::Module& model)
+{
+    for (int r = 0; r < tg::dist::world_size(); ++r)
+        for (auto& [name, gen] : generators(model)) {
+            const tg::Generator::State st = gen->state();
+            tg::Tensor words = tg::zeros({6}, tg::int64);
+            int64_t* w = words.data<int64_t>();
+            for (int i = 0; i < 4; ++i) std::memcpy(&w[i], &st.s[i], sizeof(uint64_t));
+            w[4] = st.has_spare;
+            std::memcpy(&w[5], &st.spare, sizeof(double));
+            tg::dist::broadcast(words, r);
+            tg::Generator::State got;
+            for (int i = 0; i < 4; ++i) std::memcpy(&got.s[i], &w[i], sizeof(uint64_t));
+            got.has_spare = w[4] != 0;
+            std::memcpy(&got.spare, &w[5], sizeof(double));
+            tg::Generator g;
+            g.set_state(got);
+            ck.set_generator("rank" + std::to_string(r) + "." + name, g);
+        }
+}
+
+// This rank's generators back; a checkpoint of another world size, or from
+// before they were saved per rank, gives what it has (rank 0's, or "rng").
+void load_generators(const tg::Checkpoint& ck, nn::Module& model)
+{
+    for (auto& [name, gen] : generators(model)) {
+        const std::string mine = "rank" + std::to_string(tg::dist::rank()) + "." + name;
+        if (ck.contains(mine)) ck.get_generator(mine, *gen);
+        else if (ck.contains("rank0." + name)) ck.get_generator("rank0." + name, *gen);
+        else if (ck.contains(name)) ck.get_generator(name, *gen);
+    }
+}
+
+// FNV-1a over the bytes of the parameters and (rank 0's) buffers: two runs
+// print the same fingerprint only if they ended with the same bits.
+uint64_t fingerprint(nn::Module& model)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (const tg::named_tensors& list : {model.named_parameters(), model.named_buffers()})
+        for (const auto& [name, t] : list) {
+            const auto* b = static_cast<const unsigned char*>(t.raw_data());
+            for (size_t i = 0, n = size_t(t.numel()) * tg::dtype_size(t.dtype()); i < n; ++i) h = (h ^ b[i]) * 0x100000001b3ULL;
+        }
+    return h;
 }
 
 struct EpochStats {
@@ -218,13 +284,13 @@ struct Row {
     double lr;
 };
 
-void write_csv(const std::string& path, const std::vector<Row>& rows)
+void write_csv(const std::string& path, const std::vector<Row>& rows, int64_t images)
 {
     std::ofstream f(path);
     f << "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,train_seconds,images_per_second\n";
     for (const Row& r : rows)
         f << r.epoch << ',' << r.train.loss << ',' << r.train.accuracy << ',' << r.test.loss << ',' << r.test.accuracy
-          << ',' << r.lr << ',' << r.train.seconds << ',' << 60000.0 / r.train.seconds << '\n';
+          << ',' << r.lr << ',' << r.train.seconds << ',' << double(images) / r.train.seconds << '\n';
 }
 
 // Two panels (loss, accuracy), train and test curves, in plain SVG.
@@ -301,10 +367,12 @@ Settings parse(int argc, char** argv)
         else if (a == "--graph") s.graph = need(i);
         else if (a == "--distributed") s.distributed = true;
         else if (a == "--sync-bn") s.sync_bn = true;
+        else if (a == "--subset") s.subset = std::stoll(need(i));
+        else if (a == "--stop-after") s.stop_after = std::stoi(need(i));
         else if (a == "--help" || a == "-h") {
             std::printf("usage: %s [--epochs N] [--batch-size N] [--lr X] [--optimizer adamw|adam|sgd]\n"
                         "          [--model default|ref] [--threads N] [--seed N] [--data DIR] [--out DIR] "
-                        "[--resume CHECKPOINT] [--graph FILE] [--distributed [--sync-bn]]\n",
+                        "[--resume CHECKPOINT] [--graph FILE] [--distributed [--sync-bn]] [--subset N] [--stop-after EPOCH]\n",
                         argv[0]);
             std::exit(0);
         } else
@@ -334,6 +402,14 @@ int run(int argc, char** argv)
     auto t0 = Clock::now();
     tg::TensorDataset train = tg::load_fashion_mnist("train", s.data);
     tg::TensorDataset test = tg::load_fashion_mnist("test", s.data);
+    if (s.subset > 0) {
+        auto first = [&](const tg::TensorDataset& d) {
+            const int64_t n = std::min(s.subset, d.size());
+            return tg::TensorDataset(tg::slice(d.inputs(), 0, 0, n), tg::slice(d.targets(), 0, 0, n));
+        };
+        train = first(train);
+        test = first(test);
+    }
     if (s.model == "default") {  // the reference model sees pixels in [0, 1], as in the reference run
         train.normalize(tg::fashion_mnist_mean, tg::fashion_mnist_std);
         test.normalize(tg::fashion_mnist_mean, tg::fashion_mnist_std);
@@ -369,6 +445,11 @@ int run(int argc, char** argv)
                 (unsigned long long)s.seed,
                 s.distributed ? (", data-parallel on " + std::to_string(tg::dist::world_size()) + " ranks").c_str() : "");
 
+    // Data-parallel: the same model on every rank (rank 0's values), before a
+    // resume loads every rank's own buffers and generators.
+    std::shared_ptr<nn::Module> runner = model;
+    if (s.distributed) runner = std::make_shared<tg::dist::DataParallel>(model);
+
     std::vector<Row> rows;
     int first_epoch = 1;
     const std::string checkpoint = s.out + "/checkpoint.tgckpt";
@@ -378,14 +459,15 @@ int run(int argc, char** argv)
         // before BatchNorm2d counted its batches (no num_batches_tracked)
         // resumes with the counts at 0, as PyTorch loads one.
         tg::named_tensors state = ck.tensors("model.");
-        for (auto& buffer : ck.tensors("buffers.")) state.push_back(buffer);
+        // Rank 0's buffers, or this rank's own (each rank's batch norm keeps
+        // its own running statistics).
+        const tg::named_tensors own = ck.tensors("rank" + std::to_string(tg::dist::rank()) + ".buffers.");
+        for (auto& buffer : own.empty() ? ck.tensors("buffers.") : own) state.push_back(buffer);
         model->load_state_dict(state);
         optimizer->load_from(ck, "optimizer.");
         schedule.load_from(ck, "schedule.");
         loader.load_from(ck, "loader.");
-        tg::Generator g;
-        ck.get_generator("rng", g);
-        tg::default_generator() = g;
+        load_generators(ck, *model);
         first_epoch = int(ck.get_int("epoch")) + 1;
         for (int e = 1; e < first_epoch; ++e) {
             std::string p = "metrics." + std::to_string(e) + ".";
@@ -397,9 +479,6 @@ int run(int argc, char** argv)
         std::printf("resumed from %s after epoch %d\n", s.resume.c_str(), first_epoch - 1);
     }
 
-    // Data-parallel: the same model on every rank (rank 0's values, after a resume too).
-    std::shared_ptr<nn::Module> runner = model;
-    if (s.distributed) runner = std::make_shared<tg::dist::DataParallel>(model);
 
     for (int epoch = first_epoch; epoch <= s.epochs; ++epoch) {
         Row row{epoch, {}, {}, optimizer->lr()};
@@ -414,10 +493,19 @@ int run(int argc, char** argv)
         tg::Checkpoint ck;
         ck.set_tensors("model.", model->named_parameters());
         ck.set_tensors("buffers.", model->named_buffers());
+        for (int r = 1; r < tg::dist::world_size(); ++r) {  // the other ranks' buffers, gathered on rank 0
+            tg::named_tensors theirs;
+            for (auto& [name, t] : model->named_buffers()) {
+                tg::Tensor copy = t.detach().clone();
+                tg::dist::broadcast(copy, r);
+                theirs.emplace_back(name, copy);
+            }
+            ck.set_tensors("rank" + std::to_string(r) + ".buffers.", theirs);
+        }
         optimizer->save_to(ck, "optimizer.");
         schedule.save_to(ck, "schedule.");
         loader.save_to(ck, "loader.");
-        ck.set_generator("rng", tg::default_generator());
+        save_generators(ck, *model);
         ck.set_int("epoch", epoch);
         for (const Row& r : rows) {
             std::string p = "metrics." + std::to_string(r.epoch) + ".";
@@ -428,15 +516,21 @@ int run(int argc, char** argv)
             ck.set_double(p + "test_accuracy", r.test.accuracy);
             ck.set_double(p + "lr", r.lr);
         }
-        if (!main_rank) continue;  // one writer
-        tg::save_checkpoint(checkpoint, ck);
-        write_csv(s.out + "/metrics.csv", rows);
-        write_svg(s.out + "/metrics.svg", rows);
+        if (main_rank) {  // one writer
+            tg::save_checkpoint(checkpoint, ck);
+            write_csv(s.out + "/metrics.csv", rows, train.size());
+            write_svg(s.out + "/metrics.svg", rows);
+        }
+        if (epoch == s.stop_after) {
+            std::printf("stopped after epoch %d (--stop-after): resume with --resume %s\n", epoch, checkpoint.c_str());
+            return 0;
+        }
     }
     double best = 0;
     for (const Row& r : rows) best = std::max(best, r.test.accuracy);
     std::printf("done: final test accuracy %.2f%% (best %.2f%%); wrote %s, %s/metrics.csv and %s/metrics.svg\n",
                 100 * rows.back().test.accuracy, 100 * best, checkpoint.c_str(), s.out.c_str(), s.out.c_str());
+    std::printf("parameters and buffers: fingerprint %016llx\n", (unsigned long long)fingerprint(*model));
     return 0;
 }
 
