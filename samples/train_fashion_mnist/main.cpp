@@ -138,6 +138,7 @@ uint64_t fingerprint(nn::Module& model)
 
 struct EpochStats {
     double loss = 0, accuracy = 0, seconds = 0;
+    double wait_seconds = 0;  // data-parallel: the backwards' ends waiting on the allreduces, summed
 };
 
 // Draws "epoch 2/5 [=====>      ] 412/938  loss 0.3121  acc 88.7%  2480 img/s  0:21 left".
@@ -235,6 +236,7 @@ EpochStats train_epoch(nn::Module& model, tg::optim::Optimizer& optimizer, tg::o
         if (step == 0 && !graph.empty() && tg::dist::is_main()) draw_tape(graph, objective, model);
         optimizer.zero_grad();
         objective.backward();                                 // reverse sweep: fills each parameter's grad()
+        if (auto* ddp = dynamic_cast<tg::dist::DataParallel*>(&model)) s.wait_seconds += ddp->last_wait_seconds();
         optimizer.step();                                     // in-place update, off the tape
         schedule.step();
 
@@ -489,6 +491,10 @@ int run(int argc, char** argv)
         std::printf("epoch %d: train loss %.4f acc %.2f%% (%.1f s, %.0f img/s) | test loss %.4f acc %.2f%% (%.1f s)\n",
                     epoch, row.train.loss, 100 * row.train.accuracy, row.train.seconds,
                     double(train.size()) / row.train.seconds, row.test.loss, 100 * row.test.accuracy, row.test.seconds);
+        if (s.distributed)
+            std::printf("epoch %d: rank 0's backwards waited %.2f s on the gradients' allreduce (%.3f ms a step, %.1f%% of training)\n",
+                        epoch, row.train.wait_seconds, 1e3 * row.train.wait_seconds / double(loader.batches_per_epoch()),
+                        100 * row.train.wait_seconds / row.train.seconds);
 
         tg::Checkpoint ck;
         ck.set_tensors("model.", model->named_parameters());
