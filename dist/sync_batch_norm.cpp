@@ -1,7 +1,5 @@
 #include "dist/sync_batch_norm.hpp"
 
-#include <cmath>
-
 #include "dist/communicator.hpp"
 #include "dist/gradcheck.hpp"
 #include "engine/core/error.hpp"
@@ -87,32 +85,11 @@ Tensor sync_batch_norm(const Tensor& x, const BatchNormRunningStats& running, co
     return y;
 }
 
-SyncBatchNorm2d::SyncBatchNorm2d(int64_t channels, double eps, std::optional<double> momentum) try
-    : weight(register_parameter("weight", ones({channels}))),
-      bias(register_parameter("bias", zeros({channels}))),
-      running_mean(register_buffer("running_mean", zeros({channels}))),
-      running_var(register_buffer("running_var", ones({channels}))),
-      num_batches_tracked(register_buffer("num_batches_tracked", scalar(0, int64), scalar(0, int64))),
-      channels_(channels),
-      eps_(eps),
-      momentum_(momentum)
-{
-    TG_CHECK(channels >= 1, "SyncBatchNorm2d: channels must be positive, got ", channels);
-    TG_CHECK(std::isfinite(eps) && eps >= 0, "SyncBatchNorm2d: eps ", eps, " is not a finite number >= 0");
-    TG_CHECK(!momentum || (*momentum >= 0 && *momentum <= 1), "SyncBatchNorm2d: momentum ", momentum.value_or(0),
-             " is outside [0, 1]");
-} catch (const Error&) {
-    tg::detail::rethrow_naming("SyncBatchNorm2d");
-}
-
 Tensor SyncBatchNorm2d::forward(const Tensor& x)
 {
-    TG_CHECK(x.defined(), describe(), ": undefined input");
-    TG_CHECK(x.dim() == 4 && x.shape()[1] == channels_, describe(), ": expected an input [N, ", channels_,
-             ", H, W], got ", x.shape());
     const BatchNormRunningStats running{&running_mean, &running_var, &num_batches_tracked};
-    if (world_size() == 1) return batch_norm(x, running, weight, bias, is_training(), momentum_, eps_);
-    return sync_batch_norm(x, running, weight, bias, is_training(), momentum_, eps_);
+    if (world_size() == 1) return nn::BatchNorm2d::forward(x);
+    return sync_batch_norm(check_input(x), running, weight, bias, is_training(), momentum_, eps_);
 }
 
 std::string SyncBatchNorm2d::describe() const

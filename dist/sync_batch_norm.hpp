@@ -34,19 +34,13 @@ Tensor sync_batch_norm(const Tensor& x, const BatchNormRunningStats& running, co
                        const Tensor& bias = Tensor(), bool training = true, std::optional<double> momentum = 0.1,
                        double eps = 1e-5);
 
-// nn::BatchNorm2d's parameters and buffers, by the same names (state dicts
-// move between the two), normalising with sync_batch_norm.
-class SyncBatchNorm2d : public nn::Module {
+// nn::BatchNorm2d (its parameters, buffers and their names: state dicts
+// move between the two) normalising with sync_batch_norm across the ranks.
+class SyncBatchNorm2d : public nn::BatchNorm2d {
 public:
-    explicit SyncBatchNorm2d(int64_t channels, double eps = 1e-5, std::optional<double> momentum = 0.1);
+    using nn::BatchNorm2d::BatchNorm2d;
     Tensor forward(const Tensor& x) override;
     std::string describe() const override;
-    Tensor weight, bias, running_mean, running_var, num_batches_tracked;
-
-private:
-    int64_t channels_;
-    double eps_;
-    std::optional<double> momentum_;
 };
 
 }  // namespace tg::dist

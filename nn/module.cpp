@@ -665,13 +665,18 @@ BatchNorm2d::BatchNorm2d(int64_t channels, double eps, std::optional<double> mom
     detail::rethrow_naming("BatchNorm2d");
 }
 
-Tensor BatchNorm2d::forward(const Tensor& x)
+Tensor BatchNorm2d::check_input(const Tensor& x) const
 {
     TG_CHECK(x.defined(), describe(), ": undefined input");
     TG_CHECK(x.dim() == 4 && x.shape()[1] == channels_, describe(), ": expected an input [N, ", channels_,
              ", H, W], got ", x.shape());
-    return batch_norm(x, {&running_mean, &running_var, &num_batches_tracked}, weight, bias, is_training(), momentum_,
-                      eps_);
+    return x;
+}
+
+Tensor BatchNorm2d::forward(const Tensor& x)
+{
+    return batch_norm(check_input(x), {&running_mean, &running_var, &num_batches_tracked}, weight, bias,
+                      is_training(), momentum_, eps_);
 }
 std::string BatchNorm2d::describe() const
 {

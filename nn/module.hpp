@@ -387,7 +387,8 @@ public:
     std::string describe() const override;
     Tensor weight, bias, running_mean, running_var, num_batches_tracked;
 
-private:
+protected:  // for variants that gather the statistics another way (tg::dist::SyncBatchNorm2d)
+    Tensor check_input(const Tensor& x) const;
     int64_t channels_;
     double eps_;
     std::optional<double> momentum_;

@@ -151,7 +151,7 @@ TEST_CASE("dist: sync_batch_norm in a world of one is batch_norm, in value, stat
     plain.eval();
     check_close(sync(x).to_vector(), plain(x).to_vector(), 1e-6);
     CHECK(contains(error_of([&] { sync(tg::ones({2, 4, 1, 1})); }), "SyncBatchNorm2d(3): expected an input [N, 3, H, W]"));
-    CHECK(contains(error_of([] { dist::SyncBatchNorm2d bad(0); }), "SyncBatchNorm2d: channels must be positive"));
+    CHECK(contains(error_of([] { dist::SyncBatchNorm2d bad(0); }), "BatchNorm2d: channels must be positive"));
 }
 
 TEST_CASE("dist: gradcheck_in_lockstep in a world of one checks the function on one thread, first order only")
