@@ -97,4 +97,8 @@ std::string SyncBatchNorm2d::describe() const
     return "SyncBatchNorm2d(" + std::to_string(channels_) + (momentum_ ? "" : ", momentum=None") + ")";
 }
 
+namespace detail {
+void link_dist_ops() {}
+}  // namespace detail
+
 }  // namespace tg::dist

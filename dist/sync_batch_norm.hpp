@@ -43,4 +43,10 @@ public:
     std::string describe() const override;
 };
 
+namespace detail {
+// Referenced from <tapegrad/tapegrad.hpp>, as ops/builtin.hpp's anchors are,
+// so that a static link keeps this file and its op's registration.
+void link_dist_ops();
+}  // namespace detail
+
 }  // namespace tg::dist

@@ -58,6 +58,6 @@ namespace {
 // In every file that includes this header: a reference that links each op
 // file of a static libtapegrad.a into the program, so registered_ops() is
 // whole (ops/builtin.hpp); with the shared library it changes nothing.
-[[maybe_unused]] const bool builtin_ops_linked = (link_builtin_ops(), true);
+[[maybe_unused]] const bool builtin_ops_linked = (link_builtin_ops(), tg::dist::detail::link_dist_ops(), true);
 }  // namespace
 }  // namespace tg::detail
