@@ -1314,6 +1314,27 @@ TEST_CASE("gradcheck: elements split over parts merge into the report of one")
         REQUIRE_FALSE(r.inputs[0].worst.empty());
         CHECK(r.inputs[0].worst[0].index == shape_type{29});
     }
+    // Fast mode: the probes are dealt to the parts; a large input that passes
+    // them, and one whose planted error makes them escalate to the full
+    // check, give the unsplit report in every part.
+    GradcheckOptions fast;
+    fast.mode = GradcheckMode::fast;
+    Tensor big = randn_leaf({300}, 43), other = randn_leaf({300}, 44);
+    auto smooth = [](const tensor_list& v) { return mul(tanh(v[0]), v[1]); };
+    const GradcheckResult fast_one = gradcheck(smooth, {big, other}, fast);
+    REQUIRE(fast_one.inputs[0].checked_by == CheckedBy::fast);
+    REQUIRE(fast_one.inputs[0].probes >= 4);
+    for (const GradcheckResult& r : split_check(3, smooth, {big, other}, fast)) {
+        CHECK(tg_test::report_difference(fast_one, r) == "");
+        CHECK(r.inputs[0].probe_ratio == fast_one.inputs[0].probe_ratio);
+    }
+    Tensor z300 = randn_leaf({300}, 45);
+    const GradcheckResult escalated = gradcheck(bad, {z300}, fast);
+    REQUIRE(escalated.inputs[0].checked_by == CheckedBy::fast_then_full);
+    for (const GradcheckResult& r : split_check(2, bad, {z300}, fast)) {
+        CHECK(tg_test::report_difference(escalated, r) == "");
+        CHECK(r.inputs[0].note == escalated.inputs[0].note);
+    }
     // A partition that does not exist, or without its sum, is the caller's error.
     GradcheckOptions wrong = o;
     wrong.partition.parts = 2;

@@ -607,8 +607,41 @@ struct ProbeResult {
     double rel = 0;        // |D| / (|numeric| + |analytic|)
     double max_abs_numeric = 0;
     double limited_to = 0; // > 0: the noise held the probe to this resolution, above the group's
-    std::string why;
+    bool finite = true;    // the output's finiteness held along the probe
+    double discrepancy = 0, tolerance = 0;
 };
+
+std::string why(const ProbeResult& r)
+{
+    if (!r.finite) return "the output's finiteness changed along the probe";
+    return "discrepancy " + fmt(r.discrepancy, "%.2e") + " (error estimate " + fmt(r.noise, "%.1e") + "), tolerance " +
+           fmt(r.tolerance, "%.1e");
+}
+
+// A double's bits as an int64 and back: what the parts of a split check sum
+// (a part's own entries are non-zero in its buffer only, so the sum is exact).
+int64_t bits_of(double v)
+{
+    int64_t b;
+    std::memcpy(&b, &v, sizeof b);
+    return b;
+}
+double from_bits(int64_t b)
+{
+    double v;
+    std::memcpy(&v, &b, sizeof v);
+    return v;
+}
+
+// Sums `buffer` over every part in place, checking that every part took part.
+void sum_over_parts(const GradcheckOptions::Partition& part, std::vector<int64_t>& buffer)
+{
+    buffer.push_back(1);
+    part.sum(buffer);
+    TG_CHECK(buffer.back() == part.parts, "gradcheck: ", buffer.back(), " of ", part.parts,
+             " parts contributed to the merged report");
+    buffer.pop_back();
+}
 
 uint64_t mix_seed(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
 {
@@ -664,13 +697,19 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
         if (!groups[g].empty())
             for (int q = 0; q < o.probes; ++q) tasks.push_back({g, q});
     std::vector<std::vector<ProbeResult>> results(tasks.size(), std::vector<ProbeResult>(size_t(C)));
+    // A split check deals the probes round-robin to the parts.
+    const GradcheckOptions::Partition& part = o.partition;
+    std::vector<int64_t> mine;
+    for (int64_t t = part.part; t < int64_t(tasks.size()); t += part.parts) mine.push_back(t);
+    const int64_t before = p.evaluations.load();
 
-    parallel_for(int64_t(tasks.size()), p.serial ? int64_t(tasks.size()) : 1, [&](int64_t t0, int64_t t1) {
+    parallel_for(int64_t(mine.size()), p.serial ? int64_t(mine.size()) : 1, [&](int64_t j0, int64_t j1) {
         NoGradGuard off;
         std::unique_ptr<Evaluator> ev = p.make_evaluator();
         double* xd = ev->data(k);
         std::vector<double> v;
-        for (int64_t t = t0; t < t1; ++t) {
+        for (int64_t j = j0; j < j1; ++j) {
+            const int64_t t = mine[size_t(j)];
             const std::vector<int64_t>& els = groups[tasks[size_t(t)].group];
             Generator gen(mix_seed(o.seed, k, tasks[size_t(t)].group, uint64_t(tasks[size_t(t)].probe)));
             v.resize(els.size());
@@ -754,14 +793,48 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
                 r.rel = std::abs(d) / std::max(std::abs(nv) + std::abs(av), 1e-300);
                 r.max_abs_numeric = std::abs(nv);
                 r.agree = finite && r.ratio <= 1;
-                if (!finite)
-                    r.why = "the output's finiteness changed along the probe";
-                else if (!r.agree)
-                    r.why = "discrepancy " + fmt(std::abs(d), "%.2e") + " (error estimate " + fmt(noise, "%.1e") +
-                            "), tolerance " + fmt(tolerance, "%.1e");
+                r.finite = finite;
+                r.discrepancy = std::abs(d);
+                r.tolerance = tolerance;
             }
         }
     });
+    if (part.parts > 1) {  // every part's probes into every part's results, and their evaluations
+        constexpr size_t fields = 9;
+        std::vector<int64_t> buffer(tasks.size() * size_t(C) * fields + 1, 0);
+        for (int64_t t : mine)
+            for (int c = 0; c < C; ++c) {
+                const ProbeResult& r = results[size_t(t)][size_t(c)];
+                int64_t* out = &buffer[(size_t(t) * size_t(C) + size_t(c)) * fields];
+                out[0] = r.agree;
+                out[1] = r.finite;
+                out[2] = bits_of(r.ratio);
+                out[3] = bits_of(r.noise);
+                out[4] = bits_of(r.rel);
+                out[5] = bits_of(r.max_abs_numeric);
+                out[6] = bits_of(r.limited_to);
+                out[7] = bits_of(r.discrepancy);
+                out[8] = bits_of(r.tolerance);
+            }
+        const int64_t evaluations = p.evaluations.load() - before;
+        buffer.back() = evaluations;
+        sum_over_parts(part, buffer);
+        for (size_t t = 0; t < tasks.size(); ++t)
+            for (int c = 0; c < C; ++c) {
+                ProbeResult& r = results[t][size_t(c)];
+                const int64_t* in = &buffer[(t * size_t(C) + size_t(c)) * fields];
+                r.agree = in[0] != 0;
+                r.finite = in[1] != 0;
+                r.ratio = from_bits(in[2]);
+                r.noise = from_bits(in[3]);
+                r.rel = from_bits(in[4]);
+                r.max_abs_numeric = from_bits(in[5]);
+                r.limited_to = from_bits(in[6]);
+                r.discrepancy = from_bits(in[7]);
+                r.tolerance = from_bits(in[8]);
+            }
+        p.evaluations += buffer.back() - evaluations;
+    }
 
     bool agree = true;
     for (size_t t = 0; t < tasks.size(); ++t)
@@ -774,7 +847,7 @@ bool run_probes(Problem& p, const GradcheckOptions& o, size_t k, InputReport& re
             if (!r.agree && agree) {
                 agree = false;
                 rep.note = "probe " + std::to_string(t) + " (cotangent " + std::to_string(c) + ", " +
-                           std::to_string(groups[tasks[t].group].size()) + " elements): " + r.why;
+                           std::to_string(groups[tasks[t].group].size()) + " elements): " + why(r);
             }
         }
     rep.probes = int(tasks.size());
@@ -1178,7 +1251,7 @@ GradcheckResult check(const GradcheckFn& fn, const tensor_list& given, const Gra
     for (size_t i = 0; i < given.size(); ++i) {
         TG_CHECK(given[i].defined(), function, ": input ", i, " is undefined");
         p.xs.push_back(float64_copy(given[i]));
-        p.names.push_back(i < o.names.size() && !o.names[i].empty() ? o.names[i] : "x" + std::to_string(i));
+        p.names.push_back(i < o.names.size() && !o.names[i].empty() ? o.names[i] : std::string("x").append(std::to_string(i)));
         if (is_floating(given[i].dtype()) && given[i].requires_grad()) p.diff.push_back(i);
     }
     TG_CHECK(!p.diff.empty(), function, ": no input requires grad; mark the inputs to check with requires_grad_()");
@@ -1283,17 +1356,9 @@ void merge_parts(Problem& p, std::vector<InputWork>& works, const std::vector<in
                  const GradcheckOptions::Partition& part, int64_t evaluations)
 {
     const size_t C = size_t(p.C), per = 5 * C + 1;
-    std::vector<int64_t> buffer(size_t(offsets.back()) * per + 2, 0);
-    auto bits = [](double v) {
-        int64_t b;
-        std::memcpy(&b, &v, sizeof b);
-        return b;
-    };
-    auto value = [](int64_t b) {
-        double v;
-        std::memcpy(&v, &b, sizeof v);
-        return v;
-    };
+    std::vector<int64_t> buffer(size_t(offsets.back()) * per + 1, 0);
+    auto bits = bits_of;
+    auto value = from_bits;
     for (int64_t t : elements_of_part(offsets.back(), part)) {
         const size_t wi = size_t(std::upper_bound(offsets.begin(), offsets.end(), t) - offsets.begin()) - 1;
         const InputWork& w = works[wi];
@@ -1309,11 +1374,8 @@ void merge_parts(Problem& p, std::vector<InputWork>& works, const std::vector<in
         }
         out[5 * C] = bits(w.step[e]);
     }
-    buffer[buffer.size() - 2] = evaluations;
-    buffer[buffer.size() - 1] = 1;  // counts the parts that took part
-    part.sum(buffer);
-    TG_CHECK(buffer.back() == part.parts, "gradcheck: ", buffer.back(), " of ", part.parts,
-             " parts contributed to the merged report");
+    buffer.back() = evaluations;
+    sum_over_parts(part, buffer);
     for (size_t wi = 0; wi < works.size(); ++wi) {
         InputWork& w = works[wi];
         for (int64_t e = 0; e < w.n; ++e) {
@@ -1331,7 +1393,7 @@ void merge_parts(Problem& p, std::vector<InputWork>& works, const std::vector<in
             w.step[size_t(e)] = value(in[5 * C]);
         }
     }
-    p.evaluations += buffer[buffer.size() - 2] - evaluations;
+    p.evaluations += buffer.back() - evaluations;
 }
 
 // The finite differences of a check whose analytic side is done: fast probes
@@ -1719,7 +1781,7 @@ PrecisionReport check_float32(const GradcheckFn& fn, const tensor_list& inputs, 
             w64.push_back(a);
             w32.push_back(b);
             names.push_back(i < options.names.size() && !options.names[i].empty() ? options.names[i]
-                                                                                   : "x" + std::to_string(i));
+                                                                                   : std::string("x").append(std::to_string(i)));
         }
         x64.push_back(a);
         x32.push_back(b);

@@ -90,12 +90,13 @@ struct GradcheckOptions {
     // per element, for the output and each gradient.
     double float32_atol = 1e-4;
     double float32_rtol = 1e-3;
-    // Splits full mode's elements over processes (tg::dist::gradcheck fills
-    // it in): this process checks its part, then `sum` adds a buffer up over
-    // every part in place. Each element's results are in its own part's
-    // buffer only (zeros elsewhere), so every process ends with the whole
-    // report, the one a single process gives. Probes, noise and ties, a few
-    // evaluations each, run in every process alike.
+    // Splits the perturbations over processes (tg::dist::gradcheck fills it
+    // in): this process checks its part of full mode's elements and of fast
+    // mode's probes, then `sum` adds a buffer up over every part in place.
+    // Each result is in its own part's buffer only (zeros elsewhere), so
+    // every process ends with the whole report, the one a single process
+    // gives. The noise measurement and tied kinks, a few evaluations each,
+    // run in every process alike.
     struct Partition {
         int part = 0, parts = 1;
         std::function<void(std::vector<int64_t>&)> sum;
