@@ -396,6 +396,8 @@ int run(int argc, char** argv)
              tg::dist::world_size(), " ranks without --distributed (each would train alone)");
     TG_CHECK(s.batch_size >= tg::dist::world_size(), "train_fashion_mnist: --batch-size ", s.batch_size,
              " is smaller than the ", tg::dist::world_size(), " ranks it is split across");
+    TG_CHECK(s.subset >= 0 && s.stop_after >= 0, "train_fashion_mnist: --subset and --stop-after take a count >= 0, got ",
+             s.subset, " and ", s.stop_after);
     TG_CHECK(!s.sync_bn || (s.distributed && s.model == "default"), "train_fashion_mnist: --sync-bn is for the "
              "default model (the reference CNN has no batch norm) with --distributed");
     if (!main_rank) std::freopen("/dev/null", "w", stdout);  // rank 0 alone reports
