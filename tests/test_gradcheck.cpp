@@ -1342,4 +1342,13 @@ TEST_CASE("gradcheck: elements split over parts merge into the report of one")
     CHECK_THROWS_WITH_AS(gradcheck(fn, {x, y}, wrong), doctest::Contains("gradcheck: partition part 2 of 2 does not exist"), Error);
     wrong.partition.part = 1;
     CHECK_THROWS_WITH_AS(gradcheck(fn, {x, y}, wrong), doctest::Contains("gradcheck: a partition over 2 parts needs its sum"), Error);
+    // Refused before any work, in fast mode (probes are dealt first) and by the model check alike.
+    wrong.mode = GradcheckMode::fast;
+    CHECK_THROWS_WITH_AS(gradcheck(fn, {x, y}, wrong), doctest::Contains("needs its sum"), Error);
+    wrong.partition.parts = 0;
+    wrong.partition.part = 0;
+    CHECK_THROWS_WITH_AS(gradcheck(fn, {x, y}, wrong), doctest::Contains("gradcheck: partition part 0 of 0 does not exist"), Error);
+    Tensor w = randn_leaf({3}, 46);
+    CHECK_THROWS_WITH_AS(gradcheck_parameters([&] { return sum(mul(w, w)); }, {{"w", w}}, wrong),
+                         doctest::Contains("does not exist"), Error);
 }

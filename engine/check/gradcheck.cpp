@@ -1234,6 +1234,10 @@ void validate(const GradcheckOptions& o)
              max_cotangents, ", got ", o.cotangents);
     TG_CHECK(o.nondet_tol >= 0, "gradcheck: nondet_tol must be >= 0, got ", o.nondet_tol);
     TG_CHECK(o.fast_above >= 0, "gradcheck: fast_above must be >= 0, got ", o.fast_above);
+    const GradcheckOptions::Partition& part = o.partition;
+    TG_CHECK(part.parts >= 1 && part.part >= 0 && part.part < part.parts, "gradcheck: partition part ", part.part,
+             " of ", part.parts, " does not exist");
+    TG_CHECK(part.parts == 1 || part.sum, "gradcheck: a partition over ", part.parts, " parts needs its sum");
 }
 
 GradcheckResult check(const GradcheckFn& fn, const tensor_list& given, const GradcheckOptions& o,
@@ -1339,9 +1343,6 @@ void measure_noise(Problem& p)
 // bias's).
 std::vector<int64_t> elements_of_part(int64_t total, const GradcheckOptions::Partition& part)
 {
-    TG_CHECK(part.parts >= 1 && part.part >= 0 && part.part < part.parts, "gradcheck: partition part ", part.part,
-             " of ", part.parts, " does not exist");
-    TG_CHECK(part.parts == 1 || part.sum, "gradcheck: a partition over ", part.parts, " parts needs its sum");
     constexpr int64_t block = 16;
     std::vector<int64_t> mine;
     for (int64_t b = int64_t(part.part) * block; b < total; b += block * part.parts)
