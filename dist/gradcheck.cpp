@@ -6,9 +6,9 @@
 
 #include "dist/communicator.hpp"
 #include "dist/sync_batch_norm.hpp"
+#include "engine/core/error.hpp"
 #include "engine/core/parallel.hpp"
 #include "ops/elementwise.hpp"
-#include "engine/core/error.hpp"
 
 namespace tg::dist {
 

@@ -56,7 +56,9 @@ Tensor sync_batch_norm(const Tensor& x, const BatchNormRunningStats& running, co
     axes_type axes;
     shape_type channel_shape(size_t(x.dim()), 1);
     channel_shape[1] = c;
-    int64_t local = 1;  // values per channel on this rank (x.numel() fits, so does this)
+    // Nothing to normalise (every rank has x's channels): batch_norm's empty result.
+    if (c == 0) return batch_norm(x, running, weight, bias, true, momentum, eps);
+    int64_t local = 1;  // values per channel on this rank: x.numel() / c, which fits
     for (int64_t d = 0; d < x.dim(); ++d)
         if (d != 1) {
             axes.push_back(d);
@@ -87,9 +89,9 @@ Tensor sync_batch_norm(const Tensor& x, const BatchNormRunningStats& running, co
 
 Tensor SyncBatchNorm2d::forward(const Tensor& x)
 {
-    const BatchNormRunningStats running{&running_mean, &running_var, &num_batches_tracked};
     if (world_size() == 1) return nn::BatchNorm2d::forward(x);
-    return sync_batch_norm(check_input(x), running, weight, bias, is_training(), momentum_, eps_);
+    return sync_batch_norm(check_input(x), {&running_mean, &running_var, &num_batches_tracked}, weight, bias,
+                           is_training(), momentum_, eps_);
 }
 
 std::string SyncBatchNorm2d::describe() const

@@ -131,6 +131,9 @@ TEST_CASE("dist: sync_batch_norm in a world of one is batch_norm, in value, stat
     CHECK(dist::sync_batch_norm(tg::zeros({0, 2, 3}), {&m, &v, &n}).shape() == tg::shape_type{0, 2, 3});
     CHECK(*n.data<int64_t>() == 1);
     CHECK(m.to_vector() == Values{0, 0});
+    // No channels: an empty result, as batch_norm's (x.numel() is 0, the other axes' product need not fit).
+    CHECK(dist::sync_batch_norm(tg::zeros({int64_t(1) << 40, 0, int64_t(1) << 40}), {}).shape() ==
+          tg::shape_type{int64_t(1) << 40, 0, int64_t(1) << 40});
     CHECK(contains(error_of([] { dist::sync_batch_norm(tg::ones({1, 2}), {}); }),
                    "sync_batch_norm: expected more than 1 value per channel over all ranks"));
     CHECK(contains(error_of([] { dist::sync_batch_norm(tg::ones({4, 2}), {}, tg::ones({3})); }),
